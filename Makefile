@@ -1,0 +1,38 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTO_FILES := $(wildcard proto/stablequeue/v1/*.proto)
+
+.PHONY: run test proto proto-check bench lint fmt clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/sq-coordinator --listen 127.0.0.1:50051 --data-dir ./data
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iproto \
+		--python_out=clients --pyi_out=clients --grpc_python_out=clients $(PROTO_FILES)
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_queue.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

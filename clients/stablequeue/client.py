@@ -1,0 +1,291 @@
+"""Sync and asyncio clients for the coordinator.
+
+Both take the address from `SQ_ADDR` (default 127.0.0.1:50051) and the key from
+`SQ_API_KEY` unless given, and raise `StableQueueError` with the server's status
+code and message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+
+from stablequeue.v1 import (
+    models_pb2_grpc,
+    processes_pb2_grpc,
+    queue_pb2,
+    queue_pb2_grpc,
+)
+
+DEFAULT_ADDR = "127.0.0.1:50051"
+MAX_MESSAGE = 64 << 20
+PLACEMENTS = {
+    "front": queue_pb2.MOVE_PLACEMENT_FRONT,
+    "back": queue_pb2.MOVE_PLACEMENT_BACK,
+    "before": queue_pb2.MOVE_PLACEMENT_BEFORE,
+    "after": queue_pb2.MOVE_PLACEMENT_AFTER,
+}
+SEED_MODES = {
+    "fixed": queue_pb2.SEED_MODE_FIXED,
+    "increment": queue_pb2.SEED_MODE_INCREMENT,
+    "random": queue_pb2.SEED_MODE_RANDOM,
+}
+SCOPES = {
+    "admin": queue_pb2.KEY_SCOPE_ADMIN,
+    "submit": queue_pb2.KEY_SCOPE_SUBMIT,
+    "node": queue_pb2.KEY_SCOPE_NODE,
+}
+
+
+class StableQueueError(Exception):
+    """A call failed. `code` is the gRPC status code, `message` the server's explanation."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _error(e: grpc.RpcError) -> StableQueueError:
+    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+    details = e.details() if hasattr(e, "details") else str(e)
+    return StableQueueError(code, details or code.name)
+
+
+def _settings(address: str | None, api_key: str | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+    address = address or os.environ.get("SQ_ADDR") or DEFAULT_ADDR
+    api_key = api_key if api_key is not None else os.environ.get("SQ_API_KEY", "")
+    metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+    return address, metadata
+
+
+def _channel_args(options: list[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+        *(options or []),
+    ]
+
+
+def list_request(
+    statuses: list[int] | None = None, page_size: int = 0, page_token: str = "", **filters: Any
+) -> queue_pb2.ListJobsRequest:
+    request = queue_pb2.ListJobsRequest(statuses=statuses or [], **filters)
+    request.page.page_size = page_size
+    request.page.page_token = page_token
+    return request
+
+
+class Client:
+    """Blocking client.
+
+    Args:
+        address: HOST:PORT of the coordinator.
+        api_key: secret from `sq keys create` (loopback callers may omit it).
+        credentials: TLS channel credentials; plaintext when None.
+        timeout: seconds for unary calls.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        api_key: str | None = None,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        timeout: float = 30.0,
+        options: list[tuple[str, Any]] | None = None,
+    ) -> None:
+        self.address, self._metadata = _settings(address, api_key)
+        args = _channel_args(options)
+        self._channel = (
+            grpc.secure_channel(self.address, credentials, args)
+            if credentials
+            else grpc.insecure_channel(self.address, args)
+        )
+        self.timeout = timeout
+        self.queue = queue_pb2_grpc.QueueServiceStub(self._channel)
+        self.models = models_pb2_grpc.ModelsServiceStub(self._channel)
+        self.processes = processes_pb2_grpc.ProcessesServiceStub(self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def call(self, method: str, request: Any) -> Any:
+        """Calls a QueueService unary method by name, raising StableQueueError."""
+        try:
+            return getattr(self.queue, method)(
+                request, timeout=self.timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as e:
+            raise _error(e) from None
+
+    def stream(self, method: str, request: Any) -> Iterator[Any]:
+        """Calls a QueueService server-streaming method by name."""
+        try:
+            yield from getattr(self.queue, method)(request, metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise _error(e) from None
+
+    def submit(self, spec: queue_pb2.JobSpec, idempotency_key: str = "") -> queue_pb2.Job:
+        request = queue_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key)
+        return self.call("SubmitJob", request).job
+
+    def submit_many(
+        self,
+        spec: queue_pb2.JobSpec,
+        count: int,
+        seed_mode: str = "increment",
+        idempotency_key: str = "",
+    ) -> list[queue_pb2.Job]:
+        request = queue_pb2.SubmitJobsRequest(
+            spec=spec, count=count, seed_mode=SEED_MODES[seed_mode], idempotency_key=idempotency_key
+        )
+        return list(self.call("SubmitJobs", request).jobs)
+
+    def get_job(self, job_id: str) -> queue_pb2.Job:
+        return self.call("GetJob", queue_pb2.GetJobRequest(id=job_id)).job
+
+    def list_jobs(self, **kwargs: Any) -> queue_pb2.ListJobsResponse:
+        """One page; kwargs as `list_request` (statuses, app, server, order, page_size, ...)."""
+        return self.call("ListJobs", list_request(**kwargs))
+
+    def iter_jobs(self, **kwargs: Any) -> Iterator[queue_pb2.Job]:
+        """Every matching job, following page tokens."""
+        token = ""
+        while True:
+            page = self.list_jobs(page_token=token, **kwargs)
+            yield from page.jobs
+            token = page.next_page_token
+            if not token:
+                return
+
+    def cancel(self, job_id: str) -> queue_pb2.Job:
+        return self.call("CancelJob", queue_pb2.CancelJobRequest(id=job_id)).job
+
+    def retry(self, job_id: str) -> queue_pb2.Job:
+        return self.call("RetryJob", queue_pb2.RetryJobRequest(id=job_id)).job
+
+    def delete(self, job_id: str) -> None:
+        self.call("DeleteJob", queue_pb2.DeleteJobRequest(id=job_id))
+
+    def move(self, job_id: str, placement: str, anchor_id: str = "") -> queue_pb2.Job:
+        request = queue_pb2.MoveJobRequest(
+            id=job_id, placement=PLACEMENTS[placement], anchor_id=anchor_id
+        )
+        return self.call("MoveJob", request).job
+
+    def set_priority(self, job_id: str, priority: int) -> queue_pb2.Job:
+        return self.call(
+            "SetPriority", queue_pb2.SetPriorityRequest(id=job_id, priority=priority)
+        ).job
+
+    def pause(self, server: str = "") -> queue_pb2.QueueStats:
+        return self.call("PauseQueue", queue_pb2.PauseQueueRequest(server=server)).stats
+
+    def resume(self, server: str = "") -> queue_pb2.QueueStats:
+        return self.call("ResumeQueue", queue_pb2.ResumeQueueRequest(server=server)).stats
+
+    def stats(self) -> queue_pb2.QueueStats:
+        return self.call("GetQueueStats", queue_pb2.GetQueueStatsRequest()).stats
+
+    def watch_job(self, job_id: str) -> Iterator[queue_pb2.JobEvent]:
+        """The job's state now, then each change; ends when the job is final."""
+        return self.stream("WatchJob", queue_pb2.WatchJobRequest(id=job_id))
+
+    def watch_queue(
+        self, snapshot: bool = True, omit_previews: bool = False
+    ) -> Iterator[queue_pb2.QueueEvent]:
+        request = queue_pb2.WatchQueueRequest(snapshot=snapshot, omit_previews=omit_previews)
+        return self.stream("WatchQueue", request)
+
+    def create_key(self, name: str, scope: str) -> queue_pb2.CreateApiKeyResponse:
+        return self.call(
+            "CreateApiKey", queue_pb2.CreateApiKeyRequest(name=name, scope=SCOPES[scope])
+        )
+
+    def list_keys(self, include_revoked: bool = False) -> list[queue_pb2.ApiKey]:
+        request = queue_pb2.ListApiKeysRequest(include_revoked=include_revoked)
+        return list(self.call("ListApiKeys", request).keys)
+
+    def revoke_key(self, key_id: str) -> queue_pb2.ApiKey:
+        return self.call("RevokeApiKey", queue_pb2.RevokeApiKeyRequest(id=key_id)).key
+
+
+class AsyncClient:
+    """asyncio client with the same settings as `Client`; unary methods by name via `call`."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        api_key: str | None = None,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        timeout: float = 30.0,
+        options: list[tuple[str, Any]] | None = None,
+    ) -> None:
+        self.address, self._metadata = _settings(address, api_key)
+        args = _channel_args(options)
+        self._channel = (
+            grpc.aio.secure_channel(self.address, credentials, args)
+            if credentials
+            else grpc.aio.insecure_channel(self.address, args)
+        )
+        self.timeout = timeout
+        self.queue = queue_pb2_grpc.QueueServiceStub(self._channel)
+        self.models = models_pb2_grpc.ModelsServiceStub(self._channel)
+        self.processes = processes_pb2_grpc.ProcessesServiceStub(self._channel)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def call(self, method: str, request: Any) -> Any:
+        try:
+            return await getattr(self.queue, method)(
+                request, timeout=self.timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as e:
+            raise _error(e) from None
+
+    async def stream(self, method: str, request: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in getattr(self.queue, method)(request, metadata=self._metadata):
+                yield item
+        except grpc.RpcError as e:
+            raise _error(e) from None
+
+    async def submit(self, spec: queue_pb2.JobSpec, idempotency_key: str = "") -> queue_pb2.Job:
+        request = queue_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key)
+        return (await self.call("SubmitJob", request)).job
+
+    async def get_job(self, job_id: str) -> queue_pb2.Job:
+        return (await self.call("GetJob", queue_pb2.GetJobRequest(id=job_id))).job
+
+    async def list_jobs(self, **kwargs: Any) -> queue_pb2.ListJobsResponse:
+        return await self.call("ListJobs", list_request(**kwargs))
+
+    async def cancel(self, job_id: str) -> queue_pb2.Job:
+        return (await self.call("CancelJob", queue_pb2.CancelJobRequest(id=job_id))).job
+
+    def watch_job(self, job_id: str) -> AsyncIterator[queue_pb2.JobEvent]:
+        return self.stream("WatchJob", queue_pb2.WatchJobRequest(id=job_id))
+
+    def watch_queue(
+        self, snapshot: bool = True, omit_previews: bool = False
+    ) -> AsyncIterator[queue_pb2.QueueEvent]:
+        request = queue_pb2.WatchQueueRequest(snapshot=snapshot, omit_previews=omit_previews)
+        return self.stream("WatchQueue", request)

@@ -1,0 +1,1 @@
+"""gRPC servicers (thin: convert messages, await one domain call) and the interceptor."""

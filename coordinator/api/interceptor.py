@@ -1,0 +1,135 @@
+"""The one place that authenticates callers and turns domain errors into gRPC statuses."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from coordinator.auth import principal as auth
+from coordinator.auth.keys import KeyService
+from coordinator.errors import StableQueueError, Unauthenticated
+
+log = logging.getLogger(__name__)
+OWN_SERVICES = "/stablequeue."
+
+
+def is_loopback(peer: str) -> bool:
+    """True for gRPC peer strings of this machine ("ipv4:127.0.0.1:5", "ipv6:[::1]:5", "unix:")."""
+    kind, _, rest = peer.partition(":")
+    if kind == "unix":
+        return True
+    if kind not in ("ipv4", "ipv6"):
+        return False
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            scheme, _, token = str(value).partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("authorization metadata must be 'Bearer <key>'")
+            return token.strip()
+    return None
+
+
+class ApiInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates and authorises every call to our services and maps errors.
+
+    Args:
+        keys: checks bearer keys.
+        require_auth: when False, loopback callers without a key act as admin.
+    """
+
+    def __init__(self, keys: KeyService, require_auth: bool) -> None:
+        self._keys = keys
+        self._require_auth = require_auth
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or not method.startswith(OWN_SERVICES):
+            return handler  # health, reflection: open to all
+        if handler.unary_unary:
+            wrapped, factory = (
+                self._unary(handler.unary_unary, method),
+                grpc.unary_unary_rpc_method_handler,
+            )
+        elif handler.unary_stream:
+            wrapped, factory = (
+                self._streaming(handler.unary_stream, method),
+                grpc.unary_stream_rpc_method_handler,
+            )
+        elif handler.stream_unary:
+            wrapped, factory = (
+                self._unary(handler.stream_unary, method),
+                grpc.stream_unary_rpc_method_handler,
+            )
+        else:
+            wrapped, factory = (
+                self._streaming(handler.stream_stream, method),
+                grpc.stream_stream_rpc_method_handler,
+            )
+        return factory(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        token = bearer_token(context)
+        if token is not None:
+            who = await self._keys.authenticate(token)
+        elif not self._require_auth and is_loopback(context.peer()):
+            who = auth.LOCAL
+        else:
+            raise Unauthenticated("an API key is required: send 'authorization: Bearer <key>'")
+        auth.authorize(who, method)
+        auth.set_current(who)
+
+    def _unary(self, inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Any]:
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                await self._authenticate(context, method)
+                return await inner(request, context)
+            except Exception as e:
+                await _abort(context, e, method)
+
+        return behavior
+
+    def _streaming(
+        self, inner: Callable[..., AsyncIterator[Any]], method: str
+    ) -> Callable[..., Any]:
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                await self._authenticate(context, method)
+                async for response in inner(request, context):
+                    yield response
+            except Exception as e:
+                await _abort(context, e, method)
+
+        return behavior
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: str) -> None:
+    if isinstance(error, grpc.aio.AbortError):
+        raise error
+    if isinstance(error, StableQueueError):
+        await context.abort(error.code, error.message)
+    log.exception("unexpected error in %s", method, exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error (see the coordinator log)")

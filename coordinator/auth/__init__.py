@@ -1,0 +1,1 @@
+"""API keys, callers (principals) and what each scope may call."""

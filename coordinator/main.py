@@ -1,0 +1,67 @@
+"""`sq-coordinator`: runs the coordinator until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from coordinator.config import load_settings
+from coordinator.server import start_coordinator
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="sq-coordinator",
+        description="StableQueue coordinator (settings also from SQ_* variables or --config)",
+    )
+    parser.add_argument("--config", type=Path, help="YAML file of settings")
+    parser.add_argument("--listen", help="HOST:PORT to serve on (default 127.0.0.1:50051)")
+    parser.add_argument("--data-dir", type=Path, help="data folder (default ./data)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default SQLite in the data folder)")
+    parser.add_argument(
+        "--require-auth",
+        action="store_const",
+        const=True,
+        help="loopback callers need an API key too",
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    settings = load_settings(
+        args.config,
+        listen=args.listen,
+        data_dir=args.data_dir,
+        database_url=args.database_url,
+        require_auth=args.require_auth,
+        log_level=args.log_level,
+    )
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    coordinator = await start_coordinator(settings)
+    # Printed for people and for tests that start us on port 0.
+    print(f"sq-coordinator listening on {coordinator.address}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await coordinator.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        asyncio.run(serve(args))
+    except (ValidationError, ValueError, RuntimeError) as e:
+        print(f"sq-coordinator: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""The persistent job queue: states, validation, ordering, events and the queue service."""

@@ -1,0 +1,62 @@
+"""Conversions between stored rows and contract messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from coordinator.queue.states import JobStage, JobStatus
+from coordinator.store.tables import JobRow
+from stablequeue.v1 import common_pb2, queue_pb2
+
+STATUS_TO_PB = {
+    JobStatus.PENDING: queue_pb2.JOB_STATUS_PENDING,
+    JobStatus.PROCESSING: queue_pb2.JOB_STATUS_PROCESSING,
+    JobStatus.COMPLETED: queue_pb2.JOB_STATUS_COMPLETED,
+    JobStatus.FAILED: queue_pb2.JOB_STATUS_FAILED,
+    JobStatus.CANCELLED: queue_pb2.JOB_STATUS_CANCELLED,
+}
+STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
+STAGE_TO_PB = {stage: queue_pb2.JobStage.Value(f"JOB_STAGE_{stage.name}") for stage in JobStage}
+APP_TO_PB = {
+    "forge": common_pb2.APP_KIND_FORGE,
+    "comfyui": common_pb2.APP_KIND_COMFYUI,
+    "sdcpp": common_pb2.APP_KIND_SDCPP,
+    "any": common_pb2.APP_KIND_ANY,
+}
+APP_FROM_PB = {v: k for k, v in APP_TO_PB.items()}
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    """A stored naive-UTC datetime as a protobuf Timestamp (None stays unset)."""
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value.replace(tzinfo=UTC))
+    return ts
+
+
+def job_to_pb(row: JobRow, progress: queue_pb2.JobProgress | None = None) -> queue_pb2.Job:
+    job = queue_pb2.Job(
+        id=row.id,
+        status=STATUS_TO_PB[JobStatus(row.status)],
+        stage=STAGE_TO_PB[JobStage(row.stage)],
+        reason=row.reason,
+        position=row.position,
+        attempts=row.attempts,
+        server=row.server or "",
+        submitted_by=row.submitted_by,
+        idempotency_key=row.idempotency_key or "",
+        batch_id=row.batch_id or "",
+        batch_index=row.batch_index,
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+        started_at=timestamp(row.started_at),
+        finished_at=timestamp(row.finished_at),
+        progress=progress,
+    )
+    job.spec.ParseFromString(row.spec)
+    # The stored spec keeps the priority it was submitted with; the row is current.
+    job.spec.priority = row.priority
+    return job

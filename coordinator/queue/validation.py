@@ -1,0 +1,181 @@
+"""Validation of submitted jobs. Each rule names its field; nothing invalid is stored."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from coordinator.errors import InvalidArgument
+from stablequeue.v1 import common_pb2, queue_pb2
+
+MAX_PROMPT_CHARS = 20_000
+MAX_STEPS = 500
+MIN_SIDE, MAX_SIDE = 64, 8192
+MAX_CFG = 100.0
+MAX_BATCH_SIZE = 64
+MAX_ITERATIONS = 100
+MAX_SEED = 2**32 - 1
+MAX_LORAS = 50
+MAX_LORA_WEIGHT = 10.0
+MAX_NAME_CHARS = 500
+MAX_EXTRA_JSON_BYTES = 1 << 20
+MAX_WORKFLOW_BYTES = 16 << 20
+MAX_INIT_IMAGES = 16
+MAX_INIT_IMAGE_BYTES = 48 << 20
+MAX_PRIORITY = 1000
+MAX_LABEL_CHARS = 200
+MAX_IDEMPOTENCY_KEY_CHARS = 200
+MAX_COUNT = 1000
+SERVER_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF")
+
+
+def check_enum(field: str, wrapper: EnumTypeWrapper, value: int, *, allow_zero: bool) -> None:
+    """Rejects enum numbers the contract does not define (proto3 enums are open)."""
+    if value not in wrapper.values() or (value == 0 and not allow_zero):
+        names = ", ".join(n for n, _ in wrapper.items() if not n.endswith("UNSPECIFIED"))
+        raise InvalidArgument(field, f"unknown value {value}; expected one of {names}")
+
+
+def _range(field: str, value: float, low: float, high: float, *, zero_ok: bool = False) -> None:
+    if zero_ok and value == 0:
+        return
+    if not low <= value <= high:
+        raise InvalidArgument(field, f"must be within {low:g} .. {high:g}, got {value:g}")
+
+
+def _max_chars(field: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidArgument(field, f"at most {limit} characters, got {len(value)}")
+
+
+def _json_object(field: str, text: str, limit: int) -> dict[str, Any]:
+    if len(text.encode()) > limit:
+        raise InvalidArgument(field, f"at most {limit} bytes of JSON")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidArgument(field, f"malformed JSON ({e.msg} at line {e.lineno})") from e
+    if not isinstance(value, dict):
+        raise InvalidArgument(field, f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def validate_params(p: queue_pb2.GenerationParams) -> None:
+    check_enum("spec.params.mode", queue_pb2.GenerationMode, p.mode, allow_zero=True)
+    if not p.prompt.strip():
+        raise InvalidArgument("spec.params.prompt", "required (or send a workflow instead)")
+    _max_chars("spec.params.prompt", p.prompt, MAX_PROMPT_CHARS)
+    _max_chars("spec.params.negative_prompt", p.negative_prompt, MAX_PROMPT_CHARS)
+    _range("spec.params.seed", p.seed, -1, MAX_SEED)
+    _range("spec.params.steps", p.steps, 1, MAX_STEPS, zero_ok=True)
+    _range("spec.params.cfg_scale", p.cfg_scale, 0, MAX_CFG)
+    for name, side in (("width", p.width), ("height", p.height)):
+        _range(f"spec.params.{name}", side, MIN_SIDE, MAX_SIDE, zero_ok=True)
+        if side % 8:
+            raise InvalidArgument(f"spec.params.{name}", f"must be a multiple of 8, got {side}")
+    _range("spec.params.batch_size", p.batch_size, 1, MAX_BATCH_SIZE, zero_ok=True)
+    _range("spec.params.iterations", p.iterations, 1, MAX_ITERATIONS, zero_ok=True)
+    _range("spec.params.denoising_strength", p.denoising_strength, 0, 1)
+    for name in ("sampler", "scheduler", "model"):
+        _max_chars(f"spec.params.{name}", getattr(p, name), MAX_NAME_CHARS)
+    _validate_loras(p)
+    _validate_init_images(p)
+    if p.extra_json:
+        _json_object("spec.params.extra_json", p.extra_json, MAX_EXTRA_JSON_BYTES)
+
+
+def _validate_loras(p: queue_pb2.GenerationParams) -> None:
+    if len(p.loras) > MAX_LORAS:
+        raise InvalidArgument("spec.params.loras", f"at most {MAX_LORAS} LoRAs")
+    for i, lora in enumerate(p.loras):
+        if not lora.name.strip():
+            raise InvalidArgument(f"spec.params.loras[{i}].name", "required")
+        _max_chars(f"spec.params.loras[{i}].name", lora.name, MAX_NAME_CHARS)
+        _range(f"spec.params.loras[{i}].weight", lora.weight, -MAX_LORA_WEIGHT, MAX_LORA_WEIGHT)
+
+
+def _validate_init_images(p: queue_pb2.GenerationParams) -> None:
+    field = "spec.params.init_images"
+    if p.mode == queue_pb2.GENERATION_MODE_IMG2IMG and not p.init_images:
+        raise InvalidArgument(field, "img2img needs at least one init image")
+    if p.mode != queue_pb2.GENERATION_MODE_IMG2IMG and p.init_images:
+        raise InvalidArgument(field, "only img2img takes init images (set mode to IMG2IMG)")
+    if len(p.init_images) > MAX_INIT_IMAGES:
+        raise InvalidArgument(field, f"at most {MAX_INIT_IMAGES} images")
+    total = sum(len(image) for image in p.init_images)
+    if total > MAX_INIT_IMAGE_BYTES:
+        raise InvalidArgument(
+            field, f"{total / 2**20:.1f} MiB in all exceeds {MAX_INIT_IMAGE_BYTES >> 20} MiB"
+        )
+    for i, image in enumerate(p.init_images):
+        if not image.startswith(IMAGE_MAGIC):
+            raise InvalidArgument(f"{field}[{i}]", "not a PNG, JPEG or WebP image")
+
+
+def validate_workflow(text: str) -> None:
+    """Checks a ComfyUI API-format workflow: node id -> {class_type, inputs}."""
+    graph = _json_object("spec.workflow_json", text, MAX_WORKFLOW_BYTES)
+    if not graph:
+        raise InvalidArgument("spec.workflow_json", "the workflow has no nodes")
+    if "nodes" in graph and "links" in graph:
+        raise InvalidArgument(
+            "spec.workflow_json",
+            "this is a UI-format workflow; export it with 'Save (API Format)'",
+        )
+    for node_id, node in graph.items():
+        field = f"spec.workflow_json[{node_id!r}]"
+        if not isinstance(node, dict):
+            raise InvalidArgument(field, "each node must be an object")
+        if not isinstance(node.get("class_type"), str) or not node["class_type"]:
+            raise InvalidArgument(f"{field}.class_type", "required string")
+        if not isinstance(node.get("inputs", {}), dict):
+            raise InvalidArgument(f"{field}.inputs", "must be an object")
+
+
+def normalize_spec(spec: queue_pb2.JobSpec) -> queue_pb2.JobSpec:
+    """Validates a job spec and returns a copy with defaults made explicit.
+
+    Raises:
+        InvalidArgument: naming the first field that breaks a rule.
+    """
+    check_enum("spec.app", common_pb2.AppKind, spec.app, allow_zero=True)
+    out = queue_pb2.JobSpec()
+    out.CopyFrom(spec)
+    payload = spec.WhichOneof("payload")
+    if payload is None:
+        raise InvalidArgument("spec", "send either params (with a prompt) or workflow_json")
+    if payload == "workflow_json":
+        validate_workflow(spec.workflow_json)
+        if spec.app in (common_pb2.APP_KIND_FORGE, common_pb2.APP_KIND_SDCPP):
+            raise InvalidArgument("spec.app", "a ComfyUI workflow can only run on COMFYUI")
+        out.app = common_pb2.APP_KIND_COMFYUI
+    else:
+        validate_params(spec.params)
+        if spec.app == common_pb2.APP_KIND_UNSPECIFIED:
+            out.app = common_pb2.APP_KIND_ANY
+        if out.params.mode == queue_pb2.GENERATION_MODE_UNSPECIFIED:
+            out.params.mode = queue_pb2.GENERATION_MODE_TXT2IMG
+    if spec.target_server and not SERVER_ALIAS.match(spec.target_server):
+        raise InvalidArgument(
+            "spec.target_server", "letters, digits, '.', '_' or '-', at most 100 characters"
+        )
+    validate_priority("spec.priority", spec.priority)
+    _max_chars("spec.label", spec.label, MAX_LABEL_CHARS)
+    return out
+
+
+def validate_priority(field: str, priority: int) -> None:
+    _range(field, priority, -MAX_PRIORITY, MAX_PRIORITY)
+
+
+def validate_idempotency_key(key: str) -> None:
+    _max_chars("idempotency_key", key, MAX_IDEMPOTENCY_KEY_CHARS)
+
+
+def validate_count(count: int) -> None:
+    if not 1 <= count <= MAX_COUNT:
+        raise InvalidArgument("count", f"must be within 1 .. {MAX_COUNT}, got {count}")

@@ -1,0 +1,98 @@
+"""Wiring: builds the store, the services and the gRPC server from Settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from coordinator.api.interceptor import ApiInterceptor
+from coordinator.api.queue_servicer import QueueServicer
+from coordinator.auth.keys import KeyService
+from coordinator.config import Settings
+from coordinator.queue.events import EventBus
+from coordinator.queue.service import QueueService
+from coordinator.store import Database
+from stablequeue.v1 import queue_pb2, queue_pb2_grpc
+
+log = logging.getLogger(__name__)
+SERVED = (queue_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name,)
+
+
+@dataclass
+class Coordinator:
+    """A running coordinator: its gRPC server, bound port and services."""
+
+    settings: Settings
+    server: grpc.aio.Server
+    port: int
+    db: Database
+    bus: EventBus
+    queue: QueueService
+    keys: KeyService
+    health: health.HealthServicer
+
+    @property
+    def address(self) -> str:
+        host = self.settings.listen.rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stops serving: open watch streams end, in-flight calls get `grace` seconds."""
+        self.health.enter_graceful_shutdown()
+        self.bus.close()
+        await self.server.stop(grace)
+        self.db.close()
+
+
+async def start_coordinator(settings: Settings) -> Coordinator:
+    """Migrates the store, binds the port and starts serving.
+
+    Raises:
+        RuntimeError: the listen address could not be bound.
+    """
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    bus = EventBus()
+    keys = KeyService(db)
+    queue = QueueService(db, bus)
+    limit = settings.max_message_mb << 20
+    server = grpc.aio.server(
+        interceptors=[ApiInterceptor(keys, settings.require_auth)],
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ],
+    )
+    queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queue, keys), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in (*SERVED, ""):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*SERVED, reflection.SERVICE_NAME, health.SERVICE_NAME), server
+    )
+    port = _bind(server, settings)
+    await server.start()
+    log.info(
+        "coordinator listening on %s (database %s)",
+        settings.listen.rpartition(":")[0] + f":{port}",
+        db.url.render_as_string(hide_password=True),
+    )
+    return Coordinator(settings, server, port, db, bus, queue, keys, health_servicer)
+
+
+def _bind(server: grpc.aio.Server, settings: Settings) -> int:
+    if settings.tls_cert and settings.tls_key:
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]
+        )
+        port = server.add_secure_port(settings.listen, credentials)
+    else:
+        port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise RuntimeError(f"could not listen on {settings.listen} (address in use?)")
+    return port

@@ -1,0 +1,92 @@
+"""The database handle: engine, migrations, and one thread that runs every transaction.
+
+All store work runs on a single worker thread. That keeps the asyncio loop free,
+serialises writers (SQLite allows one anyway, and queue positions are computed
+from the current tail), and makes each call one transaction that is committed
+before the awaiting RPC returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, create_engine
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Database:
+    """Owns the engine and the transaction thread.
+
+    Args:
+        url: SQLAlchemy URL (`sqlite:///path` or `postgresql+psycopg://...`).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.engine = _create_engine(url, self.is_sqlite)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sq-db")
+
+    def migrate(self) -> None:
+        """Brings the schema to the newest numbered migration (idempotent)."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Runs `work(session)` in one transaction on the store thread and commits it.
+
+        Raises:
+            Whatever `work` raises; the transaction is then rolled back.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._transaction, work)
+
+    def run_sync(self, work: Callable[[Session], T]) -> T:
+        """Like `run`, for callers outside the event loop (CLI tools, tests)."""
+        return self._executor.submit(self._transaction, work).result()
+
+    def _transaction(self, work: Callable[[Session], T]) -> T:
+        with Session(self.engine, expire_on_commit=False) as session:
+            result = work(session)
+            session.commit()
+            return result
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()
+
+
+def _create_engine(url: str, is_sqlite: bool) -> Engine:
+    if not is_sqlite:
+        return create_engine(url, pool_pre_ping=True)
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL: readers never block the writer; NORMAL sync keeps every commit
+        # across a process kill (only an OS crash could lose the last commits).
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine

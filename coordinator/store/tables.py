@@ -1,0 +1,86 @@
+"""Tables. Schema changes go through a new numbered migration in `migrations/versions/`."""
+
+from __future__ import annotations
+
+from pydantic import NaiveDatetime
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, text
+from sqlmodel import Field, SQLModel
+
+
+class JobRow(SQLModel, table=True):
+    """One queued job. `spec` is the serialized `stablequeue.v1.JobSpec`."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status_order", "status", text("priority DESC"), "position", "id"),
+        Index("ix_jobs_order", text("priority DESC"), "position", "id"),
+        Index(
+            "ix_jobs_owner_status_order",
+            "submitted_by",
+            "status",
+            text("priority DESC"),
+            "position",
+            "id",
+        ),
+        Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_position", "position"),
+        Index("ix_jobs_batch", "batch_id", "batch_index"),
+        Index("ix_jobs_server", "server"),
+        Index("ix_jobs_target_server", "target_server"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    status: str = Field(max_length=16)
+    stage: str = Field(max_length=32)
+    reason: str = Field(default="")
+    app: str = Field(max_length=16)
+    target_server: str | None = Field(default=None, max_length=100)
+    server: str | None = Field(default=None, max_length=100)
+    priority: int = 0
+    position: int = Field(sa_column=Column(BigInteger, nullable=False))
+    attempts: int = 0
+    submitted_by: str = Field(max_length=64)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    batch_id: str | None = Field(default=None, max_length=32)
+    batch_index: int = 0
+    label: str = Field(default="", max_length=200)
+    spec: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: NaiveDatetime
+    updated_at: NaiveDatetime
+    started_at: NaiveDatetime | None = None
+    finished_at: NaiveDatetime | None = None
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """An API key. Only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=100)
+    scope: str = Field(max_length=16)
+    secret_hash: str = Field(max_length=64, unique=True)
+    created_at: NaiveDatetime
+    last_used_at: NaiveDatetime | None = None
+    revoked_at: NaiveDatetime | None = None
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """Maps a caller's idempotency key to the batch it created."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=200)
+    request_hash: str = Field(max_length=64)
+    batch_id: str = Field(max_length=32)
+    created_at: NaiveDatetime
+
+
+class SettingRow(SQLModel, table=True):
+    """Small durable coordinator state (e.g. whether the queue is paused)."""
+
+    __tablename__ = "coordinator_state"
+
+    name: str = Field(primary_key=True, max_length=100)
+    value: str
