@@ -1,0 +1,1 @@
+"""The `sq` command line (needs the `server` extra for rich)."""

@@ -1,0 +1,342 @@
+"""`sq`: submit, inspect, reorder and watch StableQueue jobs; manage API keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from stablequeue.cli import render, watch
+from stablequeue.client import SEED_MODES, Client, StableQueueError
+from stablequeue.specs import txt2img, workflow
+from stablequeue.v1 import queue_pb2
+
+STATUSES = {
+    name.removeprefix("JOB_STATUS_").lower(): num
+    for name, num in queue_pb2.JobStatus.items()
+    if num
+}
+APPS = ("any", "forge", "comfyui", "sdcpp")
+
+
+class UsageError(Exception):
+    """Bad command-line input, reported like argparse does."""
+
+
+def lora(text: str) -> tuple[str, float]:
+    name, sep, weight = text.rpartition(":")
+    if not sep or not name:
+        return text, 1.0
+    try:
+        return name, float(weight)
+    except ValueError:
+        return text, 1.0
+
+
+def build_spec(args: argparse.Namespace) -> queue_pb2.JobSpec:
+    if args.workflow:
+        if args.prompt:
+            raise UsageError("give either a prompt or --workflow, not both")
+        try:
+            text = Path(args.workflow).read_text()
+        except OSError as e:
+            raise UsageError(f"--workflow: {e}") from e
+        return workflow(text, server=args.server, priority=args.priority, label=args.label)
+    if not args.prompt:
+        raise UsageError("a prompt (or --workflow FILE) is required")
+    try:
+        extra = json.loads(args.extra) if args.extra else None
+        images = [Path(p).read_bytes() for p in args.init_image]
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(str(e)) from e
+    numeric = {
+        "seed": args.seed,
+        "steps": args.steps,
+        "cfg_scale": args.cfg,
+        "width": args.width,
+        "height": args.height,
+        "batch_size": args.batch_size,
+        "iterations": args.iterations,
+        "denoising_strength": args.denoise,
+        "sampler": args.sampler,
+        "scheduler": args.scheduler,
+    }
+    return txt2img(
+        args.prompt,
+        negative_prompt=args.negative,
+        model=args.model,
+        loras=args.lora,
+        init_images=images,
+        app=args.app,
+        server=args.server,
+        priority=args.priority,
+        label=args.label,
+        extra=extra,
+        **{k: v for k, v in numeric.items() if v is not None},
+    )
+
+
+def cmd_submit(sq: Client, args: argparse.Namespace) -> int:
+    spec = build_spec(args)
+    if args.count > 1:
+        jobs = sq.submit_many(spec, args.count, args.seed_mode, args.idempotency_key)
+    else:
+        jobs = [sq.submit(spec, args.idempotency_key)]
+    if args.json and not args.wait:
+        render.print_json(jobs)
+        return 0
+    if not args.json:
+        for job in jobs:
+            render.console.print(f"queued [bold]{job.id}[/] (position {job.position})")
+    if not args.wait:
+        return 0
+    finals = [watch.follow_job(sq, job.id, quiet=args.json) for job in jobs]
+    if args.json:
+        render.print_json(finals)
+    return 0 if all(j.status == queue_pb2.JOB_STATUS_COMPLETED for j in finals) else 1
+
+
+def cmd_jobs(sq: Client, args: argparse.Namespace) -> int:
+    statuses = [STATUSES[s] for s in args.status] or (
+        [] if args.all_statuses else [STATUSES["pending"], STATUSES["processing"]]
+    )
+    filters: dict[str, Any] = {
+        "statuses": statuses,
+        "app": render.common_pb2.AppKind.Value(f"APP_KIND_{args.app.upper()}") if args.app else 0,
+        "server": args.server,
+        "submitted_by": args.key,
+        "batch_id": args.batch,
+        "order": queue_pb2.JOB_ORDER_NEWEST if args.newest else queue_pb2.JOB_ORDER_QUEUE,
+    }
+    page = sq.list_jobs(page_size=args.limit, page_token=args.page_token, **filters)
+    if args.json:
+        render.print_json(
+            {
+                "jobs": [render.to_dict(j) for j in page.jobs],
+                "next_page_token": page.next_page_token,
+            }
+        )
+        return 0
+    render.console.print(render.jobs_table(page.jobs))
+    if page.next_page_token:
+        render.console.print(f"more: sq jobs --page-token {page.next_page_token}", style="dim")
+    return 0
+
+
+def cmd_show(sq: Client, args: argparse.Namespace) -> int:
+    job = sq.get_job(args.id)
+    if args.json:
+        render.print_json(job)
+    else:
+        render.console.print(render.job_details(job))
+    return 0
+
+
+def each(
+    action: Callable[[Client, str], Any], verb: str
+) -> Callable[[Client, argparse.Namespace], int]:
+    def run(sq: Client, args: argparse.Namespace) -> int:
+        for job_id in args.ids:
+            action(sq, job_id)
+            render.console.print(f"{verb} {job_id}")
+        return 0
+
+    return run
+
+
+def cmd_move(sq: Client, args: argparse.Namespace) -> int:
+    if args.front:
+        job = sq.move(args.id, "front")
+    elif args.back:
+        job = sq.move(args.id, "back")
+    elif args.before:
+        job = sq.move(args.id, "before", args.before)
+    else:
+        job = sq.move(args.id, "after", args.after)
+    render.console.print(f"moved {job.id} (priority {job.spec.priority}, position {job.position})")
+    return 0
+
+
+def cmd_priority(sq: Client, args: argparse.Namespace) -> int:
+    job = sq.set_priority(args.id, args.priority)
+    render.console.print(f"{job.id} now has priority {job.spec.priority}")
+    return 0
+
+
+def cmd_pause(sq: Client, args: argparse.Namespace) -> int:
+    stats = sq.pause(args.server) if args.pause else sq.resume(args.server)
+    render.console.print(render.stats_line(stats))
+    return 0
+
+
+def cmd_stats(sq: Client, args: argparse.Namespace) -> int:
+    stats = sq.stats()
+    if args.json:
+        render.print_json(stats)
+    else:
+        render.console.print(render.stats_line(stats))
+    return 0
+
+
+def cmd_watch(sq: Client, args: argparse.Namespace) -> int:
+    if args.id:
+        job = watch.follow_job(sq, args.id, quiet=False)
+        return 0 if job.status == queue_pb2.JOB_STATUS_COMPLETED else 1
+    watch.follow_queue(sq)
+    return 0
+
+
+def cmd_keys(sq: Client, args: argparse.Namespace) -> int:
+    if args.keys_command == "create":
+        created = sq.create_key(args.name, args.scope)
+        if args.json:
+            render.print_json(created)
+        else:
+            render.console.print(
+                f"created {created.key.id} ({args.scope}). The key, shown only once:"
+            )
+            print(created.secret)
+    elif args.keys_command == "list":
+        keys = sq.list_keys(include_revoked=args.all)
+        if args.json:
+            render.print_json(keys)
+        else:
+            render.console.print(render.keys_table(keys))
+    else:
+        key = sq.revoke_key(args.id)
+        render.console.print(f"revoked {key.id} ({key.name})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="sq", description="StableQueue command line")
+    root.add_argument("--addr", help="coordinator HOST:PORT (env SQ_ADDR, default 127.0.0.1:50051)")
+    root.add_argument("--api-key", help="API key (env SQ_API_KEY)")
+    root.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("submit", help="queue a job")
+    p.add_argument("prompt", nargs="?", default="")
+    p.add_argument("--negative", default="", help="negative prompt")
+    p.add_argument("--model", default="", help="checkpoint name, hash or path")
+    p.add_argument("--lora", type=lora, action="append", default=[], metavar="NAME:WEIGHT")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--cfg", type=float, help="CFG scale")
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--sampler")
+    p.add_argument("--scheduler")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--iterations", type=int, help="batch count")
+    p.add_argument("--denoise", type=float, help="img2img denoising strength")
+    p.add_argument(
+        "--init-image", action="append", default=[], metavar="FILE", help="makes it img2img"
+    )
+    p.add_argument("--extra", help="backend-specific settings as a JSON object")
+    p.add_argument("--workflow", metavar="FILE", help="ComfyUI API-format workflow JSON")
+    p.add_argument("--app", choices=APPS, default="any")
+    p.add_argument("--server", default="", help="alias of the server that must run it")
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--label", default="")
+    p.add_argument("--count", type=int, default=1, help="queue N copies")
+    p.add_argument("--seed-mode", choices=sorted(SEED_MODES), default="increment")
+    p.add_argument("--idempotency-key", default="")
+    p.add_argument("--wait", action="store_true", help="follow until done; exit 1 unless completed")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("jobs", help="list jobs (pending and processing unless --status/--all)")
+    p.add_argument("--status", action="append", default=[], choices=sorted(STATUSES))
+    p.add_argument("--all", dest="all_statuses", action="store_true", help="every status")
+    p.add_argument("--app", choices=APPS)
+    p.add_argument("--server", default="")
+    p.add_argument("--key", default="", help="only jobs of this API key id")
+    p.add_argument("--batch", default="")
+    p.add_argument("--newest", action="store_true", help="newest first instead of queue order")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--page-token", default="")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("show", help="one job in detail")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    for name, action, verb in (
+        ("cancel", Client.cancel, "cancelled"),
+        ("retry", Client.retry, "re-queued"),
+        ("delete", Client.delete, "deleted"),
+    ):
+        p = sub.add_parser(name, help=f"{name} jobs")
+        p.add_argument("ids", nargs="+", metavar="ID")
+        p.set_defaults(func=each(action, verb))
+
+    p = sub.add_parser("move", help="reorder a pending job")
+    p.add_argument("id")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--front", action="store_true")
+    where.add_argument("--back", action="store_true")
+    where.add_argument("--before", metavar="ID")
+    where.add_argument("--after", metavar="ID")
+    p.set_defaults(func=cmd_move)
+
+    p = sub.add_parser("priority", help="set a pending job's priority (higher runs first)")
+    p.add_argument("id")
+    p.add_argument("priority", type=int)
+    p.set_defaults(func=cmd_priority)
+
+    for name, pause in (("pause", True), ("resume", False)):
+        p = sub.add_parser(name, help=f"{name} dispatching")
+        p.add_argument("--server", default="", help="only this server")
+        p.set_defaults(func=cmd_pause, pause=pause)
+
+    p = sub.add_parser("watch", help="live progress of one job, or of the whole queue")
+    p.add_argument("id", nargs="?")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("stats", help="job counts and pause state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("keys", help="API keys")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    k = keys.add_parser("create", help="create a key (shown once)")
+    k.add_argument("name")
+    k.add_argument("--scope", choices=("admin", "submit", "node"), default="submit")
+    k.add_argument("--json", action="store_true")
+    k = keys.add_parser("list", help="list keys (never their secrets)")
+    k.add_argument("--all", action="store_true", help="include revoked keys")
+    k.add_argument("--json", action="store_true")
+    k = keys.add_parser("revoke", help="revoke a key")
+    k.add_argument("id")
+    p.set_defaults(func=cmd_keys)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        with Client(args.addr, args.api_key, timeout=args.timeout) as sq:
+            code = args.func(sq, args)
+    except UsageError as e:
+        print(f"sq {args.command}: {e}", file=sys.stderr)
+        code = 2
+    except StableQueueError as e:
+        if e.code == grpc.StatusCode.UNAVAILABLE:
+            print(
+                f"sq: cannot reach the coordinator at {args.addr or 'SQ_ADDR'}: {e.message}",
+                file=sys.stderr,
+            )
+        else:
+            print(f"sq: {e.code.name}: {e.message}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,131 @@
+"""How `sq` shows jobs, keys and stats: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.table import Table
+
+from stablequeue.v1 import common_pb2, queue_pb2
+
+console = Console()
+STATUS_STYLE = {
+    "PENDING": "yellow",
+    "PROCESSING": "cyan",
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "CANCELLED": "dim",
+}
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def print_json(value: Any) -> None:
+    if isinstance(value, Message):
+        value = to_dict(value)
+    elif isinstance(value, list):
+        value = [to_dict(v) if isinstance(v, Message) else v for v in value]
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def status_name(job: queue_pb2.Job) -> str:
+    return queue_pb2.JobStatus.Name(job.status).removeprefix("JOB_STATUS_")
+
+
+def stage_name(job: queue_pb2.Job) -> str:
+    return queue_pb2.JobStage.Name(job.stage).removeprefix("JOB_STAGE_").lower()
+
+
+def describe(job: queue_pb2.Job) -> str:
+    """What the job asks for, in one short line."""
+    spec = job.spec
+    if spec.HasField("params"):
+        text = spec.params.prompt.replace("\n", " ")
+        return text if len(text) <= 60 else text[:57] + "..."
+    return f"ComfyUI workflow ({len(json.loads(spec.workflow_json))} nodes)"
+
+
+def jobs_table(jobs: Iterable[queue_pb2.Job], title: str = "") -> Table:
+    table = Table(title=title or None)
+    for column in ("ID", "STATUS", "STAGE", "PRI", "APP", "SERVER", "WHAT", "REASON"):
+        table.add_column(column, no_wrap=column in ("ID", "STATUS"))
+    for job in jobs:
+        status = status_name(job)
+        progress = ""
+        if job.status == queue_pb2.JOB_STATUS_PROCESSING and job.progress.fraction:
+            progress = f" {job.progress.fraction:.0%}"
+        table.add_row(
+            job.id,
+            f"[{STATUS_STYLE[status]}]{status}{progress}[/]",
+            stage_name(job),
+            str(job.spec.priority),
+            common_pb2.AppKind.Name(job.spec.app).removeprefix("APP_KIND_").lower(),
+            job.server or job.spec.target_server or "-",
+            describe(job),
+            job.reason,
+        )
+    return table
+
+
+def job_details(job: queue_pb2.Job) -> Table:
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    data = to_dict(job)
+    spec = data.pop("spec", {})
+    table.add_row("id", job.id)
+    table.add_row("status", status_name(job))
+    table.add_row("stage", stage_name(job))
+    for key in ("reason", "attempts", "server", "position"):
+        if data.get(key):
+            table.add_row(key, str(data[key]))
+    table.add_row("priority", str(job.spec.priority))
+    for key in ("submitted_by", "batch_id", "idempotency_key", "created_at", "started_at"):
+        if data.get(key):
+            table.add_row(key, str(data[key]))
+    if data.get("finished_at"):
+        table.add_row("finished_at", str(data["finished_at"]))
+    params = spec.get("params") or {}
+    for key, value in params.items():
+        if value in ("", 0, [], None):
+            continue
+        if key == "init_images":
+            value = f"{len(value)} image(s)"
+        table.add_row(f"params.{key}", str(value))
+    if "workflow_json" in spec:
+        table.add_row("workflow", describe(job))
+    return table
+
+
+def keys_table(keys: Iterable[queue_pb2.ApiKey]) -> Table:
+    table = Table()
+    for column in ("ID", "NAME", "SCOPE", "CREATED", "LAST USED", "REVOKED"):
+        table.add_column(column)
+    for key in keys:
+        data = to_dict(key)
+        table.add_row(
+            key.id,
+            key.name,
+            queue_pb2.KeyScope.Name(key.scope).removeprefix("KEY_SCOPE_").lower(),
+            data.get("created_at", ""),
+            data.get("last_used_at", "-"),
+            data.get("revoked_at", "-"),
+        )
+    return table
+
+
+def stats_line(stats: queue_pb2.QueueStats) -> str:
+    paused = " [bold red]PAUSED[/]" if stats.paused else ""
+    return (
+        f"pending {stats.pending}  processing {stats.processing}  completed {stats.completed}  "
+        f"failed {stats.failed}  cancelled {stats.cancelled}{paused}"
+    )

@@ -1,0 +1,36 @@
+"""Small helpers shared by tests."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+
+from stablequeue import StableQueueError
+
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
+
+@contextlib.contextmanager
+def raises(code: grpc.StatusCode, *fragments: str) -> Iterator[None]:
+    """Expects a StableQueueError with this status code and message fragments."""
+    with pytest.raises(StableQueueError) as info:
+        yield
+    assert info.value.code == code, info.value
+    for fragment in fragments:
+        assert fragment in info.value.message, info.value.message
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Polls with a deadline (for effects in another process)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
