@@ -34,6 +34,7 @@ class Coordinator:
     queue: QueueService
     keys: KeyService
     health: health.HealthServicer
+    stopped: bool = False
 
     @property
     def address(self) -> str:
@@ -41,7 +42,13 @@ class Coordinator:
         return f"{host}:{self.port}"
 
     async def stop(self, grace: float = 2.0) -> None:
-        """Stops serving: open watch streams end, in-flight calls get `grace` seconds."""
+        """Stops serving: open watch streams end, in-flight calls get `grace` seconds.
+
+        A second call does nothing.
+        """
+        if self.stopped:
+            return
+        self.stopped = True
         self.health.enter_graceful_shutdown()
         self.bus.close()
         await self.server.stop(grace)

@@ -44,7 +44,13 @@ def _range(field: str, value: float, low: float, high: float, *, zero_ok: bool =
     if zero_ok and value == 0:
         return
     if not low <= value <= high:
-        raise InvalidArgument(field, f"must be within {low:g} .. {high:g}, got {value:g}")
+        raise InvalidArgument(
+            field, f"must be within {_num(low)} .. {_num(high)}, got {_num(value)}"
+        )
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _max_chars(field: str, value: str, limit: int) -> None:

@@ -1,0 +1,162 @@
+"""API keys and scopes: loopback trust, --require-auth, scopes, ownership, revocation."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from sqlmodel import select
+
+from coordinator.api.interceptor import is_loopback
+from coordinator.auth.principal import Scope
+from coordinator.store.tables import ApiKeyRow
+from stablequeue import Client, txt2img
+from stablequeue.v1 import queue_pb2
+from tests.conftest import CoordinatorThread
+from tests.helpers import raises
+
+
+def new_key(server: CoordinatorThread, scope: Scope, name: str = "k") -> tuple[str, str]:
+    """Creates a key the way `sq keys create` does on the server side: returns (id, secret)."""
+    row, secret = server.run(server.coordinator.keys.create(name, scope))
+    return row.id, secret
+
+
+@pytest.mark.parametrize(
+    ("peer", "loopback"),
+    [
+        ("ipv4:127.0.0.1:50000", True),
+        ("ipv4:127.8.9.1:1", True),
+        ("ipv6:[::1]:50000", True),
+        ("ipv6:[::ffff:127.0.0.1]:5", True),
+        ("unix:/tmp/sq.sock", True),
+        ("ipv4:192.168.1.20:50000", False),
+        ("ipv6:[2001:db8::1]:443", False),
+        ("ipv4:garbage", False),
+        ("", False),
+    ],
+)
+def test_only_this_machine_counts_as_loopback(peer: str, loopback: bool) -> None:
+    assert is_loopback(peer) is loopback
+
+
+def test_loopback_caller_without_key_is_admin(sq: Client) -> None:
+    created = sq.create_key("first", "admin")  # the 1st key is made like any other
+    assert created.key.scope == queue_pb2.KEY_SCOPE_ADMIN
+    second = sq.create_key("second", "submit")
+    assert {k.id for k in sq.list_keys()} == {created.key.id, second.key.id}
+
+
+def test_required_auth_refuses_callers_without_a_valid_key(auth_server: CoordinatorThread) -> None:
+    with auth_server.client() as anonymous:
+        with raises(grpc.StatusCode.UNAUTHENTICATED, "API key is required"):
+            anonymous.submit(txt2img("x"))
+        with raises(grpc.StatusCode.UNAUTHENTICATED, "API key is required"):
+            list(anonymous.watch_queue())
+    with auth_server.client("sq_not-a-real-key") as forged:
+        with raises(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked"):
+            forged.stats()
+    with Client(auth_server.address) as raw, pytest.raises(grpc.RpcError) as info:
+        raw.queue.GetQueueStats(
+            queue_pb2.GetQueueStatsRequest(), metadata=(("authorization", "Basic abc"),)
+        )
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "Bearer" in info.value.details()
+    # Nothing invalid was stored.
+    _, admin = new_key(auth_server, Scope.ADMIN)
+    with auth_server.client(admin) as sq:
+        assert sq.stats().pending == 0
+
+
+def test_admin_key_can_do_everything(auth_server: CoordinatorThread) -> None:
+    _, admin = new_key(auth_server, Scope.ADMIN)
+    with auth_server.client(admin) as sq:
+        job = sq.submit(txt2img("x"))
+        assert sq.pause().paused
+        created = sq.create_key("ci", "submit")
+        assert created.key.name == "ci"
+        assert sq.cancel(job.id).status == queue_pb2.JOB_STATUS_CANCELLED
+
+
+def test_submit_key_sees_and_changes_only_its_own_jobs(auth_server: CoordinatorThread) -> None:
+    alice_id, alice = new_key(auth_server, Scope.SUBMIT, "alice")
+    _, bob = new_key(auth_server, Scope.SUBMIT, "bob")
+    _, admin = new_key(auth_server, Scope.ADMIN)
+    with (
+        auth_server.client(alice) as a,
+        auth_server.client(bob) as b,
+        auth_server.client(admin) as root,
+    ):
+        mine = a.submit(txt2img("alice's"))
+        theirs = b.submit(txt2img("bob's"))
+        assert mine.submitted_by == alice_id
+
+        assert [j.id for j in a.list_jobs().jobs] == [mine.id]
+        assert {j.id for j in root.list_jobs().jobs} == {mine.id, theirs.id}
+        with raises(grpc.StatusCode.PERMISSION_DENIED, "submitted_by"):
+            a.list_jobs(submitted_by="someone-else")
+        for call in (a.get_job, a.cancel, a.retry, a.delete):
+            with raises(grpc.StatusCode.NOT_FOUND, theirs.id):
+                call(theirs.id)
+        with raises(grpc.StatusCode.NOT_FOUND):
+            list(a.watch_job(theirs.id))
+        with raises(grpc.StatusCode.NOT_FOUND):
+            a.move(mine.id, "before", theirs.id)
+        assert a.cancel(mine.id).status == queue_pb2.JOB_STATUS_CANCELLED
+        assert b.get_job(theirs.id).status == queue_pb2.JOB_STATUS_PENDING
+
+        # The same idempotency key from two callers makes two jobs.
+        one = a.submit(txt2img("same"), idempotency_key="k")
+        two = b.submit(txt2img("same"), idempotency_key="k")
+        assert one.id != two.id
+
+
+def test_submit_key_cannot_pause_or_manage_keys(auth_server: CoordinatorThread) -> None:
+    _, submit = new_key(auth_server, Scope.SUBMIT)
+    with auth_server.client(submit) as sq:
+        for call in (sq.pause, sq.resume, sq.list_keys):
+            with raises(grpc.StatusCode.PERMISSION_DENIED, "scope submit", "needs admin"):
+                call()
+        with raises(grpc.StatusCode.PERMISSION_DENIED, "CreateApiKey needs admin"):
+            sq.create_key("escalate", "admin")
+
+
+def test_node_key_cannot_use_the_queue(auth_server: CoordinatorThread) -> None:
+    _, node = new_key(auth_server, Scope.NODE)
+    with auth_server.client(node) as sq, raises(
+        grpc.StatusCode.PERMISSION_DENIED, "scope node", "SubmitJob needs admin or submit"
+    ):
+        sq.submit(txt2img("x"))
+
+
+def test_revoked_key_is_refused_at_once(auth_server: CoordinatorThread) -> None:
+    key_id, secret = new_key(auth_server, Scope.SUBMIT)
+    _, admin = new_key(auth_server, Scope.ADMIN)
+    with auth_server.client(secret) as sq, auth_server.client(admin) as root:
+        sq.submit(txt2img("x"))  # the key is now cached as valid
+        root.revoke_key(key_id)
+        with raises(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked"):
+            sq.stats()
+        with raises(grpc.StatusCode.NOT_FOUND, "no API key"):
+            root.revoke_key("key_missing")
+
+
+def test_loopback_caller_with_a_bad_key_is_not_trusted(
+    sq: Client, server: CoordinatorThread
+) -> None:
+    with server.client("sq_wrong") as bad, raises(grpc.StatusCode.UNAUTHENTICATED):
+        bad.stats()
+
+
+def test_key_validation(sq: Client) -> None:
+    with raises(grpc.StatusCode.INVALID_ARGUMENT, "name", "required"):
+        sq.create_key("  ", "admin")
+    with raises(grpc.StatusCode.INVALID_ARGUMENT, "scope"):
+        sq.call("CreateApiKey", queue_pb2.CreateApiKeyRequest(name="x"))
+
+
+def test_secrets_are_stored_only_as_hashes(server: CoordinatorThread, sq: Client) -> None:
+    created = sq.create_key("ci", "admin")
+    rows = server.coordinator.db.run_sync(lambda s: list(s.exec(select(ApiKeyRow))))
+    assert len(rows) == 1
+    assert created.secret not in repr(rows[0].model_dump())
+    assert rows[0].secret_hash != created.secret and len(rows[0].secret_hash) == 64

@@ -1,0 +1,103 @@
+"""WatchJob and WatchQueue: current state first, then every change, live."""
+
+from __future__ import annotations
+
+import grpc
+
+from coordinator.queue.states import JobStatus
+from stablequeue import Client, txt2img
+from stablequeue.v1 import queue_pb2
+from tests.conftest import CoordinatorThread
+from tests.helpers import PNG_1PX, raises
+
+ET = queue_pb2.JobEventType
+
+
+async def _progress(server: CoordinatorThread, job: queue_pb2.Job, step: int) -> None:
+    server.coordinator.queue.report_progress(
+        job,
+        queue_pb2.JobProgress(
+            step=step, total_steps=20, fraction=step / 20, eta_seconds=3.0, preview_image=PNG_1PX
+        ),
+    )
+
+
+def test_watch_job_streams_snapshot_changes_and_ends_when_final(
+    server: CoordinatorThread, sq: Client
+) -> None:
+    job = sq.submit(txt2img("x"))
+    other = sq.submit(txt2img("y"))
+    events = sq.watch_job(job.id)
+    snapshot = next(events)
+    assert snapshot.type == ET.JOB_EVENT_TYPE_SNAPSHOT
+    assert snapshot.job.status == queue_pb2.JOB_STATUS_PENDING
+
+    sq.move(job.id, "after", other.id)
+    moved = next(events)
+    assert moved.type == ET.JOB_EVENT_TYPE_MOVED and moved.job.position > other.position
+
+    started = server.run(server.coordinator.queue.start(job.id, "gpu-1"))
+    assert next(events).job.status == queue_pb2.JOB_STATUS_PROCESSING
+    server.run(_progress(server, started, 5))
+    progress = next(events)
+    assert progress.type == ET.JOB_EVENT_TYPE_PROGRESS
+    assert (progress.job.progress.step, progress.job.progress.total_steps) == (5, 20)
+    assert progress.job.progress.preview_image == PNG_1PX
+    assert sq.get_job(job.id).progress.step == 5
+
+    server.run(server.coordinator.queue.finish(job.id, JobStatus.COMPLETED))
+    final = next(events)
+    assert final.job.status == queue_pb2.JOB_STATUS_COMPLETED
+    assert list(events) == []  # the stream ended by itself
+    assert not sq.get_job(job.id).HasField("progress")
+
+
+def test_watch_finished_job_returns_its_state_and_ends(sq: Client) -> None:
+    job = sq.submit(txt2img("x"))
+    sq.cancel(job.id)
+    events = list(sq.watch_job(job.id))
+    assert [e.type for e in events] == [ET.JOB_EVENT_TYPE_SNAPSHOT]
+    assert events[0].job.status == queue_pb2.JOB_STATUS_CANCELLED
+
+
+def test_watch_unknown_job_is_not_found(sq: Client) -> None:
+    with raises(grpc.StatusCode.NOT_FOUND, "ghost"):
+        list(sq.watch_job("ghost"))
+
+
+def test_watch_queue_streams_every_change(server: CoordinatorThread, sq: Client) -> None:
+    before = sq.submit(txt2img("already queued"))
+    events = sq.watch_queue(snapshot=True, omit_previews=True)
+    first = next(events)
+    assert (
+        first.job_event.type == ET.JOB_EVENT_TYPE_SNAPSHOT and first.job_event.job.id == before.id
+    )
+
+    job = sq.submit(txt2img("new"))
+    submitted = next(events).job_event
+    assert submitted.type == ET.JOB_EVENT_TYPE_SUBMITTED and submitted.job.id == job.id
+
+    started = server.run(server.coordinator.queue.start(job.id, "gpu"))
+    assert next(events).job_event.job.status == queue_pb2.JOB_STATUS_PROCESSING
+    server.run(_progress(server, started, 3))
+    progress = next(events).job_event
+    assert progress.job.progress.step == 3 and progress.job.progress.preview_image == b""
+
+    sq.pause()
+    assert next(events).stats.paused is True
+    sq.cancel(before.id)
+    assert next(events).job_event.job.status == queue_pb2.JOB_STATUS_CANCELLED
+    sq.delete(before.id)
+    deleted = next(events).job_event
+    assert deleted.type == ET.JOB_EVENT_TYPE_DELETED and deleted.job.id == before.id
+    events.close()
+
+
+def test_watch_streams_end_when_the_coordinator_stops(sqlite_server: CoordinatorThread) -> None:
+    with sqlite_server.client() as sq:
+        job = sq.submit(txt2img("x"))
+        events = sq.watch_job(job.id)
+        next(events)
+        sqlite_server.run(sqlite_server.coordinator.stop(grace=1.0))
+        with raises(grpc.StatusCode.UNAVAILABLE):
+            next(events)
