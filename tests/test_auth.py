@@ -52,9 +52,11 @@ def test_required_auth_refuses_callers_without_a_valid_key(auth_server: Coordina
             anonymous.submit(txt2img("x"))
         with raises(grpc.StatusCode.UNAUTHENTICATED, "API key is required"):
             list(anonymous.watch_queue())
-    with auth_server.client("sq_not-a-real-key") as forged:
-        with raises(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked"):
-            forged.stats()
+    with (
+        auth_server.client("sq_not-a-real-key") as forged,
+        raises(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked"),
+    ):
+        forged.stats()
     with Client(auth_server.address) as raw, pytest.raises(grpc.RpcError) as info:
         raw.queue.GetQueueStats(
             queue_pb2.GetQueueStatsRequest(), metadata=(("authorization", "Basic abc"),)
