@@ -124,8 +124,9 @@ def test_submit_key_cannot_pause_or_manage_keys(auth_server: CoordinatorThread) 
 
 def test_node_key_cannot_use_the_queue(auth_server: CoordinatorThread) -> None:
     _, node = new_key(auth_server, Scope.NODE)
-    with auth_server.client(node) as sq, raises(
-        grpc.StatusCode.PERMISSION_DENIED, "scope node", "SubmitJob needs admin or submit"
+    with (
+        auth_server.client(node) as sq,
+        raises(grpc.StatusCode.PERMISSION_DENIED, "scope node", "SubmitJob needs admin or submit"),
     ):
         sq.submit(txt2img("x"))
 

@@ -13,7 +13,7 @@ import grpc
 
 from stablequeue.cli import render, watch
 from stablequeue.client import SEED_MODES, Client, StableQueueError
-from stablequeue.specs import txt2img, workflow
+from stablequeue.specs import APPS, txt2img, workflow
 from stablequeue.v1 import queue_pb2
 
 STATUSES = {
@@ -21,7 +21,6 @@ STATUSES = {
     for name, num in queue_pb2.JobStatus.items()
     if num
 }
-APPS = ("any", "forge", "comfyui", "sdcpp")
 
 
 class UsageError(Exception):
@@ -107,7 +106,7 @@ def cmd_jobs(sq: Client, args: argparse.Namespace) -> int:
     )
     filters: dict[str, Any] = {
         "statuses": statuses,
-        "app": render.common_pb2.AppKind.Value(f"APP_KIND_{args.app.upper()}") if args.app else 0,
+        "app": APPS[args.app] if args.app else 0,
         "server": args.server,
         "submitted_by": args.key,
         "batch_id": args.batch,
@@ -240,7 +239,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--extra", help="backend-specific settings as a JSON object")
     p.add_argument("--workflow", metavar="FILE", help="ComfyUI API-format workflow JSON")
-    p.add_argument("--app", choices=APPS, default="any")
+    p.add_argument("--app", choices=sorted(APPS), default="any")
     p.add_argument("--server", default="", help="alias of the server that must run it")
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--label", default="")
@@ -254,7 +253,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list jobs (pending and processing unless --status/--all)")
     p.add_argument("--status", action="append", default=[], choices=sorted(STATUSES))
     p.add_argument("--all", dest="all_statuses", action="store_true", help="every status")
-    p.add_argument("--app", choices=APPS)
+    p.add_argument("--app", choices=sorted(APPS))
     p.add_argument("--server", default="")
     p.add_argument("--key", default="", help="only jobs of this API key id")
     p.add_argument("--batch", default="")

@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
 
-from stablequeue.v1 import common_pb2, queue_pb2
+from stablequeue.v1 import queue_pb2
 
 console = Console()
 STATUS_STYLE = {
@@ -56,19 +56,23 @@ def describe(job: queue_pb2.Job) -> str:
 
 def jobs_table(jobs: Iterable[queue_pb2.Job], title: str = "") -> Table:
     table = Table(title=title or None)
-    for column in ("ID", "STATUS", "STAGE", "PRI", "APP", "SERVER", "WHAT", "REASON"):
-        table.add_column(column, no_wrap=column in ("ID", "STATUS"))
+    table.add_column("ID", no_wrap=True, min_width=16)
+    table.add_column("STATUS", no_wrap=True, min_width=10)
+    table.add_column("PRI", no_wrap=True)
+    table.add_column("SERVER", no_wrap=True)
+    table.add_column("WHAT", overflow="ellipsis", no_wrap=True, max_width=24)
+    table.add_column("REASON", overflow="fold", min_width=12)
     for job in jobs:
         status = status_name(job)
-        progress = ""
-        if job.status == queue_pb2.JOB_STATUS_PROCESSING and job.progress.fraction:
-            progress = f" {job.progress.fraction:.0%}"
+        shown = f"[{STATUS_STYLE[status]}]{status}[/]"
+        if job.status == queue_pb2.JOB_STATUS_PROCESSING:
+            shown += f" {stage_name(job)}"
+            if job.progress.fraction:
+                shown += f" {job.progress.fraction:.0%}"
         table.add_row(
             job.id,
-            f"[{STATUS_STYLE[status]}]{status}{progress}[/]",
-            stage_name(job),
+            shown,
             str(job.spec.priority),
-            common_pb2.AppKind.Name(job.spec.app).removeprefix("APP_KIND_").lower(),
             job.server or job.spec.target_server or "-",
             describe(job),
             job.reason,

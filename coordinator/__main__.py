@@ -1,0 +1,5 @@
+"""`python -m coordinator` is `sq-coordinator`."""
+
+from coordinator.main import main
+
+main()

@@ -1,0 +1,126 @@
+"""`sq` end to end: the real command-line entry point against a real coordinator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stablequeue import txt2img
+from stablequeue.cli.main import main
+from tests.conftest import CoordinatorThread
+from tests.helpers import PNG_1PX
+
+
+def sq(
+    capsys: pytest.CaptureFixture[str], server: CoordinatorThread, *args: str
+) -> tuple[int, str, str]:
+    """Runs `sq --addr ADDR ARGS...`; returns (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--addr", server.address, *args])
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
+def test_submit_with_every_flag_then_show_as_json(
+    capsys: pytest.CaptureFixture[str], sqlite_server: CoordinatorThread, tmp_path: Path
+) -> None:
+    image = tmp_path / "in.png"
+    image.write_bytes(PNG_1PX)
+    code, out, _ = sq(
+        capsys, sqlite_server, "submit", "a red fox", "--negative", "blurry", "--model", "sdxl",
+        "--lora", "detail:0.5", "--lora", "plain", "--seed", "7", "--steps", "25", "--cfg", "6",
+        "--width", "832", "--height", "1216", "--sampler", "Euler a", "--scheduler", "karras",
+        "--batch-size", "2", "--iterations", "2", "--denoise", "0.4", "--init-image", str(image),
+        "--extra", '{"enable_hr": false}', "--app", "forge", "--server", "gpu-1",
+        "--priority", "3", "--label", "cli", "--json",
+    )  # fmt: skip
+    assert code == 0
+    [job] = json.loads(out)
+    params = job["spec"]["params"]
+    assert params["mode"] == "GENERATION_MODE_IMG2IMG"
+    assert params["loras"] == [{"name": "detail", "weight": 0.5}, {"name": "plain", "weight": 1.0}]
+    assert (params["steps"], params["width"], params["height"], params["seed"]) == (
+        25,
+        832,
+        1216,
+        "7",
+    )
+    assert job["spec"]["target_server"] == "gpu-1" and job["spec"]["priority"] == 3
+
+    code, out, _ = sq(capsys, sqlite_server, "show", job["id"], "--json")
+    assert code == 0 and json.loads(out)["id"] == job["id"]
+    code, out, _ = sq(capsys, sqlite_server, "show", job["id"])
+    assert code == 0 and "a red fox" in out and "PENDING" in out
+
+
+def test_count_workflow_list_move_priority_cancel_retry_delete(
+    capsys: pytest.CaptureFixture[str], sqlite_server: CoordinatorThread, tmp_path: Path
+) -> None:
+    flow = tmp_path / "flow.json"
+    flow.write_text(json.dumps({"1": {"class_type": "KSampler", "inputs": {"seed": 1}}}))
+    code, out, _ = sq(capsys, sqlite_server, "submit", "--workflow", str(flow), "--json")
+    flow_job = json.loads(out)[0]["id"]
+    code, out, _ = sq(
+        capsys, sqlite_server, "submit", "cats", "--count", "3", "--seed", "5", "--json"
+    )
+    jobs = [j["id"] for j in json.loads(out)]
+    assert code == 0 and len(jobs) == 3
+
+    assert sq(capsys, sqlite_server, "move", jobs[2], "--front")[0] == 0
+    assert sq(capsys, sqlite_server, "move", jobs[0], "--after", jobs[1])[0] == 0
+    assert sq(capsys, sqlite_server, "priority", flow_job, "-5")[0] == 0
+    code, out, _ = sq(capsys, sqlite_server, "jobs", "--json")
+    assert [j["id"] for j in json.loads(out)["jobs"]] == [jobs[2], jobs[1], jobs[0], flow_job]
+
+    code, out, _ = sq(capsys, sqlite_server, "cancel", jobs[0], jobs[1])
+    assert code == 0 and out.count("cancelled") == 2
+    assert sq(capsys, sqlite_server, "retry", jobs[0])[0] == 0
+    assert sq(capsys, sqlite_server, "delete", jobs[1])[0] == 0
+    code, out, _ = sq(capsys, sqlite_server, "jobs", "--all", "--json")
+    assert {j["id"] for j in json.loads(out)["jobs"]} == {jobs[0], jobs[2], flow_job}
+    code, out, _ = sq(capsys, sqlite_server, "jobs")
+    assert code == 0 and flow_job in out and "PENDING" in out
+
+
+def test_stats_pause_resume_and_keys(
+    capsys: pytest.CaptureFixture[str], sqlite_server: CoordinatorThread
+) -> None:
+    assert "PAUSED" in sq(capsys, sqlite_server, "pause")[1]
+    code, out, _ = sq(capsys, sqlite_server, "stats", "--json")
+    assert json.loads(out)["paused"] is True
+    assert "PAUSED" not in sq(capsys, sqlite_server, "resume")[1]
+
+    code, out, _ = sq(capsys, sqlite_server, "keys", "create", "laptop", "--scope", "submit")
+    secret = out.strip().splitlines()[-1]
+    assert code == 0 and secret.startswith("sq_")
+    code, out, _ = sq(capsys, sqlite_server, "keys", "list", "--json")
+    [key] = json.loads(out)
+    assert key["name"] == "laptop" and secret not in out
+    assert sq(capsys, sqlite_server, "keys", "revoke", key["id"])[0] == 0
+    code, out, _ = sq(capsys, sqlite_server, "--api-key", secret, "stats")
+    assert code == 1
+
+
+def test_errors_print_the_server_message_and_exit_non_zero(
+    capsys: pytest.CaptureFixture[str], sqlite_server: CoordinatorThread
+) -> None:
+    code, _, err = sq(capsys, sqlite_server, "submit", "x", "--steps", "9999")
+    assert code == 1 and "INVALID_ARGUMENT: spec.params.steps" in err
+    code, _, err = sq(capsys, sqlite_server, "show", "nope")
+    assert code == 1 and "NOT_FOUND: no job with id 'nope'" in err
+    code, _, err = sq(capsys, sqlite_server, "submit")
+    assert code == 2 and "prompt" in err
+    code, _, err = sq(capsys, sqlite_server, "--addr", "127.0.0.1:1", "--timeout", "2", "stats")
+    assert code == 1 and "cannot reach the coordinator" in err
+
+
+def test_watch_follows_a_job_to_its_end_and_exits_non_zero_unless_completed(
+    capsys: pytest.CaptureFixture[str], sqlite_server: CoordinatorThread
+) -> None:
+    with sqlite_server.client() as client:
+        job = client.submit(txt2img("x"))
+        client.cancel(job.id)
+    code, out, _ = sq(capsys, sqlite_server, "watch", job.id)
+    assert code == 1 and "CANCELLED" in out
