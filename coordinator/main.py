@@ -62,6 +62,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         asyncio.run(serve(args))
-    except (ValidationError, ValueError, RuntimeError) as e:
+    except (ValidationError, ValueError, RuntimeError, OSError) as e:
         print(f"sq-coordinator: {e}", file=sys.stderr)
         sys.exit(2)

@@ -72,6 +72,9 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
+            # Without this a second coordinator could bind the same port and
+            # split the traffic with the first, silently.
+            ("grpc.so_reuseport", 0),
         ],
     )
     queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queue, keys), server)
@@ -93,13 +96,16 @@ async def start_coordinator(settings: Settings) -> Coordinator:
 
 
 def _bind(server: grpc.aio.Server, settings: Settings) -> int:
-    if settings.tls_cert and settings.tls_key:
-        credentials = grpc.ssl_server_credentials(
-            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]
-        )
-        port = server.add_secure_port(settings.listen, credentials)
-    else:
-        port = server.add_insecure_port(settings.listen)
+    try:
+        if settings.tls_cert and settings.tls_key:
+            credentials = grpc.ssl_server_credentials(
+                [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]
+            )
+            port = server.add_secure_port(settings.listen, credentials)
+        else:
+            port = server.add_insecure_port(settings.listen)
+    except RuntimeError as e:
+        raise RuntimeError(f"could not listen on {settings.listen} (address in use?)") from e
     if port == 0:
         raise RuntimeError(f"could not listen on {settings.listen} (address in use?)")
     return port
