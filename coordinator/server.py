@@ -52,6 +52,7 @@ class Coordinator:
         self.health.enter_graceful_shutdown()
         self.bus.close()
         await self.server.stop(grace)
+        await self.queue.close()
         self.db.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -37,7 +38,8 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     return ts
 
 
-def job_to_pb(row: JobRow, progress: queue_pb2.JobProgress | None = None) -> queue_pb2.Job:
+def job_to_pb(row: JobRow | Any, progress: queue_pb2.JobProgress | None = None) -> queue_pb2.Job:
+    """A job message from a stored row (or any record with the same attributes)."""
     job = queue_pb2.Job(
         id=row.id,
         status=STATUS_TO_PB[JobStatus(row.status)],

@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
-import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 
 from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from coordinator.auth.principal import Principal
-from coordinator.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from coordinator.queue import ordering, validation
-from coordinator.queue.convert import APP_FROM_PB, STATUS_FROM_PB, job_to_pb, timestamp
+from coordinator.queue.convert import STATUS_FROM_PB, job_to_pb, timestamp
 from coordinator.queue.events import EventBus
 from coordinator.queue.listing import JobQuery, list_page
 from coordinator.queue.states import TERMINAL, JobStage, JobStatus, transition, utcnow
+from coordinator.queue.submissions import Submission, SubmissionWriter, fingerprint, vary_seeds
 from coordinator.store import Database
-from coordinator.store.tables import IdempotencyRow, JobRow, SettingRow
+from coordinator.store.tables import JobRow, SettingRow
 from stablequeue.v1 import queue_pb2
 
 PAUSED_SETTING = "queue.paused"
 SEED_KEYS = ("seed", "noise_seed")
 ET = queue_pb2.JobEventType
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A validated SubmitJob(s) request."""
-
-    specs: list[queue_pb2.JobSpec]
-    idempotency_key: str
-    request_hash: str
-
-
-def new_id() -> str:
-    return secrets.token_hex(8)
 
 
 class QueueService:
@@ -53,6 +37,11 @@ class QueueService:
         self._db = db
         self._bus = bus
         self._progress: dict[str, queue_pb2.JobProgress] = {}
+        self._writer = SubmissionWriter(db)
+
+    async def close(self) -> None:
+        """Stops the submission writer (after the server has stopped taking calls)."""
+        await self._writer.close()
 
     # ---- submitting -------------------------------------------------------
 
@@ -67,8 +56,8 @@ class QueueService:
         """
         normalized = validation.normalize_spec(spec)
         validation.validate_idempotency_key(idempotency_key)
-        submission = Submission([normalized], idempotency_key, _fingerprint(normalized, 1, 0))
-        jobs, created = await self._store_submission(who, submission)
+        submission = Submission(who, [normalized], idempotency_key, fingerprint(normalized, 1, 0))
+        jobs, created = await self._store_submission(submission)
         return jobs[0], created
 
     async def submit_many(
@@ -91,17 +80,14 @@ class QueueService:
         validation.validate_idempotency_key(idempotency_key)
         mode = seed_mode or queue_pb2.SEED_MODE_INCREMENT
         specs = vary_seeds(normalized, count, mode)
-        submission = Submission(specs, idempotency_key, _fingerprint(normalized, count, mode))
-        return await self._store_submission(who, submission)
+        submission = Submission(who, specs, idempotency_key, fingerprint(normalized, count, mode))
+        return await self._store_submission(submission)
 
-    async def _store_submission(
-        self, who: Principal, submission: Submission
-    ) -> tuple[list[queue_pb2.Job], bool]:
-        rows, created = await self._db.run(lambda s: _insert_submission(s, who, submission))
-        if created:
-            for row in rows:
-                self._publish(row, ET.JOB_EVENT_TYPE_SUBMITTED)
-        return [job_to_pb(row) for row in rows], created
+    async def _store_submission(self, submission: Submission) -> tuple[list[queue_pb2.Job], bool]:
+        records, created = await self._writer.store(submission)
+        if not created:
+            return [self.to_pb(record) for record in records], False
+        return [self._publish(record, ET.JOB_EVENT_TYPE_SUBMITTED) for record in records], True
 
     # ---- reading ----------------------------------------------------------
 
@@ -358,65 +344,6 @@ class QueueService:
         return job
 
 
-def _insert_submission(
-    session: Session, who: Principal, submission: Submission
-) -> tuple[Sequence[JobRow], bool]:
-    key = submission.idempotency_key
-    if key:
-        earlier = session.get(IdempotencyRow, (who.key_id, key))
-        if earlier is not None:
-            if earlier.request_hash != submission.request_hash:
-                raise AlreadyExists(
-                    f"idempotency_key {key!r} was already used for a different request"
-                )
-            rows = session.exec(
-                select(JobRow)
-                .where(JobRow.batch_id == earlier.batch_id)
-                .order_by(col(JobRow.batch_index))
-            ).all()
-            if rows:
-                return rows, False
-            session.delete(earlier)  # its jobs were deleted since: submit afresh
-            session.flush()
-    now = utcnow()
-    position = ordering.tail_position(session)
-    batch_id = new_id()
-    rows = []
-    for i, spec in enumerate(submission.specs):
-        job_id = batch_id if i == 0 else new_id()
-        rows.append(
-            JobRow(
-                id=job_id,
-                status=JobStatus.PENDING.value,
-                stage=JobStage.QUEUED.value,
-                app=APP_FROM_PB[spec.app],
-                target_server=spec.target_server or None,
-                priority=spec.priority,
-                position=position + i * ordering.GAP,
-                submitted_by=who.key_id,
-                idempotency_key=key or None,
-                batch_id=batch_id,
-                batch_index=i,
-                label=spec.label,
-                spec=spec.SerializeToString(),
-                created_at=now,
-                updated_at=now,
-            )
-        )
-    session.add_all(rows)
-    if key:
-        session.add(
-            IdempotencyRow(
-                owner=who.key_id,
-                key=key,
-                request_hash=submission.request_hash,
-                batch_id=batch_id,
-                created_at=now,
-            )
-        )
-    return rows, True
-
-
 def _get(session: Session, job_id: str) -> JobRow:
     row = session.get(JobRow, job_id) if job_id else None
     if row is None:
@@ -456,56 +383,8 @@ def _stats(session: Session) -> queue_pb2.QueueStats:
     )
 
 
-def _fingerprint(spec: queue_pb2.JobSpec, count: int, seed_mode: int) -> str:
-    digest = hashlib.sha256(spec.SerializeToString(deterministic=True))
-    digest.update(f"|{count}|{seed_mode}".encode())
-    return digest.hexdigest()
-
-
 def _without_preview(event: queue_pb2.QueueEvent) -> queue_pb2.QueueEvent:
     copy = queue_pb2.QueueEvent()
     copy.CopyFrom(event)
     copy.job_event.job.progress.ClearField("preview_image")
     return copy
-
-
-def vary_seeds(spec: queue_pb2.JobSpec, count: int, mode: int) -> list[queue_pb2.JobSpec]:
-    """`count` copies of `spec` with seeds per `mode` (workflows: every seed/noise_seed input)."""
-    rng = random.SystemRandom()
-    base = _base_seed(spec)
-    if mode == queue_pb2.SEED_MODE_INCREMENT and base < 0:
-        base = rng.randrange(2**32)
-    copies = []
-    for i in range(count):
-        copy = queue_pb2.JobSpec()
-        copy.CopyFrom(spec)
-        if mode == queue_pb2.SEED_MODE_INCREMENT:
-            _set_seed(copy, (base + i) % 2**32)
-        elif mode == queue_pb2.SEED_MODE_RANDOM:
-            _set_seed(copy, rng.randrange(2**32))
-        copies.append(copy)
-    return copies
-
-
-def _base_seed(spec: queue_pb2.JobSpec) -> int:
-    if spec.HasField("params"):
-        return spec.params.seed
-    for node in json.loads(spec.workflow_json).values():
-        for name in SEED_KEYS:
-            value = node.get("inputs", {}).get(name)
-            if isinstance(value, int):
-                return value
-    return -1
-
-
-def _set_seed(spec: queue_pb2.JobSpec, seed: int) -> None:
-    if spec.HasField("params"):
-        spec.params.seed = seed
-        return
-    graph = json.loads(spec.workflow_json)
-    for node in graph.values():
-        inputs = node.get("inputs", {})
-        for name in SEED_KEYS:
-            if isinstance(inputs.get(name), int):
-                inputs[name] = seed
-    spec.workflow_json = json.dumps(graph)
