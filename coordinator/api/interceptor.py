@@ -55,16 +55,23 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, keys: KeyService, require_auth: bool) -> None:
         self._keys = keys
         self._require_auth = require_auth
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
         method = details.method
+        if method in self._wrapped:
+            return self._wrapped[method]
+        handler = await continuation(details)
         if handler is None or not method.startswith(OWN_SERVICES):
             return handler  # health, reflection: open to all
+        self._wrapped[method] = self._wrap(handler, method)
+        return self._wrapped[method]
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary:
             wrapped, factory = (
                 self._unary(handler.unary_unary, method),

@@ -20,13 +20,13 @@ GAP = 1 << 20
 
 def tail_position(session: Session) -> int:
     """A position after every job ever queued."""
-    highest = session.exec(select(func.max(JobRow.position))).one()
+    highest = session.connection().execute(select(func.max(JobRow.position))).scalar()
     return (highest or 0) + GAP
 
 
 def head_position(session: Session) -> int:
     """A position before every job ever queued."""
-    lowest = session.exec(select(func.min(JobRow.position))).one()
+    lowest = session.connection().execute(select(func.min(JobRow.position))).scalar()
     return (lowest or 0) - GAP
 
 

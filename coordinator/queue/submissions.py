@@ -134,10 +134,12 @@ def insert_batch(session: Session, batch: list[Submission]) -> list[Stored | Exc
                 }
             )
         outcomes.append(stored)
+    # Core statements on the session's connection: same transaction, no ORM bookkeeping.
+    connection = session.connection()
     if new_jobs:
-        session.execute(insert(JOBS), new_jobs)
+        connection.execute(insert(JOBS), new_jobs)
     if new_keys:
-        session.execute(insert(IDEMPOTENCY), new_keys)
+        connection.execute(insert(IDEMPOTENCY), new_keys)
     return outcomes
 
 
