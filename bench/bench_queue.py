@@ -84,9 +84,8 @@ async def fill(coordinator: Coordinator, jobs: int) -> None:
         )
         if (done + 1000) % 20_000 == 0 or done + 1000 >= jobs:
             print(f"  filled {min(done + 1000, jobs):,}/{jobs:,}", flush=True)
-    print(
-        f"  ({time.perf_counter() - started:.1f} s, {jobs / (time.perf_counter() - started):,.0f} jobs/s via SubmitJobs)"
-    )
+    elapsed = time.perf_counter() - started
+    print(f"  ({elapsed:.1f} s, {jobs / elapsed:,.0f} jobs/s through SubmitJobs)")
 
 
 async def watch_delays(coordinator: Coordinator, changes: int) -> tuple[list[float], list[float]]:
