@@ -124,3 +124,16 @@ def test_watch_follows_a_job_to_its_end_and_exits_non_zero_unless_completed(
         client.cancel(job.id)
     code, out, _ = sq(capsys, sqlite_server, "watch", job.id)
     assert code == 1 and "CANCELLED" in out
+
+
+def test_watch_json_prints_one_event_per_line(
+    capsys: pytest.CaptureFixture[str], sqlite_server: CoordinatorThread
+) -> None:
+    with sqlite_server.client() as client:
+        job = client.submit(txt2img("x"))
+        client.cancel(job.id)
+    code, out, _ = sq(capsys, sqlite_server, "watch", job.id, "--json")
+    [event] = [json.loads(line) for line in out.splitlines()]
+    assert code == 1
+    assert event["type"] == "JOB_EVENT_TYPE_SNAPSHOT"
+    assert event["job"]["status"] == "JOB_STATUS_CANCELLED"

@@ -183,6 +183,15 @@ def cmd_stats(sq: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_watch(sq: Client, args: argparse.Namespace) -> int:
+    if args.json:  # one JSON object per line, for scripts
+        stream = sq.watch_job(args.id) if args.id else sq.watch_queue(omit_previews=True)
+        last = None
+        for event in stream:
+            print(json.dumps(render.to_dict(event), sort_keys=True), flush=True)
+            last = event
+        if args.id and last is not None:
+            return 0 if last.job.status == queue_pb2.JOB_STATUS_COMPLETED else 1
+        return 0
     if args.id:
         job = watch.follow_job(sq, args.id, quiet=False)
         return 0 if job.status == queue_pb2.JOB_STATUS_COMPLETED else 1
@@ -298,6 +307,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("watch", help="live progress of one job, or of the whole queue")
     p.add_argument("id", nargs="?")
+    p.add_argument("--json", action="store_true", help="print each event as a JSON line")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("stats", help="job counts and pause state")
