@@ -70,6 +70,27 @@ def _channel_args(options: list[tuple[str, Any]] | None) -> list[tuple[str, Any]
     ]
 
 
+def _open(
+    module: Any,
+    address: str,
+    credentials: grpc.ChannelCredentials | None,
+    options: list[tuple[str, Any]] | None,
+) -> Any:
+    """A channel from `grpc` or `grpc.aio` (the same call shapes in both)."""
+    args = _channel_args(options)
+    if credentials:
+        return module.secure_channel(address, credentials, args)
+    return module.insecure_channel(address, args)
+
+
+def _stubs(channel: Any) -> tuple[Any, Any, Any]:
+    return (
+        queue_pb2_grpc.QueueServiceStub(channel),
+        models_pb2_grpc.ModelsServiceStub(channel),
+        processes_pb2_grpc.ProcessesServiceStub(channel),
+    )
+
+
 def list_request(
     statuses: list[int] | None = None, page_size: int = 0, page_token: str = "", **filters: Any
 ) -> queue_pb2.ListJobsRequest:
@@ -99,16 +120,9 @@ class Client:
         options: list[tuple[str, Any]] | None = None,
     ) -> None:
         self.address, self._metadata = _settings(address, api_key)
-        args = _channel_args(options)
-        self._channel = (
-            grpc.secure_channel(self.address, credentials, args)
-            if credentials
-            else grpc.insecure_channel(self.address, args)
-        )
+        self._channel = _open(grpc, self.address, credentials, options)
         self.timeout = timeout
-        self.queue = queue_pb2_grpc.QueueServiceStub(self._channel)
-        self.models = models_pb2_grpc.ModelsServiceStub(self._channel)
-        self.processes = processes_pb2_grpc.ProcessesServiceStub(self._channel)
+        self.queue, self.models, self.processes = _stubs(self._channel)
 
     def __enter__(self) -> Client:
         return self
@@ -233,16 +247,9 @@ class AsyncClient:
         options: list[tuple[str, Any]] | None = None,
     ) -> None:
         self.address, self._metadata = _settings(address, api_key)
-        args = _channel_args(options)
-        self._channel = (
-            grpc.aio.secure_channel(self.address, credentials, args)
-            if credentials
-            else grpc.aio.insecure_channel(self.address, args)
-        )
+        self._channel = _open(grpc.aio, self.address, credentials, options)
         self.timeout = timeout
-        self.queue = queue_pb2_grpc.QueueServiceStub(self._channel)
-        self.models = models_pb2_grpc.ModelsServiceStub(self._channel)
-        self.processes = processes_pb2_grpc.ProcessesServiceStub(self._channel)
+        self.queue, self.models, self.processes = _stubs(self._channel)
 
     async def __aenter__(self) -> AsyncClient:
         return self
