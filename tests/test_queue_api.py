@@ -75,9 +75,13 @@ def test_submit_stores_a_pending_job_with_every_parameter(sq: Client) -> None:
 
 
 def test_img2img_and_workflow_jobs_are_accepted(sq: Client) -> None:
-    img = sq.submit(txt2img("repaint", init_images=[PNG_1PX], denoising_strength=0.4))
+    img = sq.submit(txt2img("repaint", init_images=[PNG_1PX, PNG_1PX], denoising_strength=0.4))
     assert img.spec.params.mode == queue_pb2.GENERATION_MODE_IMG2IMG
-    assert sq.get_job(img.id).spec.params.init_images == [PNG_1PX]
+    # Only GetJob carries the image bytes; lists and replies give the count.
+    assert img.init_image_count == 2 and len(img.spec.params.init_images) == 0
+    assert sq.get_job(img.id).spec.params.init_images == [PNG_1PX, PNG_1PX]
+    [listed] = [j for j in sq.list_jobs().jobs if j.id == img.id]
+    assert listed.init_image_count == 2 and len(listed.spec.params.init_images) == 0
 
     flow = sq.submit(workflow(KSAMPLER_WORKFLOW))
     assert flow.spec.app == common_pb2.APP_KIND_COMFYUI

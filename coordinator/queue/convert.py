@@ -38,8 +38,14 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     return ts
 
 
-def job_to_pb(row: JobRow | Any, progress: queue_pb2.JobProgress | None = None) -> queue_pb2.Job:
-    """A job message from a stored row (or any record with the same attributes)."""
+def job_to_pb(
+    row: JobRow | Any, progress: queue_pb2.JobProgress | None = None, *, full: bool = False
+) -> queue_pb2.Job:
+    """A job message from a stored row (or any record with the same attributes).
+
+    Init image bytes are left out (their count is kept) unless `full`: lists,
+    events and submit replies would otherwise echo megabytes per job.
+    """
     job = queue_pb2.Job(
         id=row.id,
         status=STATUS_TO_PB[JobStatus(row.status)],
@@ -59,6 +65,10 @@ def job_to_pb(row: JobRow | Any, progress: queue_pb2.JobProgress | None = None) 
         progress=progress,
     )
     job.spec.ParseFromString(row.spec)
+    if job.spec.HasField("params") and job.spec.params.init_images:
+        job.init_image_count = len(job.spec.params.init_images)
+        if not full:
+            del job.spec.params.init_images[:]
     # The stored spec keeps the priority it was submitted with; the row is current.
     job.spec.priority = row.priority
     return job

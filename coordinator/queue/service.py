@@ -91,10 +91,14 @@ class QueueService:
 
     # ---- reading ----------------------------------------------------------
 
-    async def get(self, who: Principal, job_id: str) -> queue_pb2.Job:
-        """Raises NotFound for unknown ids and for other callers' jobs (non-admins)."""
+    async def get(self, who: Principal, job_id: str, *, full: bool = True) -> queue_pb2.Job:
+        """The job, with init image bytes when `full`.
+
+        Raises:
+            NotFound: unknown id, or another caller's job (for non-admins).
+        """
         row = await self._db.run(lambda s: _owned(s, who, job_id))
-        return self.to_pb(row)
+        return self.to_pb(row, full=full)
 
     async def list(self, who: Principal, query: JobQuery) -> tuple[list[queue_pb2.Job], str]:
         """One page of jobs and the token of the next page ("" on the last)."""
@@ -105,8 +109,8 @@ class QueueService:
     async def stats(self) -> queue_pb2.QueueStats:
         return await self._db.run(_stats)
 
-    def to_pb(self, row: JobRow) -> queue_pb2.Job:
-        return job_to_pb(row, self._progress.get(row.id))
+    def to_pb(self, row: JobRow, *, full: bool = False) -> queue_pb2.Job:
+        return job_to_pb(row, self._progress.get(row.id), full=full)
 
     # ---- changing ---------------------------------------------------------
 
@@ -279,7 +283,7 @@ class QueueService:
         """The job's current state, then every change, until it reaches a final state."""
         sub = self._bus.subscribe(job_id)
         try:
-            job = await self.get(who, job_id)
+            job = await self.get(who, job_id, full=False)
             yield queue_pb2.JobEvent(
                 type=ET.JOB_EVENT_TYPE_SNAPSHOT, job=job, time=timestamp(utcnow())
             )
