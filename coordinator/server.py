@@ -33,7 +33,7 @@ class Coordinator:
     bus: EventBus
     queue: QueueService
     keys: KeyService
-    health: health.HealthServicer
+    health: health.aio.HealthServicer
     stopped: bool = False
 
     @property
@@ -49,7 +49,7 @@ class Coordinator:
         if self.stopped:
             return
         self.stopped = True
-        self.health.enter_graceful_shutdown()
+        await self.health.enter_graceful_shutdown()
         self.bus.close()
         await self.server.stop(grace)
         await self.queue.close()
@@ -79,10 +79,10 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         ],
     )
     queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queue, keys), server)
-    health_servicer = health.HealthServicer()
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVED, ""):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*SERVED, reflection.SERVICE_NAME, health.SERVICE_NAME), server
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -29,13 +29,18 @@ APP_TO_PB = {
 APP_FROM_PB = {v: k for k, v in APP_TO_PB.items()}
 
 
+EPOCH = datetime(1970, 1, 1)
+
+
 def timestamp(value: datetime | None) -> Timestamp | None:
-    """A stored naive-UTC datetime as a protobuf Timestamp (None stays unset)."""
+    """A stored naive-UTC datetime as a protobuf Timestamp (None stays unset).
+
+    Plain arithmetic: `Timestamp.FromDatetime` showed up in the submit profile.
+    """
     if value is None:
         return None
-    ts = Timestamp()
-    ts.FromDatetime(value.replace(tzinfo=UTC))
-    return ts
+    delta = value - EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def job_to_pb(
