@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO")
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    output_dir: Path | None = Field(None, description="where images go (default data_dir/outputs)")
+    max_attempts: int = Field(3, ge=1, le=100, description="tries per job before it fails")
+    attempt_timeout: float = Field(1800.0, gt=0, description="seconds one attempt may take")
+    retry_backoff: float = Field(2.0, ge=0, description="first retry delay; doubles per attempt")
+    health_interval: float = Field(10.0, gt=0, description="seconds between server probes")
 
     @field_validator("listen")
     @classmethod
@@ -40,6 +45,10 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT, got {value!r}")
         return value
+
+    @property
+    def resolved_output_dir(self) -> Path:
+        return self.output_dir or self.data_dir / "outputs"
 
     @property
     def resolved_database_url(self) -> str:

@@ -66,3 +66,9 @@ class Unimplemented(StableQueueError):
     """The contract has the call but this coordinator does not serve it yet."""
 
     code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class BackendRejected(StableQueueError):
+    """The backend refused the request itself (4xx, validation): retrying cannot help."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION

@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         const=True,
         help="loopback callers need an API key too",
     )
+    parser.add_argument("--output-dir", type=Path, help="image folder (default DATA_DIR/outputs)")
+    parser.add_argument("--max-attempts", type=int, help="tries per job (default 3)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
     return parser.parse_args(argv)
 
@@ -42,6 +44,8 @@ async def serve(args: argparse.Namespace) -> None:
         database_url=args.database_url,
         require_auth=args.require_auth,
         log_level=args.log_level,
+        output_dir=args.output_dir,
+        max_attempts=args.max_attempts,
     )
     logging.basicConfig(
         level=settings.log_level.upper(),

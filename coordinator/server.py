@@ -10,16 +10,24 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from coordinator.api.interceptor import ApiInterceptor
+from coordinator.api.processes_servicer import ProcessesServicer
 from coordinator.api.queue_servicer import QueueServicer
 from coordinator.auth.keys import KeyService
+from coordinator.backends.registry import make_backend
 from coordinator.config import Settings
+from coordinator.dispatch.dispatcher import Dispatcher, DispatchSettings
+from coordinator.outputs.store import ResultStore
 from coordinator.queue.events import EventBus
 from coordinator.queue.service import QueueService
+from coordinator.servers.service import ServerService
 from coordinator.store import Database
-from stablequeue.v1 import queue_pb2, queue_pb2_grpc
+from stablequeue.v1 import processes_pb2, processes_pb2_grpc, queue_pb2, queue_pb2_grpc
 
 log = logging.getLogger(__name__)
-SERVED = (queue_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name,)
+SERVED = (
+    queue_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name,
+    processes_pb2.DESCRIPTOR.services_by_name["ProcessesService"].full_name,
+)
 
 
 @dataclass
@@ -34,6 +42,9 @@ class Coordinator:
     queue: QueueService
     keys: KeyService
     health: health.aio.HealthServicer
+    servers: ServerService
+    results: ResultStore
+    dispatcher: Dispatcher
     stopped: bool = False
 
     @property
@@ -52,6 +63,8 @@ class Coordinator:
         await self.health.enter_graceful_shutdown()
         self.bus.close()
         await self.server.stop(grace)
+        await self.dispatcher.close()
+        await self.servers.close()
         await self.queue.close()
         self.db.close()
 
@@ -66,7 +79,20 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     db.migrate()
     bus = EventBus()
     keys = KeyService(db)
-    queue = QueueService(db, bus)
+    servers = ServerService(db, make_backend, settings.health_interval)
+    results = ResultStore(db, settings.resolved_output_dir)
+    queue = QueueService(db, bus, servers, results)
+    dispatcher = Dispatcher(
+        queue,
+        servers,
+        results,
+        make_backend,
+        DispatchSettings(
+            max_attempts=settings.max_attempts,
+            attempt_timeout=settings.attempt_timeout,
+            retry_backoff=settings.retry_backoff,
+        ),
+    )
     limit = settings.max_message_mb << 20
     server = grpc.aio.server(
         interceptors=[ApiInterceptor(keys, settings.require_auth)],
@@ -78,7 +104,10 @@ async def start_coordinator(settings: Settings) -> Coordinator:
             ("grpc.so_reuseport", 0),
         ],
     )
-    queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queue, keys), server)
+    queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queue, keys, results), server)
+    processes_pb2_grpc.add_ProcessesServiceServicer_to_server(
+        ProcessesServicer(servers, dispatcher.running_on), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVED, ""):
@@ -88,12 +117,16 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     )
     port = _bind(server, settings)
     await server.start()
+    servers.start()
+    await dispatcher.start()
     log.info(
         "coordinator listening on %s (database %s)",
         settings.listen.rpartition(":")[0] + f":{port}",
         db.url.render_as_string(hide_password=True),
     )
-    return Coordinator(settings, server, port, db, bus, queue, keys, health_servicer)
+    return Coordinator(
+        settings, server, port, db, bus, queue, keys, health_servicer, servers, results, dispatcher
+    )
 
 
 def _bind(server: grpc.aio.Server, settings: Settings) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import grpc
 
 from coordinator.queue.states import JobStatus
@@ -11,6 +14,21 @@ from tests.conftest import CoordinatorThread
 from tests.helpers import PNG_1PX, raises
 
 ET = queue_pb2.JobEventType
+
+
+def next_change(events: Iterator[Any]) -> Any:
+    """The next event that is not the dispatcher noting why a job waits."""
+    for event in events:
+        job_event = getattr(event, "job_event", event)
+        is_note = (
+            (isinstance(event, queue_pb2.JobEvent) or event.HasField("job_event"))
+            and job_event.type == ET.JOB_EVENT_TYPE_STATUS
+            and job_event.job.status == queue_pb2.JOB_STATUS_PENDING
+            and job_event.job.stage == queue_pb2.JOB_STAGE_WAITING_FOR_SERVER
+        )
+        if not is_note:
+            return event
+    raise AssertionError("stream ended")
 
 
 async def _progress(server: CoordinatorThread, job: queue_pb2.Job, step: int) -> None:
@@ -33,20 +51,20 @@ def test_watch_job_streams_snapshot_changes_and_ends_when_final(
     assert snapshot.job.status == queue_pb2.JOB_STATUS_PENDING
 
     sq.move(job.id, "after", other.id)
-    moved = next(events)
+    moved = next_change(events)
     assert moved.type == ET.JOB_EVENT_TYPE_MOVED and moved.job.position > other.position
 
     started = server.run(server.coordinator.queue.start(job.id, "gpu-1"))
-    assert next(events).job.status == queue_pb2.JOB_STATUS_PROCESSING
+    assert next_change(events).job.status == queue_pb2.JOB_STATUS_PROCESSING
     server.run(_progress(server, started, 5))
-    progress = next(events)
+    progress = next_change(events)
     assert progress.type == ET.JOB_EVENT_TYPE_PROGRESS
     assert (progress.job.progress.step, progress.job.progress.total_steps) == (5, 20)
     assert progress.job.progress.preview_image == PNG_1PX
     assert sq.get_job(job.id).progress.step == 5
 
     server.run(server.coordinator.queue.finish(job.id, JobStatus.COMPLETED))
-    final = next(events)
+    final = next_change(events)
     assert final.job.status == queue_pb2.JOB_STATUS_COMPLETED
     assert list(events) == []  # the stream ended by itself
     assert not sq.get_job(job.id).HasField("progress")
@@ -74,21 +92,21 @@ def test_watch_queue_streams_every_change(server: CoordinatorThread, sq: Client)
     )
 
     job = sq.submit(txt2img("new"))
-    submitted = next(events).job_event
+    submitted = next_change(events).job_event
     assert submitted.type == ET.JOB_EVENT_TYPE_SUBMITTED and submitted.job.id == job.id
 
     started = server.run(server.coordinator.queue.start(job.id, "gpu"))
-    assert next(events).job_event.job.status == queue_pb2.JOB_STATUS_PROCESSING
+    assert next_change(events).job_event.job.status == queue_pb2.JOB_STATUS_PROCESSING
     server.run(_progress(server, started, 3))
-    progress = next(events).job_event
+    progress = next_change(events).job_event
     assert progress.job.progress.step == 3 and progress.job.progress.preview_image == b""
 
     sq.pause()
-    assert next(events).stats.paused is True
+    assert next_change(events).stats.paused is True
     sq.cancel(before.id)
-    assert next(events).job_event.job.status == queue_pb2.JOB_STATUS_CANCELLED
+    assert next_change(events).job_event.job.status == queue_pb2.JOB_STATUS_CANCELLED
     sq.delete(before.id)
-    deleted = next(events).job_event
+    deleted = next_change(events).job_event
     assert deleted.type == ET.JOB_EVENT_TYPE_DELETED and deleted.job.id == before.id
     events.close()
 
@@ -100,4 +118,4 @@ def test_watch_streams_end_when_the_coordinator_stops(sqlite_server: Coordinator
         next(events)
         sqlite_server.run(sqlite_server.coordinator.stop(grace=1.0))
         with raises(grpc.StatusCode.UNAVAILABLE):
-            next(events)
+            next_change(events)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 
 from coordinator.auth import principal as auth
 from coordinator.auth.keys import KeyService
-from coordinator.errors import Unimplemented
+from coordinator.outputs.store import ResultQuery, ResultStore, result_to_pb
 from coordinator.queue import validation
 from coordinator.queue.convert import APP_FROM_PB, STATUS_FROM_PB, timestamp
 from coordinator.queue.listing import JobQuery
@@ -23,7 +25,6 @@ SCOPE_FROM_PB = {
 }
 SCOPE_TO_PB = {v: k for k, v in SCOPE_FROM_PB.items()}
 Ctx = grpc.aio.ServicerContext
-NO_GALLERY = "this coordinator has no dispatcher yet, so it stores no results"
 
 
 def job_query(request: queue_pb2.ListJobsRequest) -> JobQuery:
@@ -44,6 +45,31 @@ def job_query(request: queue_pb2.ListJobsRequest) -> JobQuery:
     )
 
 
+def owner_of(who: auth.Principal) -> str | None:
+    """Non-admins see only the results of their own jobs."""
+    return None if who.is_admin else who.key_id
+
+
+def result_query(request: queue_pb2.ListResultsRequest, who: auth.Principal) -> ResultQuery:
+    return ResultQuery(
+        job_id=request.job_id,
+        model=request.model,
+        text=request.text,
+        since=request.since.ToDatetime() if request.HasField("since") else None,
+        until=request.until.ToDatetime() if request.HasField("until") else None,
+        page_size=request.page.page_size,
+        page_token=request.page.page_token,
+        owner=owner_of(who),
+    )
+
+
+async def read_chunks(path: Path, size: int = 256 << 10) -> AsyncIterator[bytes]:
+    """The file in chunks, read off the event loop."""
+    with path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, size):
+            yield chunk
+
+
 def key_to_pb(row: ApiKeyRow) -> queue_pb2.ApiKey:
     return queue_pb2.ApiKey(
         id=row.id,
@@ -56,9 +82,10 @@ def key_to_pb(row: ApiKeyRow) -> queue_pb2.ApiKey:
 
 
 class QueueServicer(queue_pb2_grpc.QueueServiceServicer):
-    def __init__(self, queue: QueueService, keys: KeyService) -> None:
+    def __init__(self, queue: QueueService, keys: KeyService, results: ResultStore) -> None:
         self._queue = queue
         self._keys = keys
+        self._results = results
 
     async def SubmitJob(
         self, request: queue_pb2.SubmitJobRequest, context: Ctx
@@ -171,15 +198,22 @@ class QueueServicer(queue_pb2_grpc.QueueServiceServicer):
     async def ListResults(
         self, request: queue_pb2.ListResultsRequest, context: Ctx
     ) -> queue_pb2.ListResultsResponse:
-        raise Unimplemented(NO_GALLERY)
+        rows, token = await self._results.list(result_query(request, auth.current()))
+        return queue_pb2.ListResultsResponse(
+            results=[result_to_pb(r) for r in rows], next_page_token=token
+        )
 
     async def GetResult(
         self, request: queue_pb2.GetResultRequest, context: Ctx
     ) -> AsyncIterator[queue_pb2.ResultChunk]:
-        raise Unimplemented(NO_GALLERY)
-        yield  # pragma: no cover - makes this an async generator like the contract
+        row, path = await self._results.get(request.id, owner_of(auth.current()))
+        first = True
+        async for data in read_chunks(path):
+            yield queue_pb2.ResultChunk(result=result_to_pb(row) if first else None, data=data)
+            first = False
 
     async def DeleteResult(
         self, request: queue_pb2.DeleteResultRequest, context: Ctx
     ) -> queue_pb2.DeleteResultResponse:
-        raise Unimplemented(NO_GALLERY)
+        await self._results.delete(request.id, owner_of(auth.current()))
+        return queue_pb2.DeleteResultResponse()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
 
 from coordinator.auth.principal import Principal
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
+from coordinator.outputs.store import result_to_pb
 from coordinator.queue import ordering, validation
 from coordinator.queue.convert import STATUS_FROM_PB, job_to_pb, timestamp
 from coordinator.queue.events import EventBus
@@ -17,12 +20,18 @@ from coordinator.queue.listing import JobQuery, list_page
 from coordinator.queue.states import TERMINAL, JobStage, JobStatus, transition, utcnow
 from coordinator.queue.submissions import Submission, SubmissionWriter, fingerprint, vary_seeds
 from coordinator.store import Database
-from coordinator.store.tables import JobRow, SettingRow
+from coordinator.store.tables import JobRow, ServerRow, SettingRow
 from stablequeue.v1 import queue_pb2
 
 PAUSED_SETTING = "queue.paused"
 SEED_KEYS = ("seed", "noise_seed")
 ET = queue_pb2.JobEventType
+# Called with the job (None for a pause/resume) and the event type.
+Listener = Callable[[queue_pb2.Job | None, int], None]
+
+if TYPE_CHECKING:
+    from coordinator.outputs.store import ResultStore
+    from coordinator.servers.service import ServerService
 
 
 class QueueService:
@@ -33,11 +42,24 @@ class QueueService:
         bus: where committed changes are published for watchers.
     """
 
-    def __init__(self, db: Database, bus: EventBus) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        servers: ServerService | None = None,
+        results: ResultStore | None = None,
+    ) -> None:
         self._db = db
         self._bus = bus
+        self._servers = servers
+        self._results = results
         self._progress: dict[str, queue_pb2.JobProgress] = {}
         self._writer = SubmissionWriter(db)
+        self._listeners: list[Listener] = []
+
+    def on_event(self, listener: Listener) -> None:
+        """Calls `listener(job, event type)` after every committed change (the dispatcher's cue)."""
+        self._listeners.append(listener)
 
     async def close(self) -> None:
         """Stops the submission writer (after the server has stopped taking calls)."""
@@ -98,7 +120,14 @@ class QueueService:
             NotFound: unknown id, or another caller's job (for non-admins).
         """
         row = await self._db.run(lambda s: _owned(s, who, job_id))
-        return self.to_pb(row, full=full)
+        job = self.to_pb(row, full=full)
+        if full:
+            await self._add_results(job)
+        return job
+
+    async def _add_results(self, job: queue_pb2.Job) -> None:
+        if self._results is not None:
+            job.results.extend(result_to_pb(r) for r in await self._results.for_job(job.id))
 
     async def list(self, who: Principal, query: JobQuery) -> tuple[list[queue_pb2.Job], str]:
         """One page of jobs and the token of the next page ("" on the last)."""
@@ -219,50 +248,130 @@ class QueueService:
         return await self._change(work, ET.JOB_EVENT_TYPE_MOVED)
 
     async def set_paused(self, paused: bool, server: str = "") -> queue_pb2.QueueStats:
-        """Pauses or resumes dispatching. Per-server pausing needs registered servers.
+        """Pauses or resumes dispatching, for the whole queue or one server.
 
         Raises:
             NotFound: `server` is not a registered server.
         """
         if server:
-            raise NotFound(f"server {server!r} is not registered")
+            if self._servers is None:
+                raise NotFound(f"server {server!r} is not registered")
+            await self._servers.set_flag(server, "paused", paused)
+            stats = await self._db.run(_stats)
+        else:
 
-        def work(session: Session) -> queue_pb2.QueueStats:
-            session.merge(SettingRow(name=PAUSED_SETTING, value=json.dumps(paused)))
-            session.flush()
-            return _stats(session)
+            def work(session: Session) -> queue_pb2.QueueStats:
+                session.merge(SettingRow(name=PAUSED_SETTING, value=json.dumps(paused)))
+                session.flush()
+                return _stats(session)
 
-        stats = await self._db.run(work)
+            stats = await self._db.run(work)
         self._bus.publish_stats(stats)
+        for listener in self._listeners:
+            listener(None, ET.JOB_EVENT_TYPE_UNSPECIFIED)
         return stats
 
     # ---- the dispatcher's side (used by dispatch; tests drive it directly) --
 
-    async def start(self, job_id: str, server: str) -> queue_pb2.Job:
-        """Marks a pending job PROCESSING on `server` (one more attempt)."""
+    async def start(self, job_id: str, server: str, task_id: str = "") -> queue_pb2.Job:
+        """Marks a pending job PROCESSING on `server` (one more attempt).
+
+        `task_id` is the id the backend will know the attempt by; it is stored
+        before the backend hears of it, so a restart can look for it.
+        """
 
         def work(session: Session) -> JobRow:
             row = _get(session, job_id)
             transition(row, JobStatus.PROCESSING, stage=JobStage.GENERATING, reason="")
             row.server = server
+            row.backend_task_id = task_id or None
             session.add(row)
             return row
 
-        return await self._change(work, ET.JOB_EVENT_TYPE_STATUS)
+        return await self._change(work, ET.JOB_EVENT_TYPE_STATUS, full=True)
 
-    async def finish(self, job_id: str, status: JobStatus, reason: str = "") -> queue_pb2.Job:
-        """Ends a running job (COMPLETED / FAILED) or re-queues it (PENDING)."""
+    async def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        reason: str = "",
+        not_before: datetime | None = None,
+    ) -> queue_pb2.Job:
+        """Ends a running job (COMPLETED / FAILED) or re-queues it (PENDING, after `not_before`).
+
+        Raises:
+            FailedPrecondition: the job is no longer running (e.g. a user cancelled it).
+        """
 
         def work(session: Session) -> JobRow:
             row = _get(session, job_id)
             stage = JobStage.QUEUED if status is JobStatus.PENDING else JobStage.DONE
             transition(row, status, stage=stage, reason=reason)
+            if status is JobStatus.PENDING:
+                row.not_before = not_before
+                row.backend_task_id = None
             session.add(row)
             return row
 
         job = await self._change(work, ET.JOB_EVENT_TYPE_STATUS)
         self._progress.pop(job_id, None)
         return job
+
+    async def note(self, job_id: str, status: JobStatus, stage: JobStage, reason: str) -> None:
+        """Updates what a job in `status` is doing and why; nothing if its status moved on."""
+
+        def work(session: Session) -> JobRow | None:
+            row = session.get(JobRow, job_id)
+            if row is None or row.status != status.value:
+                return None
+            if (row.stage, row.reason) == (stage.value, reason):
+                return None
+            row.stage, row.reason, row.updated_at = stage.value, reason, utcnow()
+            session.add(row)
+            return row
+
+        row = await self._db.run(work)
+        if row is not None:
+            self._publish(row, ET.JOB_EVENT_TYPE_STATUS)
+
+    async def dispatchable(self, limit: int) -> list[queue_pb2.Job]:
+        """The first `limit` pending jobs in queue order whose retry delay has passed."""
+
+        def query(session: Session) -> list[JobRow]:
+            now = utcnow()
+            stmt = (
+                select(JobRow)
+                .where(JobRow.status == JobStatus.PENDING.value)
+                .where(or_(col(JobRow.not_before).is_(None), col(JobRow.not_before) <= now))
+                .order_by(col(JobRow.priority).desc(), col(JobRow.position), col(JobRow.id))
+                .limit(limit)
+            )
+            return list(session.exec(stmt))
+
+        return [self.to_pb(row, full=True) for row in await self._db.run(query)]
+
+    async def next_retry_at(self) -> datetime | None:
+        """When the earliest delayed pending job becomes dispatchable."""
+        return await self._db.run(
+            lambda s: s.exec(
+                select(func.min(JobRow.not_before)).where(
+                    JobRow.status == JobStatus.PENDING.value, col(JobRow.not_before).is_not(None)
+                )
+            ).one()
+        )
+
+    async def interrupted(self) -> list[tuple[queue_pb2.Job, str]]:
+        """Jobs left PROCESSING by a previous run, with their backend task ids."""
+
+        def query(session: Session) -> list[JobRow]:
+            stmt = select(JobRow).where(JobRow.status == JobStatus.PROCESSING.value)
+            return list(session.exec(stmt))
+
+        rows = await self._db.run(query)
+        return [(self.to_pb(row, full=True), row.backend_task_id or "") for row in rows]
+
+    async def is_paused(self) -> bool:
+        return (await self.stats()).paused
 
     def report_progress(self, job: queue_pb2.Job, progress: queue_pb2.JobProgress) -> None:
         """Records and publishes live progress (not persisted: it is stale on restart)."""
@@ -334,17 +443,25 @@ class QueueService:
 
     # ---- plumbing ---------------------------------------------------------
 
-    async def _change(self, work: Callable[[Session], JobRow], kind: int) -> queue_pb2.Job:
+    async def _change(
+        self, work: Callable[[Session], JobRow], kind: int, *, full: bool = False
+    ) -> queue_pb2.Job:
         row = await self._db.run(work)
         if JobStatus(row.status) is not JobStatus.PROCESSING:
             self._progress.pop(row.id, None)
-        return self._publish(row, kind)
+        job = self._publish(row, kind)
+        if full:
+            job = self.to_pb(row, full=True)
+        if row.status == JobStatus.COMPLETED:
+            await self._add_results(job)
+        return job
 
     def _publish(self, row: JobRow, kind: int) -> queue_pb2.Job:
-        if not self._bus.wants(row.id):
-            return self.to_pb(row)
         job = self.to_pb(row)
-        self._bus.publish_job(queue_pb2.JobEvent(type=kind, job=job, time=timestamp(utcnow())))
+        if self._bus.wants(row.id):
+            self._bus.publish_job(queue_pb2.JobEvent(type=kind, job=job, time=timestamp(utcnow())))
+        for listener in self._listeners:
+            listener(job, kind)
         return job
 
 
@@ -377,7 +494,9 @@ def _by(who: Principal) -> str:
 def _stats(session: Session) -> queue_pb2.QueueStats:
     counts = dict(session.exec(select(JobRow.status, func.count()).group_by(JobRow.status)).all())
     paused = session.get(SettingRow, PAUSED_SETTING)
+    paused_servers = session.exec(select(ServerRow.alias).where(col(ServerRow.paused))).all()
     return queue_pb2.QueueStats(
+        paused_servers=sorted(paused_servers),
         pending=counts.get(JobStatus.PENDING.value, 0),
         processing=counts.get(JobStatus.PROCESSING.value, 0),
         completed=counts.get(JobStatus.COMPLETED.value, 0),

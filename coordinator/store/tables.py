@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pydantic import NaiveDatetime
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, text
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -49,6 +49,11 @@ class JobRow(SQLModel, table=True):
     updated_at: NaiveDatetime
     started_at: NaiveDatetime | None = None
     finished_at: NaiveDatetime | None = None
+    # The backend's id for the running attempt (ComfyUI prompt id, Forge task id,
+    # sd-server job id), so a restarted coordinator can find the work again.
+    backend_task_id: str | None = Field(default=None, max_length=100)
+    # Earliest time of the next attempt (retry backoff).
+    not_before: NaiveDatetime | None = None
 
 
 class ApiKeyRow(SQLModel, table=True):
@@ -84,3 +89,48 @@ class SettingRow(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=100)
     value: str
+
+
+class ServerRow(SQLModel, table=True):
+    """A registered backend server. Password and token are never returned by the API."""
+
+    __tablename__ = "servers"
+
+    alias: str = Field(primary_key=True, max_length=100)
+    kind: str = Field(max_length=16)
+    base_url: str = Field(max_length=500)
+    username: str = Field(default="", max_length=200)
+    password: str = Field(default="", max_length=500)
+    bearer_token: str = Field(default="", max_length=2000)
+    max_concurrency: int = 1
+    labels: str = "{}"
+    enabled: bool = True
+    paused: bool = False
+    created_at: NaiveDatetime
+    updated_at: NaiveDatetime
+
+
+class ResultRow(SQLModel, table=True):
+    """One stored image of a job; `path` is relative to the output folder."""
+
+    __tablename__ = "results"
+    __table_args__ = (
+        UniqueConstraint("job_id", "idx", name="uq_results_job_idx"),
+        Index("ix_results_created", "created_at", "id"),
+        Index("ix_results_model", "model"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    job_id: str = Field(max_length=32)
+    idx: int
+    path: str = Field(max_length=1000)
+    mime: str = Field(max_length=50)
+    width: int = 0
+    height: int = 0
+    seed: int = Field(default=-1, sa_column=Column(BigInteger, nullable=False))
+    size_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    infotext: str = ""
+    prompt: str = ""
+    model: str = Field(default="", max_length=500)
+    server: str = Field(default="", max_length=100)
+    created_at: NaiveDatetime

@@ -1,0 +1,159 @@
+"""ProcessesService servicer: backend servers (node agents come with the agent)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from coordinator.errors import InvalidArgument, Unimplemented
+from coordinator.queue.convert import timestamp
+from coordinator.queue.validation import check_enum
+from coordinator.servers.service import ServerService, ServerSpec, ServerState
+from stablequeue.v1 import common_pb2, processes_pb2, processes_pb2_grpc
+
+Ctx = grpc.aio.ServicerContext
+KIND_FROM_PB = {
+    common_pb2.APP_KIND_FORGE: "forge",
+    common_pb2.APP_KIND_COMFYUI: "comfyui",
+    common_pb2.APP_KIND_SDCPP: "sdcpp",
+}
+KIND_TO_PB = {v: k for k, v in KIND_FROM_PB.items()}
+HEALTH_TO_PB = {
+    "unknown": processes_pb2.SERVER_HEALTH_UNKNOWN,
+    "up": processes_pb2.SERVER_HEALTH_UP,
+    "down": processes_pb2.SERVER_HEALTH_DOWN,
+}
+NO_AGENTS = "node agents are not supported by this coordinator yet"
+
+
+def kind_of(value: int, *, allow_zero: bool = False) -> str:
+    check_enum("kind", common_pb2.AppKind, value, allow_zero=allow_zero)
+    if value == 0 and allow_zero:
+        return ""
+    if value not in KIND_FROM_PB:
+        raise InvalidArgument("kind", "must be FORGE, COMFYUI or SDCPP")
+    return KIND_FROM_PB[value]
+
+
+def server_to_pb(state: ServerState, running: int) -> processes_pb2.Server:
+    row, health = state.row, state.health
+    return processes_pb2.Server(
+        alias=row.alias,
+        kind=KIND_TO_PB[row.kind],
+        base_url=row.base_url,
+        username=row.username,
+        has_credentials=bool(row.password or row.bearer_token),
+        max_concurrency=row.max_concurrency,
+        labels=json.loads(row.labels),
+        enabled=row.enabled,
+        paused=row.paused,
+        health=HEALTH_TO_PB[health.state],
+        health_reason=health.reason,
+        loaded_model=health.loaded_model,
+        running_jobs=running,
+        last_checked_at=timestamp(health.checked_at),
+    )
+
+
+class ProcessesServicer(processes_pb2_grpc.ProcessesServiceServicer):
+    def __init__(self, servers: ServerService, running_on: Callable[[str], int]) -> None:
+        self._servers = servers
+        self._running_on = running_on
+
+    def _pb(self, state: ServerState) -> processes_pb2.Server:
+        return server_to_pb(state, self._running_on(state.row.alias))
+
+    async def RegisterServer(
+        self, request: processes_pb2.RegisterServerRequest, context: Ctx
+    ) -> processes_pb2.RegisterServerResponse:
+        spec = ServerSpec(
+            base_url=request.base_url,
+            username=request.username,
+            password=request.password,
+            bearer_token=request.bearer_token,
+            max_concurrency=request.max_concurrency or None,
+            labels=dict(request.labels),
+        )
+        state = await self._servers.register(request.alias, kind_of(request.kind), spec)
+        return processes_pb2.RegisterServerResponse(server=self._pb(state))
+
+    async def UpdateServer(
+        self, request: processes_pb2.UpdateServerRequest, context: Ctx
+    ) -> processes_pb2.UpdateServerResponse:
+        spec = ServerSpec(
+            base_url=request.base_url if request.HasField("base_url") else None,
+            username=request.username if request.HasField("username") else None,
+            password=request.password if request.HasField("password") else None,
+            bearer_token=request.bearer_token if request.HasField("bearer_token") else None,
+            max_concurrency=request.max_concurrency
+            if request.HasField("max_concurrency")
+            else None,
+            labels=dict(request.labels),
+        )
+        state = await self._servers.update(request.alias, spec, request.replace_labels)
+        return processes_pb2.UpdateServerResponse(server=self._pb(state))
+
+    async def RemoveServer(
+        self, request: processes_pb2.RemoveServerRequest, context: Ctx
+    ) -> processes_pb2.RemoveServerResponse:
+        await self._servers.remove(request.alias)
+        return processes_pb2.RemoveServerResponse()
+
+    async def ListServers(
+        self, request: processes_pb2.ListServersRequest, context: Ctx
+    ) -> processes_pb2.ListServersResponse:
+        states = await self._servers.list(kind_of(request.kind, allow_zero=True))
+        return processes_pb2.ListServersResponse(servers=[self._pb(s) for s in states])
+
+    async def GetServer(
+        self, request: processes_pb2.GetServerRequest, context: Ctx
+    ) -> processes_pb2.GetServerResponse:
+        return processes_pb2.GetServerResponse(
+            server=self._pb(await self._servers.get(request.alias))
+        )
+
+    async def SetServerEnabled(
+        self, request: processes_pb2.SetServerEnabledRequest, context: Ctx
+    ) -> processes_pb2.SetServerEnabledResponse:
+        state = await self._servers.set_flag(request.alias, "enabled", request.enabled)
+        return processes_pb2.SetServerEnabledResponse(server=self._pb(state))
+
+    async def CheckServer(
+        self, request: processes_pb2.CheckServerRequest, context: Ctx
+    ) -> processes_pb2.CheckServerResponse:
+        return processes_pb2.CheckServerResponse(
+            server=self._pb(await self._servers.check(request.alias))
+        )
+
+    async def AgentSession(
+        self, request_iterator: AsyncIterator[processes_pb2.AgentMessage], context: Ctx
+    ) -> AsyncIterator[processes_pb2.CoordinatorCommand]:
+        raise Unimplemented(NO_AGENTS)
+        yield  # pragma: no cover - an async generator like the contract
+
+    async def ListNodes(
+        self, request: processes_pb2.ListNodesRequest, context: Ctx
+    ) -> processes_pb2.ListNodesResponse:
+        raise Unimplemented(NO_AGENTS)
+
+    async def ListProcesses(
+        self, request: processes_pb2.ListProcessesRequest, context: Ctx
+    ) -> processes_pb2.ListProcessesResponse:
+        raise Unimplemented(NO_AGENTS)
+
+    async def StartProcess(
+        self, request: processes_pb2.StartProcessRequest, context: Ctx
+    ) -> processes_pb2.StartProcessResponse:
+        raise Unimplemented(NO_AGENTS)
+
+    async def StopProcess(
+        self, request: processes_pb2.StopProcessRequest, context: Ctx
+    ) -> processes_pb2.StopProcessResponse:
+        raise Unimplemented(NO_AGENTS)
+
+    async def GetProcessLogs(
+        self, request: processes_pb2.GetProcessLogsRequest, context: Ctx
+    ) -> processes_pb2.GetProcessLogsResponse:
+        raise Unimplemented(NO_AGENTS)

@@ -1,0 +1,158 @@
+"""What every backend adapter offers, and the one place HTTP failures become typed errors.
+
+Transient failures (connection refused, timeouts, 5xx) raise `BackendUnavailable`:
+the dispatcher marks the server down and retries the job elsewhere. A request the
+backend rejects (4xx) raises `BackendRejected` with the backend's own message:
+the job fails at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from coordinator.errors import BackendRejected, BackendUnavailable
+from stablequeue.v1 import queue_pb2
+
+ProgressCallback = Callable[[queue_pb2.JobProgress], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to reach one backend server (credentials included: never log this)."""
+
+    alias: str
+    kind: str
+    base_url: str
+    username: str = ""
+    password: str = ""
+    bearer_token: str = field(default="", repr=False)
+
+    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
+        return f"ServerConfig(alias={self.alias!r}, kind={self.kind!r}, url={self.base_url!r})"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A health check's answer."""
+
+    up: bool
+    reason: str = ""
+    loaded_model: str = ""
+
+
+@dataclass
+class Image:
+    """One generated image as the backend sent it."""
+
+    data: bytes
+    mime: str
+    seed: int = -1
+    # The backend's own A1111-style infotext, when it sent one.
+    infotext: str = ""
+    # ComfyUI images already carry their `prompt`/`workflow` chunks.
+    from_comfyui: bool = False
+
+
+@dataclass
+class Attempt:
+    """One try of a job on one server."""
+
+    job: queue_pb2.Job
+    task_id: str
+    on_progress: ProgressCallback
+
+
+class Backend(Protocol):
+    """A backend adapter for one server."""
+
+    async def probe(self) -> Probe:
+        """Checks the server; never raises."""
+        ...
+
+    async def run(self, attempt: Attempt) -> list[Image]:
+        """Runs the job and returns its images.
+
+        Raises:
+            BackendUnavailable: transient failure; retry elsewhere.
+            BackendRejected: the backend refused the request.
+        """
+        ...
+
+    async def cancel(self, attempt: Attempt) -> None:
+        """Interrupts `attempt` if it is still queued or running there (best effort)."""
+        ...
+
+    async def recover(self, attempt: Attempt) -> list[Image] | None:
+        """After a coordinator restart: the images of an attempt still known to the
+        backend (waiting for it if it is still running), or None to re-run it."""
+        ...
+
+    async def close(self) -> None:
+        """Releases connections."""
+        ...
+
+
+def http_client(config: ServerConfig, timeout: float) -> httpx.AsyncClient:
+    """An HTTP client for one server, with its basic auth or bearer token."""
+    headers = {"Authorization": f"Bearer {config.bearer_token}"} if config.bearer_token else {}
+    auth = httpx.BasicAuth(config.username, config.password) if config.username else None
+    return httpx.AsyncClient(
+        base_url=config.base_url.rstrip("/"),
+        auth=auth,
+        headers=headers,
+        timeout=httpx.Timeout(timeout, connect=5.0),
+    )
+
+
+async def request(
+    client: httpx.AsyncClient, method: str, path: str, alias: str, **kwargs: Any
+) -> httpx.Response:
+    """Sends one request and turns every failure into a typed error.
+
+    Raises:
+        BackendUnavailable: connection failure, timeout or 5xx.
+        BackendRejected: 4xx, with the backend's message.
+    """
+    try:
+        response = await client.request(method, path, **kwargs)
+    except httpx.TimeoutException as e:
+        raise BackendUnavailable(f"{alias}: {method} {path} timed out") from e
+    except httpx.HTTPError as e:
+        raise BackendUnavailable(f"{alias}: {method} {path} failed: {e}") from e
+    if response.status_code >= 500:
+        raise BackendUnavailable(
+            f"{alias}: {method} {path} answered {response.status_code}: {error_message(response)}"
+        )
+    if response.status_code >= 400:
+        raise BackendRejected(
+            f"{alias} rejected the request ({response.status_code}): {error_message(response)}"
+        )
+    return response
+
+
+def error_message(response: httpx.Response) -> str:
+    """The most useful text in an error body (A1111, ComfyUI and sd-server shapes)."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text.strip()[:500] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):  # ComfyUI
+            parts = [str(error.get("message", ""))]
+            for node_id, node in (body.get("node_errors") or {}).items():
+                for item in node.get("errors", []):
+                    parts.append(
+                        f"node {node_id} ({node.get('class_type', '?')}): "
+                        f"{item.get('message', '')} {item.get('details', '')}".strip()
+                    )
+            return "; ".join(p for p in parts if p)
+        for key in ("detail", "message", "errors", "error"):  # A1111 / Forge / sd-server
+            if body.get(key):
+                return str(body[key])[:500]
+    return json.dumps(body)[:500]

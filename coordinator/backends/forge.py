@@ -1,0 +1,244 @@
+"""Forge / AUTOMATIC1111 over its HTTP API (PROTOCOLS.md §1).
+
+The model is chosen per request through `override_settings.sd_model_checkpoint`,
+set to the exact title the server lists (matched by hash, then by name; paths
+are never rewritten). Progress comes from `/internal/progress` for our own
+`force_task_id`, falling back to `/sdapi/v1/progress` on servers without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import re
+from typing import Any
+
+import httpx
+
+from coordinator.backends.base import Attempt, Image, Probe, ServerConfig, http_client, request
+from coordinator.errors import BackendRejected, BackendUnavailable
+from coordinator.outputs.store import mime_of
+from stablequeue.v1 import queue_pb2
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.25
+HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
+
+
+def checkpoint_title(models: list[dict[str, Any]], wanted: str) -> str | None:
+    """The title of the listed checkpoint `wanted` names: by hash first, then by name."""
+    want = wanted.strip()
+    if HEX.match(want):
+        low = want.lower()
+        for m in models:
+            sha = (m.get("sha256") or "").lower()
+            short = (m.get("hash") or "").lower()
+            if (sha and sha.startswith(low)) or (short and len(low) >= 8 and short == low[:10]):
+                return str(m["title"])
+    for m in models:
+        title = str(m.get("title", ""))
+        name = title.split(" [", 1)[0]
+        stem = name.rsplit(".", 1)[0]
+        candidates = {title, name, stem, str(m.get("model_name", ""))}
+        filename = str(m.get("filename", ""))
+        if filename:
+            base = re.split(r"[\\/]", filename)[-1]
+            candidates |= {base, base.rsplit(".", 1)[0]}
+        if want in candidates or want.lower() in {c.lower() for c in candidates}:
+            return title
+    return None
+
+
+def payload(params: queue_pb2.GenerationParams, task_id: str, title: str | None) -> dict[str, Any]:
+    """The txt2img/img2img request body for one job."""
+    prompt = params.prompt + "".join(
+        f" <lora:{lora.name}:{lora.weight:g}>" for lora in params.loras
+    )
+    body: dict[str, Any] = {
+        "prompt": prompt,
+        "negative_prompt": params.negative_prompt,
+        "seed": params.seed,
+        "batch_size": params.batch_size or 1,
+        "n_iter": params.iterations or 1,
+        "force_task_id": task_id,
+        "send_images": True,
+        "save_images": False,
+        "override_settings_restore_afterwards": True,
+    }
+    for key, value in (
+        ("steps", params.steps),
+        ("cfg_scale", params.cfg_scale),
+        ("width", params.width),
+        ("height", params.height),
+        ("sampler_name", params.sampler),
+        ("scheduler", params.scheduler),
+    ):
+        if value:
+            body[key] = value
+    if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG:
+        body["init_images"] = [base64.b64encode(i).decode() for i in params.init_images]
+        if params.denoising_strength:
+            body["denoising_strength"] = params.denoising_strength
+    extra = json.loads(params.extra_json) if params.extra_json else {}
+    overrides = {**extra.pop("override_settings", {})}
+    if title:
+        overrides["sd_model_checkpoint"] = title
+    body.update(extra)
+    body["override_settings"] = overrides
+    return body
+
+
+class ForgeBackend:
+    """Adapter for one Forge / A1111 server started with `--api` (or `--nowebui`)."""
+
+    def __init__(self, config: ServerConfig, timeout: float = 600.0) -> None:
+        self.config = config
+        self._client = http_client(config, timeout)
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await request(self._client, method, path, self.config.alias, **kwargs)
+
+    async def probe(self) -> Probe:
+        try:
+            options = (await self._call("GET", "/sdapi/v1/options", timeout=5.0)).json()
+        except (BackendUnavailable, BackendRejected, ValueError) as e:
+            return Probe(False, str(e))
+        return Probe(True, "", str(options.get("sd_model_checkpoint") or ""))
+
+    async def run(self, attempt: Attempt) -> list[Image]:
+        params = attempt.job.spec.params
+        title = None
+        if params.model:
+            models = (await self._call("GET", "/sdapi/v1/sd-models")).json()
+            title = checkpoint_title(models, params.model)
+            if title is None:
+                raise BackendRejected(
+                    f"{self.config.alias} has no checkpoint matching {params.model!r}"
+                )
+        route = "img2img" if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG else "txt2img"
+        body = payload(params, attempt.task_id, title)
+        watcher = asyncio.create_task(self._watch(attempt))
+        try:
+            response = await self._call("POST", f"/sdapi/v1/{route}", json=body)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        return _images(response.json())
+
+    async def _watch(self, attempt: Attempt) -> None:
+        """Relays progress of our task until cancelled (transient errors are ignored)."""
+        preview_id = -1
+        legacy = False
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                if legacy:
+                    progress = await self._legacy_progress()
+                else:
+                    progress, preview_id = await self._task_progress(attempt.task_id, preview_id)
+            except BackendRejected:
+                legacy = True  # no /internal/progress on this server
+                continue
+            except BackendUnavailable:
+                continue
+            if progress is not None:
+                result = attempt.on_progress(progress)
+                if asyncio.iscoroutine(result):
+                    await result
+
+    async def _task_progress(
+        self, task_id: str, preview_id: int
+    ) -> tuple[queue_pb2.JobProgress | None, int]:
+        reply = (
+            await self._call(
+                "POST",
+                "/internal/progress",
+                json={"id_task": task_id, "id_live_preview": preview_id, "live_preview": True},
+            )
+        ).json()
+        if not reply.get("active"):
+            return None, preview_id
+        progress = queue_pb2.JobProgress(
+            fraction=float(reply.get("progress") or 0.0),
+            eta_seconds=float(reply["eta"]) if reply.get("eta") is not None else -1.0,
+        )
+        preview = reply.get("live_preview")
+        if preview and "," in preview:
+            header, data = preview.split(",", 1)
+            progress.preview_image = base64.b64decode(data)
+            progress.preview_mime = header.removeprefix("data:").split(";")[0]
+        return progress, int(reply.get("id_live_preview") or preview_id)
+
+    async def _legacy_progress(self) -> queue_pb2.JobProgress | None:
+        reply = (await self._call("GET", "/sdapi/v1/progress?skip_current_image=false")).json()
+        state = reply.get("state") or {}
+        if not state.get("job_count"):
+            return None
+        progress = queue_pb2.JobProgress(
+            step=int(state.get("sampling_step") or 0),
+            total_steps=int(state.get("sampling_steps") or 0),
+            fraction=float(reply.get("progress") or 0.0),
+            eta_seconds=float(reply.get("eta_relative") or -1.0),
+        )
+        if reply.get("current_image"):
+            progress.preview_image = base64.b64decode(reply["current_image"])
+            progress.preview_mime = mime_of(progress.preview_image)
+        return progress
+
+    async def cancel(self, attempt: Attempt) -> None:
+        """Interrupts the server only while our task is the one it is running."""
+        for _ in range(40):
+            try:
+                reply = (
+                    await self._call(
+                        "POST",
+                        "/internal/progress",
+                        json={"id_task": attempt.task_id, "live_preview": False},
+                    )
+                ).json()
+            except (BackendRejected, BackendUnavailable) as e:
+                log.warning("%s: cannot tell whether our task runs, not interrupting: %s",
+                            self.config.alias, e)  # fmt: skip
+                return
+            if reply.get("active"):
+                await self._call("POST", "/sdapi/v1/interrupt")
+                log.info("%s: interrupted task %s", self.config.alias, attempt.task_id)
+                return
+            if reply.get("completed") or not reply.get("queued"):
+                return
+            await asyncio.sleep(POLL_SECONDS)  # still queued behind others: wait its turn
+
+    async def recover(self, attempt: Attempt) -> list[Image] | None:
+        return None  # Forge keeps no results for API calls: the job runs again
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _images(reply: dict[str, Any]) -> list[Image]:
+    try:
+        info = json.loads(reply.get("info") or "{}")
+    except json.JSONDecodeError:
+        info = {}
+    seeds = info.get("all_seeds") or []
+    infotexts = info.get("infotexts") or []
+    first = int(info.get("index_of_first_image") or 0)
+    images = []
+    for i, encoded in enumerate(reply.get("images") or []):
+        if i < first:
+            continue  # a grid, not one of the images
+        data = base64.b64decode(encoded.split(",", 1)[-1])
+        n = i - first
+        images.append(
+            Image(
+                data=data,
+                mime=mime_of(data),
+                seed=int(seeds[n]) if n < len(seeds) else -1,
+                infotext=str(infotexts[n]) if n < len(infotexts) else "",
+            )
+        )
+    return images

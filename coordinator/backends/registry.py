@@ -1,0 +1,17 @@
+"""Which adapter serves which kind of server."""
+
+from __future__ import annotations
+
+from coordinator.backends.base import Backend, ServerConfig
+from coordinator.backends.forge import ForgeBackend
+
+
+def make_backend(config: ServerConfig, timeout: float = 600.0) -> Backend:
+    """The adapter for `config.kind`.
+
+    Raises:
+        ValueError: an unknown kind (the registry validates kinds, so this is a bug).
+    """
+    if config.kind == "forge":
+        return ForgeBackend(config, timeout)
+    raise ValueError(f"no adapter for server kind {config.kind!r}")

@@ -1,0 +1,327 @@
+"""The dispatcher: one task that owns scheduling, and one task per running attempt.
+
+It sleeps until something could change a decision — a submit, a finished or
+cancelled job, a server registered/enabled/resumed or coming up, the queue
+resumed, a retry delay running out — then plans with `policy.plan` over a
+snapshot and starts the chosen attempts. There is no polling delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from coordinator.backends.base import Attempt, Backend, Image, ServerConfig
+from coordinator.dispatch.policy import JobView, ServerView, plan
+from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition
+from coordinator.outputs.store import ResultStore
+from coordinator.queue.convert import APP_FROM_PB
+from coordinator.queue.service import QueueService
+from coordinator.queue.states import JobStage, JobStatus, utcnow
+from coordinator.servers.service import ServerService, ServerState
+from stablequeue.v1 import queue_pb2
+
+log = logging.getLogger(__name__)
+LOOKAHEAD = 200
+PREVIEW_EVERY_S = 0.5
+WAKING_EVENTS = {
+    queue_pb2.JOB_EVENT_TYPE_SUBMITTED,
+    queue_pb2.JOB_EVENT_TYPE_MOVED,
+    queue_pb2.JOB_EVENT_TYPE_STATUS,
+    queue_pb2.JOB_EVENT_TYPE_UNSPECIFIED,  # pause / resume
+}
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    max_attempts: int = 3
+    attempt_timeout: float = 1800.0
+    retry_backoff: float = 2.0
+    retry_backoff_max: float = 60.0
+
+
+@dataclass
+class Running:
+    job: queue_pb2.Job
+    server: ServerState
+    attempt: Attempt
+    backend: Backend
+    task: asyncio.Task[None] | None = None
+    cancelled_by_user: bool = False
+
+
+class Dispatcher:
+    """Takes pending jobs to servers and runs them.
+
+    Args:
+        queue: the queue service (its listener hook wakes us).
+        servers: the server registry.
+        results: where images go.
+        backends: builds the adapter for a server.
+    """
+
+    def __init__(
+        self,
+        queue: QueueService,
+        servers: ServerService,
+        results: ResultStore,
+        backends: Callable[[ServerConfig], Backend],
+        settings: DispatchSettings,
+    ) -> None:
+        self._queue = queue
+        self._servers = servers
+        self._results = results
+        self._backends = backends
+        self._settings = settings
+        self._wake = asyncio.Event()
+        self._running: dict[str, Running] = {}
+        self._waiting: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        queue.on_event(self._on_job_event)
+        servers.on_change(self.wake)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def running_on(self, alias: str) -> int:
+        return sum(1 for r in self._running.values() if r.server.row.alias == alias)
+
+    async def start(self) -> None:
+        """Recovers jobs a previous run left PROCESSING, then starts dispatching."""
+        await self._recover()
+        self._task = asyncio.create_task(self._loop(), name="sq-dispatcher")
+        self.wake()
+
+    async def close(self) -> None:
+        """Stops dispatching. Running jobs stay PROCESSING and are recovered at the next start."""
+        self._closing = True
+        tasks = [t for t in [self._task, *(r.task for r in self._running.values())] if t]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._timer:
+            self._timer.cancel()
+
+    # ---- deciding ---------------------------------------------------------
+
+    def _on_job_event(self, job: queue_pb2.Job | None, kind: int) -> None:
+        if job is not None and job.status == queue_pb2.JOB_STATUS_CANCELLED:
+            running = self._running.get(job.id)
+            if running is not None and running.task is not None:
+                running.cancelled_by_user = True
+                running.task.cancel()
+        if kind in WAKING_EVENTS:
+            self.wake()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._dispatch()
+            except Exception:  # a bad round must not stop dispatching
+                log.exception("dispatch round failed")
+                await asyncio.sleep(1.0)
+                self.wake()
+
+    async def _dispatch(self) -> None:
+        if await self._queue.is_paused():
+            return
+        states = {s.row.alias: s for s in await self._servers.list()}
+        views = [self._view(s) for s in states.values()]
+        jobs = await self._queue.dispatchable(LOOKAHEAD)
+        decided = plan(views, [_job_view(j) for j in jobs])
+        by_id = {j.id: j for j in jobs}
+        for job_id, alias in decided.assignments:
+            self._begin(by_id[job_id], states[alias])
+            self._waiting.pop(job_id, None)
+        for job_id, reason in list(decided.waiting.items())[:50]:
+            if self._waiting.get(job_id) != reason:
+                self._waiting[job_id] = reason
+                await self._queue.note(
+                    job_id, JobStatus.PENDING, JobStage.WAITING_FOR_SERVER, reason
+                )
+        await self._schedule_retry_wake()
+
+    def _view(self, state: ServerState) -> ServerView:
+        row, health = state.row, state.health
+        return ServerView(
+            alias=row.alias,
+            kind=row.kind,
+            up=health.state == "up",
+            enabled=row.enabled,
+            paused=row.paused,
+            running=self.running_on(row.alias),
+            capacity=row.max_concurrency,
+            loaded_model=health.loaded_model,
+            down_reason=health.reason if health.state == "down" else "",
+        )
+
+    async def _schedule_retry_wake(self) -> None:
+        when = await self._queue.next_retry_at()
+        if self._timer:
+            self._timer.cancel()
+            self._timer = None
+        if when is not None:
+            delay = max(0.0, (when - utcnow()).total_seconds()) + 0.01
+            self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
+
+    # ---- running ----------------------------------------------------------
+
+    def _begin(self, job: queue_pb2.Job, server: ServerState) -> None:
+        backend = self._backends(server.config)
+        attempt = Attempt(job, str(uuid.uuid4()), lambda p: None)
+        running = Running(job, server, attempt, backend)
+        attempt.on_progress = self._progress_relay(running)
+        self._running[job.id] = running
+        running.task = asyncio.create_task(self._attempt(running), name=f"sq-job-{job.id}")
+
+    async def _attempt(self, running: Running) -> None:
+        job, alias = running.job, running.server.row.alias
+        try:
+            started = await self._queue.start(job.id, alias, running.attempt.task_id)
+            running.job = running.attempt.job = started
+            images = await asyncio.wait_for(
+                running.backend.run(running.attempt), self._settings.attempt_timeout
+            )
+            await self._complete(running, images)
+        except asyncio.CancelledError:
+            if running.cancelled_by_user:
+                await asyncio.shield(self._interrupt(running))
+            elif not self._closing:
+                raise
+        except FailedPrecondition:
+            pass  # cancelled meanwhile: its new state stands
+        except TimeoutError:
+            await asyncio.shield(self._interrupt(running))
+            await self._retry_or_fail(
+                running, f"attempt timed out after {self._settings.attempt_timeout:g} s"
+            )
+        except BackendUnavailable as e:
+            self._servers.mark_down(alias, e.message)
+            await self._retry_or_fail(running, e.message)
+        except BackendRejected as e:
+            await self._end(job.id, JobStatus.FAILED, e.message)
+        except Exception as e:
+            log.exception("job %s failed on %s", job.id, alias)
+            await self._end(job.id, JobStatus.FAILED, f"internal error: {type(e).__name__}")
+        finally:
+            if not self._closing:
+                self._running.pop(job.id, None)
+                self.wake()
+            await running.backend.close()
+
+    async def _complete(self, running: Running, images: list[Image]) -> None:
+        await self._queue.note(running.job.id, JobStatus.PROCESSING, JobStage.SAVING, "")
+        model = running.job.spec.params.model if running.job.spec.HasField("params") else ""
+        await self._results.save(running.job, running.server.row.alias, images, model)
+        await self._end(running.job.id, JobStatus.COMPLETED, f"{len(images)} image(s)")
+
+    async def _end(self, job_id: str, status: JobStatus, reason: str) -> None:
+        with contextlib.suppress(FailedPrecondition):  # a user cancel got there first
+            await self._queue.finish(job_id, status, reason)
+
+    async def _retry_or_fail(self, running: Running, reason: str) -> None:
+        attempts = running.job.attempts
+        if attempts >= self._settings.max_attempts:
+            await self._end(
+                running.job.id, JobStatus.FAILED, f"gave up after {attempts} attempts: {reason}"
+            )
+            return
+        delay = min(
+            self._settings.retry_backoff * 2 ** (attempts - 1), self._settings.retry_backoff_max
+        )
+        with contextlib.suppress(FailedPrecondition):
+            await self._queue.finish(
+                running.job.id,
+                JobStatus.PENDING,
+                f"attempt {attempts} failed ({reason}); retrying in {delay:g} s",
+                not_before=utcnow() + timedelta(seconds=delay),
+            )
+
+    async def _interrupt(self, running: Running) -> None:
+        try:
+            await running.backend.cancel(running.attempt)
+        except Exception as e:  # best effort: the job's state is already decided
+            log.warning(
+                "job %s: interrupting %s failed: %s", running.job.id, running.server.row.alias, e
+            )
+
+    def _progress_relay(self, running: Running) -> Callable[[queue_pb2.JobProgress], None]:
+        last_preview = 0.0
+
+        def relay(progress: queue_pb2.JobProgress) -> None:
+            nonlocal last_preview
+            if progress.preview_image:
+                now = time.monotonic()
+                if now - last_preview < PREVIEW_EVERY_S:
+                    progress.ClearField("preview_image")
+                    progress.ClearField("preview_mime")
+                else:
+                    last_preview = now
+            self._queue.report_progress(running.job, progress)
+
+        return relay
+
+    # ---- recovery ---------------------------------------------------------
+
+    async def _recover(self) -> None:
+        states = {s.row.alias: s for s in await self._servers.list()}
+        for job, task_id in await self._queue.interrupted():
+            server = states.get(job.server)
+            if server is None or not task_id:
+                await self._requeue_after_restart(job)
+                continue
+            backend = self._backends(server.config)
+            attempt = Attempt(job, task_id, lambda p: None)
+            running = Running(job, server, attempt, backend)
+            attempt.on_progress = self._progress_relay(running)
+            self._running[job.id] = running
+            running.task = asyncio.create_task(self._resume(running), name=f"sq-recover-{job.id}")
+
+    async def _resume(self, running: Running) -> None:
+        try:
+            images = await asyncio.wait_for(
+                running.backend.recover(running.attempt), self._settings.attempt_timeout
+            )
+            if images is None:
+                await self._requeue_after_restart(running.job)
+            else:
+                log.info("job %s recovered from %s", running.job.id, running.server.row.alias)
+                await self._complete(running, images)
+        except asyncio.CancelledError:
+            if running.cancelled_by_user:
+                await asyncio.shield(self._interrupt(running))
+            elif not self._closing:
+                raise
+        except (BackendUnavailable, TimeoutError) as e:
+            await self._retry_or_fail(running, f"could not recover after a restart: {e}")
+        except BackendRejected as e:
+            await self._end(running.job.id, JobStatus.FAILED, str(e))
+        finally:
+            if not self._closing:
+                self._running.pop(running.job.id, None)
+                self.wake()
+
+    async def _requeue_after_restart(self, job: queue_pb2.Job) -> None:
+        with contextlib.suppress(FailedPrecondition):
+            await self._queue.finish(
+                job.id, JobStatus.PENDING, "re-queued: the coordinator restarted during its attempt"
+            )
+
+
+def _job_view(job: queue_pb2.Job) -> JobView:
+    model = job.spec.params.model if job.spec.HasField("params") else ""
+    return JobView(
+        id=job.id, app=APP_FROM_PB[job.spec.app], target=job.spec.target_server, model=model
+    )

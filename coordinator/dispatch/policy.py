@@ -1,0 +1,130 @@
+"""The scheduling decision as a pure function over plain data.
+
+`plan()` walks pending jobs in queue order and gives each the best free server:
+healthy, enabled, not paused, of a kind that can run it, under its concurrency
+limit, the job's target server if it named one — preferring a server whose
+loaded model is the one the job wants, then the least busy. Jobs that cannot
+be placed get the reason, shown to the user as the job's stage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+KINDS_FOR_APP = {
+    "forge": ("forge",),
+    "comfyui": ("comfyui",),
+    "sdcpp": ("sdcpp",),
+    "any": ("forge", "comfyui", "sdcpp"),
+}
+
+
+@dataclass(frozen=True)
+class ServerView:
+    alias: str
+    kind: str
+    up: bool
+    enabled: bool = True
+    paused: bool = False
+    running: int = 0
+    capacity: int = 1
+    loaded_model: str = ""
+    down_reason: str = ""
+
+
+@dataclass(frozen=True)
+class JobView:
+    id: str
+    app: str
+    target: str = ""
+    model: str = ""
+
+
+@dataclass
+class Plan:
+    assignments: list[tuple[str, str]] = field(default_factory=list)  # (job id, server alias)
+    waiting: dict[str, str] = field(default_factory=dict)  # job id -> why it waits
+
+
+def model_matches(loaded: str, wanted: str) -> bool:
+    """True when a backend's loaded-model title names the model a job asks for.
+
+    Titles look like `sd_xl_base_1.0.safetensors [31e35c80fc]` (Forge) or a path
+    (sd-server); a job names a model by name, file name, or hash prefix.
+    """
+    if not loaded or not wanted:
+        return False
+    want = wanted.strip().lower()
+    title = loaded.strip().lower()
+    name, _, bracket = title.partition(" [")
+    short_hash = bracket.rstrip("]")
+    base = re.split(r"[\\/]", name)[-1]
+    names = {title, name, base, base.rsplit(".", 1)[0], name.rsplit(".", 1)[0]}
+    return want in names or (
+        len(want) >= 8 and bool(short_hash) and short_hash.startswith(want[:10])
+    )
+
+
+def why_unsuitable(server: ServerView, job: JobView) -> str | None:
+    """Why `server` can never take `job` right now, ignoring its free slots."""
+    if server.kind not in KINDS_FOR_APP.get(job.app, ()):
+        return f"{server.alias} is a {server.kind} server"
+    if not server.enabled:
+        return f"server {server.alias} is disabled"
+    if server.paused:
+        return f"server {server.alias} is paused"
+    if not server.up:
+        return f"server {server.alias} is down" + (
+            f": {server.down_reason}" if server.down_reason else ""
+        )
+    return None
+
+
+def choose_server(servers: Sequence[ServerView], job: JobView) -> tuple[str | None, str]:
+    """(alias, "") for the best free server, or (None, why the job waits)."""
+    candidates = [s for s in servers if not job.target or s.alias == job.target]
+    if not candidates:
+        if job.target:
+            return None, f"target server {job.target} is not registered"
+        return None, f"no {job.app if job.app != 'any' else ''} server is registered".replace(
+            "  ", " "
+        )
+    usable, reasons = [], []
+    for server in candidates:
+        reason = why_unsuitable(server, job)
+        if reason is None:
+            usable.append(server)
+        elif server.kind in KINDS_FOR_APP.get(job.app, ()):
+            reasons.append(reason)
+    if not usable:
+        kinds = "/".join(KINDS_FOR_APP.get(job.app, ()))
+        return None, "; ".join(reasons) or f"no {kinds} server is registered"
+    free = [s for s in usable if s.running < s.capacity]
+    if not free:
+        return None, "waiting for a free slot on " + ", ".join(s.alias for s in usable)
+    best = min(
+        free,
+        key=lambda s: (
+            not model_matches(s.loaded_model, job.model),
+            s.running / s.capacity,
+            s.alias,
+        ),
+    )
+    return best.alias, ""
+
+
+def plan(servers: Sequence[ServerView], jobs: Sequence[JobView]) -> Plan:
+    """Assignments for `jobs` (in queue order), counting the slots each one takes."""
+    views = {s.alias: s for s in servers}
+    result = Plan()
+    for job in jobs:
+        alias, reason = choose_server(list(views.values()), job)
+        if alias is None:
+            result.waiting[job.id] = reason
+            continue
+        result.assignments.append((job.id, alias))
+        chosen = views[alias]
+        views[alias] = ServerView(**{**chosen.__dict__, "running": chosen.running + 1})
+    return result

@@ -1,0 +1,258 @@
+"""Results on disk and in the gallery.
+
+Images go to `<output_dir>/<YYYY-MM-DD>/<job id>-<index>.<ext>`, written to a
+temporary file and renamed, so a crash never leaves a half image under a real
+name. (job, index) is unique in the table and the file name is derived from it,
+so saving a job's images twice (a recovered or retried job) stores them once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, or_
+from sqlmodel import Session, col, select
+
+from coordinator.backends.base import Image
+from coordinator.errors import InvalidArgument, NotFound
+from coordinator.outputs import infotext, png
+from coordinator.queue.convert import timestamp
+from coordinator.queue.states import utcnow
+from coordinator.store import Database
+from coordinator.store.tables import JobRow, ResultRow
+from stablequeue.v1 import queue_pb2
+
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class ResultQuery:
+    job_id: str = ""
+    model: str = ""
+    text: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    page_size: int = 50
+    page_token: str = ""
+    # Only results of jobs this API key submitted (None: everyone's).
+    owner: str | None = None
+
+
+def result_to_pb(row: ResultRow) -> queue_pb2.JobResult:
+    return queue_pb2.JobResult(
+        id=row.id,
+        filename=row.path,
+        mime=row.mime,
+        width=row.width,
+        height=row.height,
+        seed=row.seed,
+        size_bytes=row.size_bytes,
+        infotext=row.infotext,
+        created_at=timestamp(row.created_at),
+        job_id=row.job_id,
+    )
+
+
+def mime_of(data: bytes) -> str:
+    if data.startswith(png.SIGNATURE):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
+class ResultStore:
+    """Writes job images and serves the gallery.
+
+    Args:
+        db: the store.
+        output_dir: root folder of every image; nothing is read or deleted outside it.
+    """
+
+    def __init__(self, db: Database, output_dir: Path) -> None:
+        self._db = db
+        self.root = output_dir.resolve()
+
+    async def save(
+        self, job: queue_pb2.Job, server: str, images: Sequence[Image], model: str = ""
+    ) -> list[ResultRow]:
+        """Stores the images of `job` not stored yet; returns all of the job's results."""
+        done = {row.idx for row in await self.for_job(job.id)}
+        now = utcnow()
+        rows = []
+        for idx, image in enumerate(images):
+            if idx in done:
+                continue
+            data, text = _with_metadata(job, image, model)
+            relative = f"{now:%Y-%m-%d}/{job.id}-{idx}.{EXTENSIONS.get(image.mime, 'bin')}"
+            await asyncio.to_thread(_write_atomically, self.root / relative, data)
+            width, height = png.size(data) if image.mime == "image/png" else (0, 0)
+            rows.append(
+                ResultRow(
+                    id=secrets.token_hex(8),
+                    job_id=job.id,
+                    idx=idx,
+                    path=relative,
+                    mime=image.mime,
+                    width=width,
+                    height=height,
+                    seed=image.seed,
+                    size_bytes=len(data),
+                    infotext=text,
+                    prompt=job.spec.params.prompt if job.spec.HasField("params") else "",
+                    model=model or (job.spec.params.model if job.spec.HasField("params") else ""),
+                    server=server,
+                    created_at=now,
+                )
+            )
+        if rows:
+            await self._db.run(lambda s: s.add_all(rows))
+        return await self.for_job(job.id)
+
+    async def for_job(self, job_id: str) -> list[ResultRow]:
+        def query(session: Session) -> list[ResultRow]:
+            stmt = select(ResultRow).where(ResultRow.job_id == job_id).order_by(col(ResultRow.idx))
+            return list(session.exec(stmt))
+
+        return await self._db.run(query)
+
+    async def list(self, query: ResultQuery) -> tuple[list[ResultRow], str]:
+        """Newest first, filtered; one page and the next page's token."""
+        if not 0 <= query.page_size <= MAX_PAGE:
+            raise InvalidArgument("page.page_size", f"must be within 0 .. {MAX_PAGE}")
+        size = query.page_size or 50
+        cursor = _decode(query.page_token)
+
+        def run(session: Session) -> list[ResultRow]:
+            stmt = select(ResultRow)
+            if query.job_id:
+                stmt = stmt.where(ResultRow.job_id == query.job_id)
+            if query.owner is not None:
+                stmt = stmt.where(_owned_by(query.owner))
+            if query.model:
+                stmt = stmt.where(col(ResultRow.model).contains(query.model))
+            if query.text:
+                stmt = stmt.where(col(ResultRow.prompt).contains(query.text))
+            if query.since:
+                stmt = stmt.where(col(ResultRow.created_at) >= query.since)
+            if query.until:
+                stmt = stmt.where(col(ResultRow.created_at) < query.until)
+            if cursor:
+                created, last = cursor
+                stmt = stmt.where(
+                    or_(
+                        col(ResultRow.created_at) < created,
+                        and_(ResultRow.created_at == created, col(ResultRow.id) < last),
+                    )
+                )
+            stmt = stmt.order_by(col(ResultRow.created_at).desc(), col(ResultRow.id).desc())
+            return list(session.exec(stmt.limit(size + 1)))
+
+        rows = await self._db.run(run)
+        if len(rows) <= size:
+            return rows, ""
+        rows = rows[:size]
+        return rows, _encode(rows[-1])
+
+    async def get(self, result_id: str, owner: str | None = None) -> tuple[ResultRow, Path]:
+        """The record and its file (only of `owner`'s jobs when given).
+
+        Raises:
+            NotFound: unknown id, someone else's result, or the file is gone.
+        """
+        row = await self._db.run(lambda s: _find(s, result_id, owner))
+        path = self.confined(row.path)
+        if not path.is_file():
+            raise NotFound(f"result {result_id}: its file {row.path} is missing")
+        return row, path
+
+    async def delete(self, result_id: str, owner: str | None = None) -> None:
+        """Deletes the file (if still there) and the record."""
+
+        def remove(session: Session) -> ResultRow:
+            row = _find(session, result_id, owner)
+            session.delete(row)
+            return row
+
+        row = await self._db.run(remove)
+        self.confined(row.path).unlink(missing_ok=True)
+
+    def confined(self, relative: str) -> Path:
+        """`relative` under the output folder; refuses anything that escapes it."""
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root):
+            raise InvalidArgument("path", f"{relative!r} is outside the output folder")
+        return path
+
+
+def _owned_by(owner: str) -> Any:
+    return col(ResultRow.job_id).in_(select(JobRow.id).where(JobRow.submitted_by == owner))
+
+
+def _find(session: Session, result_id: str, owner: str | None) -> ResultRow:
+    stmt = select(ResultRow).where(ResultRow.id == result_id)
+    if owner is not None:
+        stmt = stmt.where(_owned_by(owner))
+    row = session.exec(stmt).first()
+    if row is None:
+        raise NotFound(f"no result with id {result_id!r}")
+    return row
+
+
+def _with_metadata(job: queue_pb2.Job, image: Image, model: str) -> tuple[bytes, str]:
+    """The bytes to store and the infotext they carry.
+
+    ComfyUI's `prompt`/`workflow` chunks stay as they came; a parameter job's
+    PNG gets an A1111 `parameters` chunk unless the backend already wrote one.
+    """
+    if image.mime != "image/png":
+        return image.data, image.infotext
+    existing = png.text(image.data)
+    if "parameters" in existing:
+        return image.data, existing["parameters"]
+    if not job.spec.HasField("params"):
+        return image.data, image.infotext
+    text = image.infotext or infotext.build(job.spec.params, image.seed, model)
+    return png.with_text(image.data, "parameters", text), text
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".incomplete")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _encode(row: ResultRow) -> str:
+    key = {"c": row.created_at.isoformat(), "i": row.id}
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def _decode(token: str) -> tuple[datetime, str] | None:
+    if not token:
+        return None
+    try:
+        key: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return datetime.fromisoformat(key["c"]), str(key["i"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise InvalidArgument("page.page_token", "malformed; start from the first page") from e

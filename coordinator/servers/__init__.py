@@ -1,0 +1,1 @@
+"""Registered backend servers: their settings, health and pause state."""

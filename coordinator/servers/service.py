@@ -1,0 +1,283 @@
+"""The server registry and its health monitor.
+
+Settings live in the `servers` table; health (up/down, why, loaded model) is
+runtime state kept here and refreshed by probes: every `interval` seconds, at
+once when a server is registered, changed or enabled, and when the dispatcher
+reports a transport failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from urllib.parse import urlparse
+
+from sqlmodel import Session, col, select
+
+from coordinator.backends.base import Backend, Probe, ServerConfig
+from coordinator.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from coordinator.queue.states import JobStatus, utcnow
+from coordinator.store import Database
+from coordinator.store.tables import JobRow, ServerRow
+
+log = logging.getLogger(__name__)
+KINDS = ("forge", "comfyui", "sdcpp")
+ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+MAX_CONCURRENCY = 64
+BackendFactory = Callable[[ServerConfig], Backend]
+
+
+@dataclass(frozen=True)
+class Health:
+    state: str = "unknown"  # unknown | up | down
+    reason: str = ""
+    loaded_model: str = ""
+    checked_at: datetime | None = None
+
+
+@dataclass
+class ServerSpec:
+    """Fields of a register/update request; None keeps the current value."""
+
+    base_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    bearer_token: str | None = None
+    max_concurrency: int | None = None
+    labels: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """A server's settings and health, as the dispatcher and the API see them."""
+
+    row: ServerRow
+    health: Health = field(default_factory=Health)
+
+    @property
+    def config(self) -> ServerConfig:
+        r = self.row
+        return ServerConfig(r.alias, r.kind, r.base_url, r.username, r.password, r.bearer_token)
+
+
+def validate(kind: str, spec: ServerSpec) -> None:
+    if kind not in KINDS:
+        raise InvalidArgument("kind", f"must be one of {', '.join(KINDS)}")
+    if spec.base_url is not None:
+        parsed = urlparse(spec.base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InvalidArgument("base_url", f"must be an http(s) URL, got {spec.base_url!r}")
+    if spec.max_concurrency is not None and not 1 <= spec.max_concurrency <= MAX_CONCURRENCY:
+        raise InvalidArgument("max_concurrency", f"must be within 1 .. {MAX_CONCURRENCY}")
+    if spec.password and not spec.username:
+        raise InvalidArgument("password", "needs a username")
+    if spec.labels is not None and len(spec.labels) > 50:
+        raise InvalidArgument("labels", "at most 50 labels")
+
+
+class ServerService:
+    """Registers servers and keeps their health current.
+
+    Args:
+        db: the store.
+        backends: builds the adapter for a server (its `probe()` is the health check).
+        interval: seconds between routine probes.
+    """
+
+    def __init__(self, db: Database, backends: BackendFactory, interval: float = 10.0) -> None:
+        self._db = db
+        self._backends = backends
+        self._interval = interval
+        self._health: dict[str, Health] = {}
+        self._listeners: list[Callable[[], None]] = []
+        self._monitor: asyncio.Task[None] | None = None
+        self._probing: dict[str, asyncio.Task[None]] = {}
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    # ---- registry --------------------------------------------------------
+
+    async def register(self, alias: str, kind: str, spec: ServerSpec) -> ServerState:
+        """Raises InvalidArgument, AlreadyExists."""
+        if not ALIAS.match(alias):
+            raise InvalidArgument("alias", "letters, digits, '.', '_' or '-', at most 100")
+        if not spec.base_url:
+            raise InvalidArgument("base_url", "required")
+        validate(kind, spec)
+        now = utcnow()
+        row = ServerRow(
+            alias=alias,
+            kind=kind,
+            base_url=spec.base_url.rstrip("/"),
+            username=spec.username or "",
+            password=spec.password or "",
+            bearer_token=spec.bearer_token or "",
+            max_concurrency=spec.max_concurrency or 1,
+            labels=json.dumps(spec.labels or {}),
+            created_at=now,
+            updated_at=now,
+        )
+
+        def insert(session: Session) -> ServerRow:
+            if session.get(ServerRow, alias) is not None:
+                raise AlreadyExists(f"server {alias!r} is already registered")
+            session.add(row)
+            return row
+
+        await self._db.run(insert)
+        log.info("server %s registered (%s at %s)", alias, kind, row.base_url)
+        self.check_soon(alias)
+        self._changed()
+        return ServerState(row, self._health.get(alias, Health()))
+
+    async def update(self, alias: str, spec: ServerSpec, replace_labels: bool) -> ServerState:
+        def change(session: Session) -> ServerRow:
+            row = _get(session, alias)
+            validate(row.kind, spec)
+            for name in ("base_url", "username", "password", "bearer_token", "max_concurrency"):
+                value = getattr(spec, name)
+                if value is not None:
+                    setattr(row, name, value.rstrip("/") if name == "base_url" else value)
+            if spec.labels is not None and (spec.labels or replace_labels):
+                row.labels = json.dumps(spec.labels)
+            row.updated_at = utcnow()
+            session.add(row)
+            return row
+
+        row = await self._db.run(change)
+        self.check_soon(alias)
+        self._changed()
+        return ServerState(row, self._health.get(alias, Health()))
+
+    async def remove(self, alias: str) -> None:
+        """Raises NotFound; FailedPrecondition while it runs jobs."""
+
+        def delete(session: Session) -> None:
+            row = _get(session, alias)
+            running = session.exec(
+                select(JobRow.id).where(
+                    JobRow.server == alias, JobRow.status == JobStatus.PROCESSING.value
+                )
+            ).first()
+            if running:
+                raise FailedPrecondition(
+                    f"server {alias} is running job {running}; disable it and wait, or cancel"
+                )
+            session.delete(row)
+
+        await self._db.run(delete)
+        self._health.pop(alias, None)
+        self._changed()
+
+    async def set_flag(self, alias: str, name: str, value: bool) -> ServerState:
+        """Sets `enabled` or `paused`."""
+
+        def change(session: Session) -> ServerRow:
+            row = _get(session, alias)
+            setattr(row, name, value)
+            row.updated_at = utcnow()
+            session.add(row)
+            return row
+
+        row = await self._db.run(change)
+        log.info("server %s: %s = %s", alias, name, value)
+        if name == "enabled" and value:
+            self.check_soon(alias)
+        self._changed()
+        return ServerState(row, self._health.get(alias, Health()))
+
+    async def get(self, alias: str) -> ServerState:
+        row = await self._db.run(lambda s: _get(s, alias))
+        return ServerState(row, self._health.get(alias, Health()))
+
+    async def list(self, kind: str = "") -> list[ServerState]:
+        def query(session: Session) -> list[ServerRow]:
+            stmt = select(ServerRow).order_by(col(ServerRow.alias))
+            if kind:
+                stmt = stmt.where(ServerRow.kind == kind)
+            return list(session.exec(stmt))
+
+        return [
+            ServerState(row, self._health.get(row.alias, Health()))
+            for row in await self._db.run(query)
+        ]
+
+    async def paused_aliases(self) -> list[str]:
+        return [s.row.alias for s in await self.list() if s.row.paused]
+
+    # ---- health ----------------------------------------------------------
+
+    def start(self) -> None:
+        self._monitor = asyncio.create_task(self._monitor_loop(), name="sq-health-monitor")
+
+    async def close(self) -> None:
+        for task in [self._monitor, *self._probing.values()]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def mark_down(self, alias: str, reason: str) -> None:
+        """The dispatcher saw a transport failure: down now, re-probed soon."""
+        self._set_health(alias, Health("down", reason, "", utcnow()))
+        self.check_soon(alias, delay=1.0)
+
+    def check_soon(self, alias: str, delay: float = 0.0) -> None:
+        if alias in self._probing and not self._probing[alias].done():
+            return
+        self._probing[alias] = asyncio.create_task(self._probe_later(alias, delay))
+
+    async def check(self, alias: str) -> ServerState:
+        """Probes one server now and returns its state."""
+        state = await self.get(alias)
+        probe = await self._backends(state.config).probe()
+        self._record(alias, probe)
+        return replace(state, health=self._health[alias])
+
+    async def _probe_later(self, alias: str, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        with contextlib.suppress(NotFound):
+            await self.check(alias)
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            states = await self.list()
+            probes = await asyncio.gather(
+                *(self._backends(s.config).probe() for s in states if s.row.enabled)
+            )
+            for state, probe in zip([s for s in states if s.row.enabled], probes, strict=True):
+                self._record(state.row.alias, probe)
+            await asyncio.sleep(self._interval)
+
+    def _record(self, alias: str, probe: Probe) -> None:
+        health = Health("up" if probe.up else "down", probe.reason, probe.loaded_model, utcnow())
+        self._set_health(alias, health)
+
+    def _set_health(self, alias: str, health: Health) -> None:
+        before = self._health.get(alias)
+        self._health[alias] = health
+        if before is None or (before.state, before.loaded_model) != (
+            health.state,
+            health.loaded_model,
+        ):
+            log.info("server %s is %s %s", alias, health.state, health.reason)
+            self._changed()
+
+
+def _get(session: Session, alias: str) -> ServerRow:
+    row = session.get(ServerRow, alias)
+    if row is None:
+        raise NotFound(f"server {alias!r} is not registered")
+    return row

@@ -1,0 +1,76 @@
+"""Registering backend servers over gRPC: validation, secrets never returned, health."""
+
+from __future__ import annotations
+
+import socket
+
+import grpc
+import pytest
+
+from stablequeue.v1 import common_pb2, processes_pb2
+from tests.conftest import CoordinatorThread
+from tests.helpers import wait_until
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_register_list_and_never_return_credentials(server: CoordinatorThread) -> None:
+    with server.client() as sq:
+        url = f"http://127.0.0.1:{closed_port()}"
+        reply = sq.processes.RegisterServer(
+            processes_pb2.RegisterServerRequest(
+                alias="gpu-1",
+                kind=common_pb2.APP_KIND_FORGE,
+                base_url=url,
+                username="me",
+                password="hunter2",
+                max_concurrency=2,
+                labels={"room": "attic"},
+            )
+        )
+        assert reply.server.has_credentials and reply.server.max_concurrency == 2
+        listed = sq.processes.ListServers(processes_pb2.ListServersRequest())
+        assert [s.alias for s in listed.servers] == ["gpu-1"]
+        assert "hunter2" not in str(listed)
+
+        # Nothing listens there: the probe marks it down with the reason.
+        def down() -> bool:
+            got = sq.processes.GetServer(processes_pb2.GetServerRequest(alias="gpu-1")).server
+            return got.health == processes_pb2.SERVER_HEALTH_DOWN
+
+        wait_until(down)
+        assert sq.pause("gpu-1").paused_servers == ["gpu-1"]
+        assert list(sq.resume("gpu-1").paused_servers) == []
+        with pytest.raises(grpc.RpcError) as info:
+            sq.processes.RegisterServer(
+                processes_pb2.RegisterServerRequest(
+                    alias="gpu-1", kind=common_pb2.APP_KIND_FORGE, base_url=url
+                )
+            )
+        assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        sq.processes.RemoveServer(processes_pb2.RemoveServerRequest(alias="gpu-1"))
+        assert list(sq.processes.ListServers(processes_pb2.ListServersRequest()).servers) == []
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"alias": "bad alias", "base_url": "http://x"}, "alias"),
+        ({"alias": "a", "base_url": "ftp://x"}, "base_url"),
+        ({"alias": "a", "base_url": "http://x", "max_concurrency": 500}, "max_concurrency"),
+        ({"alias": "a", "base_url": "http://x", "password": "p"}, "password"),
+    ],
+)
+def test_bad_server_fields_name_the_field(
+    sqlite_server: CoordinatorThread, request_fields: dict[str, object], field: str
+) -> None:
+    with sqlite_server.client() as sq, pytest.raises(grpc.RpcError) as info:
+        sq.processes.RegisterServer(
+            processes_pb2.RegisterServerRequest(kind=common_pb2.APP_KIND_FORGE, **request_fields)
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith(f"{field}:")
