@@ -1,0 +1,152 @@
+"""A protocol-faithful Forge/A1111 API fake (PROTOCOLS.md §1) on a loopback port.
+
+Generation is simulated step by step (`step_seconds` each) so progress,
+previews and interrupts behave as on a real server; images are real PNGs with
+the `parameters` infotext, as Forge sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+from PIL import Image, PngImagePlugin
+
+CHECKPOINTS = [
+    {
+        "title": "sd_xl_base_1.0.safetensors [31e35c80fc]",
+        "model_name": "sd_xl_base_1.0",
+        "hash": "31e35c80fc",
+        "sha256": "31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b",
+        "filename": "C:\\sd\\models\\Stable-diffusion\\sd_xl_base_1.0.safetensors",
+        "config": None,
+    },
+    {
+        "title": "v1-5-pruned-emaonly.safetensors [6ce0161689]",
+        "model_name": "v1-5-pruned-emaonly",
+        "hash": "6ce0161689",
+        "sha256": None,
+        "filename": "C:\\sd\\models\\Stable-diffusion\\v1-5-pruned-emaonly.safetensors",
+        "config": None,
+    },
+]
+
+
+def png(color: tuple[int, int, int], infotext: str = "", size: int = 64) -> bytes:
+    buffer = io.BytesIO()
+    info = PngImagePlugin.PngInfo()
+    if infotext:
+        info.add_text("parameters", infotext)
+    Image.new("RGB", (size, size), color).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+class FakeForge:
+    def __init__(self, step_seconds: float = 0.02) -> None:
+        self.step_seconds = step_seconds
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.loaded = CHECKPOINTS[1]["title"]
+        self.current_task: str | None = None
+        self.finished: list[str] = []
+        self.state = {"job_count": 0, "sampling_step": 0, "sampling_steps": 0}
+        self.interrupted = False
+        self.lock = asyncio.Lock()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def _start(self) -> int:
+        self.lock = asyncio.Lock()
+        app = web.Application()
+        app.router.add_get("/sdapi/v1/options", self.options)
+        app.router.add_get("/sdapi/v1/sd-models", self.sd_models)
+        app.router.add_get("/sdapi/v1/progress", self.progress)
+        app.router.add_post("/sdapi/v1/txt2img", self.generate)
+        app.router.add_post("/sdapi/v1/img2img", self.generate)
+        app.router.add_post("/sdapi/v1/interrupt", self.interrupt)
+        app.router.add_post("/internal/progress", self.internal_progress)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    async def options(self, request: web.Request) -> web.Response:
+        return web.json_response({"sd_model_checkpoint": self.loaded, "samples_format": "png"})
+
+    async def sd_models(self, request: web.Request) -> web.Response:
+        return web.json_response(CHECKPOINTS)
+
+    async def progress(self, request: web.Request) -> web.Response:
+        steps = self.state["sampling_steps"] or 1
+        return web.json_response(
+            {"progress": self.state["sampling_step"] / steps, "eta_relative": 0.1,
+             "state": self.state, "current_image": None, "textinfo": None}
+        )  # fmt: skip
+
+    async def interrupt(self, request: web.Request) -> web.Response:
+        self.requests.append(("interrupt", {}))
+        self.interrupted = True
+        return web.json_response({})
+
+    async def internal_progress(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        task = body.get("id_task")
+        active = task is not None and task == self.current_task
+        reply: dict[str, Any] = {"active": active, "queued": False,
+                                 "completed": task in self.finished}  # fmt: skip
+        if active:
+            steps = self.state["sampling_steps"] or 1
+            reply.update(progress=self.state["sampling_step"] / steps, eta=0.1, id_live_preview=1)
+            if body.get("live_preview"):
+                preview = base64.b64encode(png((9, 9, 9), size=8)).decode()
+                reply["live_preview"] = f"data:image/png;base64,{preview}"
+        return web.json_response(reply)
+
+    async def generate(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append((request.path, body))
+        sampler = body.get("sampler_name")
+        if sampler and sampler not in ("Euler a", "Euler", "DPM++ 2M"):
+            return web.json_response({"error": "HTTPException", "detail": "Sampler not found"}, status=400)  # fmt: skip
+        async with self.lock:  # A1111 runs one request at a time under queue_lock
+            self.current_task = body.get("force_task_id")
+            self.interrupted = False
+            steps = int(body.get("steps") or 20)
+            count = int(body.get("batch_size", 1)) * int(body.get("n_iter", 1))
+            self.state = {"job_count": 1, "sampling_step": 0, "sampling_steps": steps}
+            for step in range(steps):
+                if self.interrupted:
+                    break
+                self.state["sampling_step"] = step + 1
+                await asyncio.sleep(self.step_seconds)
+            seed = int(body.get("seed", -1))
+            seed = seed if seed >= 0 else 1234
+            seeds = [seed + i for i in range(count)]
+            infotexts = [f"{body['prompt']}\nSteps: {steps}, Seed: {s}, Model: x" for s in seeds]
+            images = [base64.b64encode(png((i * 40 % 255, 0, 0), t)).decode()
+                      for i, t in enumerate(infotexts)]  # fmt: skip
+            self.finished.append(self.current_task or "")
+            self.current_task = None
+            self.state = {"job_count": 0, "sampling_step": 0, "sampling_steps": 0}
+        info = {"all_seeds": seeds, "infotexts": infotexts, "index_of_first_image": 0}
+        return web.json_response({"images": images, "parameters": body, "info": json.dumps(info)})
+
+    def wait_for_task(self, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while self.current_task is None:
+            if time.monotonic() > deadline:
+                raise AssertionError("the fake never started a task")
+            time.sleep(0.01)
