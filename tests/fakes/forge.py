@@ -120,7 +120,8 @@ class FakeForge:
         self.requests.append((request.path, body))
         sampler = body.get("sampler_name")
         if sampler and sampler not in ("Euler a", "Euler", "DPM++ 2M"):
-            return web.json_response({"error": "HTTPException", "detail": "Sampler not found"}, status=400)  # fmt: skip
+            error = {"error": "HTTPException", "detail": "Sampler not found"}
+            return web.json_response(error, status=400)
         async with self.lock:  # A1111 runs one request at a time under queue_lock
             self.current_task = body.get("force_task_id")
             self.interrupted = False
