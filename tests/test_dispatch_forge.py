@@ -78,3 +78,22 @@ def test_cancel_running_job_interrupts_forge(sq: Client, forge: FakeForge) -> No
     sq.cancel(job.id)
     wait_until(lambda: ("interrupt", {}) in forge.requests)
     assert sq.get_job(job.id).status == queue_pb2.JOB_STATUS_CANCELLED
+
+
+def test_server_dying_mid_job_is_retried_elsewhere_and_completes_once(
+    server: CoordinatorThread, sq: Client
+) -> None:
+    first, second = FakeForge(step_seconds=0.2), FakeForge()
+    try:
+        register(sq, "forge-1", first.url)
+        job = sq.submit(txt2img("survivor", steps=50, server=""))
+        first.wait_for_task()
+        register(sq, "forge-2", second.url)
+        first.close()  # the server dies with our request in flight
+        done = final(sq, job.id)
+        assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+        assert done.server == "forge-2" and done.attempts == 2
+        assert len(done.results) == 1
+        assert [p for p, _ in second.requests] == ["/sdapi/v1/txt2img"]
+    finally:
+        second.close()

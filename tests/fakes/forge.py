@@ -73,7 +73,8 @@ class FakeForge:
         app.router.add_post("/sdapi/v1/img2img", self.generate)
         app.router.add_post("/sdapi/v1/interrupt", self.interrupt)
         app.router.add_post("/internal/progress", self.internal_progress)
-        self.runner = web.AppRunner(app)
+        # A close drops in-flight requests at once, like a server process dying.
+        self.runner = web.AppRunner(app, shutdown_timeout=0.1, handler_cancellation=True)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
