@@ -137,3 +137,25 @@ def test_watch_json_prints_one_event_per_line(
     assert code == 1
     assert event["type"] == "JOB_EVENT_TYPE_SNAPSHOT"
     assert event["job"]["status"] == "JOB_STATUS_CANCELLED"
+
+
+def test_servers_add_list_disable_remove(
+    capsys: pytest.CaptureFixture[str], sqlite_server: CoordinatorThread
+) -> None:
+    code, out, _ = sq(
+        capsys, sqlite_server, "servers", "add", "gpu-1", "--kind", "forge",
+        "--url", "http://127.0.0.1:9", "--username", "u", "--password", "secret", "--json",
+    )  # fmt: skip
+    assert code == 0 and json.loads(out)["has_credentials"] is True and "secret" not in out
+    code, out, _ = sq(capsys, sqlite_server, "servers", "list", "--json")
+    assert [s["alias"] for s in json.loads(out)] == ["gpu-1"]
+    assert sq(capsys, sqlite_server, "servers", "disable", "gpu-1")[0] == 0
+    code, out, _ = sq(capsys, sqlite_server, "servers", "show", "gpu-1", "--json")
+    assert json.loads(out)["enabled"] is False
+    code, _, err = sq(
+        capsys, sqlite_server, "servers", "add", "x", "--kind", "forge", "--url", "ftp://x"
+    )
+    assert code == 1 and "INVALID_ARGUMENT: base_url" in err
+    assert sq(capsys, sqlite_server, "servers", "remove", "gpu-1")[0] == 0
+    code, out, _ = sq(capsys, sqlite_server, "servers", "list")
+    assert code == 0 and "gpu-1" not in out

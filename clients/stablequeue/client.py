@@ -133,10 +133,14 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
-    def call(self, method: str, request: Any) -> Any:
-        """Calls a QueueService unary method by name, raising StableQueueError."""
+    def call(self, method: str, request: Any, service: str = "queue") -> Any:
+        """Calls a unary method by name on `service` ("queue", "models", "processes").
+
+        Raises:
+            StableQueueError: the call failed (status code and server message).
+        """
         try:
-            return getattr(self.queue, method)(
+            return getattr(getattr(self, service), method)(
                 request, timeout=self.timeout, metadata=self._metadata
             )
         except grpc.RpcError as e:

@@ -14,7 +14,7 @@ import grpc
 from stablequeue.cli import render, watch
 from stablequeue.client import SEED_MODES, Client, StableQueueError
 from stablequeue.specs import APPS, txt2img, workflow
-from stablequeue.v1 import queue_pb2
+from stablequeue.v1 import processes_pb2, queue_pb2
 
 STATUSES = {
     name.removeprefix("JOB_STATUS_").lower(): num
@@ -221,6 +221,49 @@ def cmd_keys(sq: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+SERVER_KINDS = {"forge": 1, "comfyui": 2, "sdcpp": 3}
+
+
+def cmd_servers(sq: Client, args: argparse.Namespace) -> int:
+    action = args.servers_command
+    if action == "add":
+        request = processes_pb2.RegisterServerRequest(
+            alias=args.alias,
+            kind=SERVER_KINDS[args.kind],
+            base_url=args.url,
+            username=args.username,
+            password=args.password,
+            bearer_token=args.token,
+            max_concurrency=args.max_concurrency,
+        )
+        server = sq.call("RegisterServer", request, "processes").server
+    elif action in ("enable", "disable"):
+        request = processes_pb2.SetServerEnabledRequest(
+            alias=args.alias, enabled=action == "enable"
+        )
+        server = sq.call("SetServerEnabled", request, "processes").server
+    elif action == "remove":
+        sq.call("RemoveServer", processes_pb2.RemoveServerRequest(alias=args.alias), "processes")
+        render.console.print(f"removed {args.alias}")
+        return 0
+    elif action == "show":
+        server = sq.call(
+            "GetServer", processes_pb2.GetServerRequest(alias=args.alias), "processes"
+        ).server
+    else:
+        servers = sq.call("ListServers", processes_pb2.ListServersRequest(), "processes").servers
+        if args.json:
+            render.print_json(list(servers))
+        else:
+            render.console.print(render.servers_table(servers))
+        return 0
+    if getattr(args, "json", False):
+        render.print_json(server)
+    else:
+        render.console.print(render.servers_table([server]))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="sq", description="StableQueue command line")
     root.add_argument("--addr", help="coordinator HOST:PORT (env SQ_ADDR, default 127.0.0.1:50051)")
@@ -313,6 +356,26 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="job counts and pause state")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("servers", help="backend servers (Forge, ComfyUI, sd-server)")
+    servers = p.add_subparsers(dest="servers_command", required=True)
+    k = servers.add_parser("add", help="register a server")
+    k.add_argument("alias")
+    k.add_argument("--kind", choices=sorted(SERVER_KINDS), required=True)
+    k.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:7860")
+    k.add_argument("--username", default="")
+    k.add_argument("--password", default="")
+    k.add_argument("--token", default="", help="bearer token")
+    k.add_argument("--max-concurrency", type=int, default=1)
+    k.add_argument("--json", action="store_true")
+    k = servers.add_parser("list", help="servers with their health")
+    k.add_argument("--json", action="store_true")
+    for name in ("show", "remove", "enable", "disable"):
+        k = servers.add_parser(name, help=f"{name} a server")
+        k.add_argument("alias")
+        if name == "show":
+            k.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_servers)
 
     p = sub.add_parser("keys", help="API keys")
     keys = p.add_subparsers(dest="keys_command", required=True)

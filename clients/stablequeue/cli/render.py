@@ -133,3 +133,25 @@ def stats_line(stats: queue_pb2.QueueStats) -> str:
         f"pending {stats.pending}  processing {stats.processing}  completed {stats.completed}  "
         f"failed {stats.failed}  cancelled {stats.cancelled}{paused}"
     )
+
+
+def servers_table(servers: Iterable[Any]) -> Table:
+    table = Table()
+    for column in ("ALIAS", "KIND", "URL", "HEALTH", "JOBS", "STATE", "LOADED MODEL"):
+        table.add_column(column, overflow="fold")
+    for server in servers:
+        health = type(server).DESCRIPTOR.fields_by_name["health"].enum_type
+        state = "enabled" if server.enabled else "disabled"
+        if server.paused:
+            state += ", paused"
+        table.add_row(
+            server.alias,
+            ("", "forge", "comfyui", "sdcpp", "any")[server.kind],
+            server.base_url,
+            health.values_by_number[server.health].name.removeprefix("SERVER_HEALTH_").lower()
+            + (f" ({server.health_reason})" if server.health_reason else ""),
+            f"{server.running_jobs}/{server.max_concurrency}",
+            state,
+            server.loaded_model or "-",
+        )
+    return table
