@@ -63,6 +63,7 @@ def test_register_list_and_never_return_credentials(server: CoordinatorThread) -
         ({"alias": "a", "base_url": "ftp://x"}, "base_url"),
         ({"alias": "a", "base_url": "http://x", "max_concurrency": 500}, "max_concurrency"),
         ({"alias": "a", "base_url": "http://x", "password": "p"}, "password"),
+        ({"alias": "a", "base_url": "http://x", "kind": common_pb2.APP_KIND_COMFYUI}, "kind"),
     ],
 )
 def test_bad_server_fields_name_the_field(
@@ -70,7 +71,9 @@ def test_bad_server_fields_name_the_field(
 ) -> None:
     with sqlite_server.client() as sq, pytest.raises(grpc.RpcError) as info:
         sq.processes.RegisterServer(
-            processes_pb2.RegisterServerRequest(kind=common_pb2.APP_KIND_FORGE, **request_fields)
+            processes_pb2.RegisterServerRequest(
+                **{"kind": common_pb2.APP_KIND_FORGE, **request_fields}  # type: ignore[arg-type]
+            )
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details().startswith(f"{field}:")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from coordinator.backends.base import Backend, ServerConfig
 from coordinator.backends.forge import ForgeBackend
 
+# Kinds with an adapter; registering any other kind is refused until it has one.
+SUPPORTED_KINDS = ("forge",)
+
 
 def make_backend(config: ServerConfig, timeout: float = 600.0) -> Backend:
     """The adapter for `config.kind`.

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from sqlmodel import Session, col, select
 
 from coordinator.backends.base import Backend, Probe, ServerConfig
+from coordinator.backends.registry import SUPPORTED_KINDS
 from coordinator.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from coordinator.queue.states import JobStatus, utcnow
 from coordinator.store import Database
@@ -69,6 +70,8 @@ class ServerState:
 def validate(kind: str, spec: ServerSpec) -> None:
     if kind not in KINDS:
         raise InvalidArgument("kind", f"must be one of {', '.join(KINDS)}")
+    if kind not in SUPPORTED_KINDS:
+        raise InvalidArgument("kind", f"{kind} servers are not supported by this coordinator yet")
     if spec.base_url is not None:
         parsed = urlparse(spec.base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
