@@ -244,7 +244,7 @@ class ServerService:
     async def check(self, alias: str) -> ServerState:
         """Probes one server now and returns its state."""
         state = await self.get(alias)
-        probe = await self._backends(state.config).probe()
+        probe = await self._probe(state.config)
         self._record(alias, probe)
         return replace(state, health=self._health[alias])
 
@@ -258,11 +258,18 @@ class ServerService:
         while True:
             states = await self.list()
             probes = await asyncio.gather(
-                *(self._backends(s.config).probe() for s in states if s.row.enabled)
+                *(self._probe(s.config) for s in states if s.row.enabled)
             )
             for state, probe in zip([s for s in states if s.row.enabled], probes, strict=True):
                 self._record(state.row.alias, probe)
             await asyncio.sleep(self._interval)
+
+    async def _probe(self, config: ServerConfig) -> Probe:
+        backend = self._backends(config)
+        try:
+            return await backend.probe()
+        finally:
+            await backend.close()
 
     def _record(self, alias: str, probe: Probe) -> None:
         health = Health("up" if probe.up else "down", probe.reason, probe.loaded_model, utcnow())
