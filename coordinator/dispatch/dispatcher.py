@@ -135,10 +135,14 @@ class Dispatcher:
                 self.wake()
 
     async def _dispatch(self) -> None:
-        if await self._queue.is_paused():
-            return
         states = {s.row.alias: s for s in await self._servers.list()}
         views = [self._view(s) for s in states.values()]
+        # Nothing can start without a free slot: skip the queue scan (submits wake
+        # us constantly, and that scan would tax every one of them).
+        if not any(v.up and v.enabled and not v.paused and v.running < v.capacity for v in views):
+            return
+        if await self._queue.is_paused():
+            return
         jobs = await self._queue.dispatchable(LOOKAHEAD)
         decided = plan(views, [_job_view(j) for j in jobs])
         by_id = {j.id: j for j in jobs}

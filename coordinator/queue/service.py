@@ -371,7 +371,13 @@ class QueueService:
         return [(self.to_pb(row, full=True), row.backend_task_id or "") for row in rows]
 
     async def is_paused(self) -> bool:
-        return (await self.stats()).paused
+        """Whether the whole queue is paused (one row read; no counting)."""
+
+        def read(session: Session) -> bool:
+            row = session.get(SettingRow, PAUSED_SETTING)
+            return row is not None and bool(json.loads(row.value))
+
+        return await self._db.run(read)
 
     def report_progress(self, job: queue_pb2.Job, progress: queue_pb2.JobProgress) -> None:
         """Records and publishes live progress (not persisted: it is stale on restart)."""

@@ -101,11 +101,15 @@ class ServerService:
         self._listeners: list[Callable[[], None]] = []
         self._monitor: asyncio.Task[None] | None = None
         self._probing: dict[str, asyncio.Task[None]] = {}
+        # Rows change only through this service, and the dispatcher reads them on
+        # every round: keep them in memory, dropped on every change.
+        self._rows: list[ServerRow] | None = None
 
     def on_change(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
     def _changed(self) -> None:
+        self._rows = None
         for listener in self._listeners:
             listener()
 
@@ -206,15 +210,12 @@ class ServerService:
 
     async def list(self, kind: str = "") -> list[ServerState]:
         def query(session: Session) -> list[ServerRow]:
-            stmt = select(ServerRow).order_by(col(ServerRow.alias))
-            if kind:
-                stmt = stmt.where(ServerRow.kind == kind)
-            return list(session.exec(stmt))
+            return list(session.exec(select(ServerRow).order_by(col(ServerRow.alias))))
 
-        return [
-            ServerState(row, self._health.get(row.alias, Health()))
-            for row in await self._db.run(query)
-        ]
+        if self._rows is None:
+            self._rows = await self._db.run(query)
+        rows = [row for row in self._rows if not kind or row.kind == kind]
+        return [ServerState(row, self._health.get(row.alias, Health())) for row in rows]
 
     async def paused_aliases(self) -> list[str]:
         return [s.row.alias for s in await self.list() if s.row.paused]
@@ -257,9 +258,7 @@ class ServerService:
     async def _monitor_loop(self) -> None:
         while True:
             states = await self.list()
-            probes = await asyncio.gather(
-                *(self._probe(s.config) for s in states if s.row.enabled)
-            )
+            probes = await asyncio.gather(*(self._probe(s.config) for s in states if s.row.enabled))
             for state, probe in zip([s for s in states if s.row.enabled], probes, strict=True):
                 self._record(state.row.alias, probe)
             await asyncio.sleep(self._interval)
