@@ -200,10 +200,7 @@ class Dispatcher:
             )
             await self._complete(running, images)
         except asyncio.CancelledError:
-            if running.cancelled_by_user:
-                await asyncio.shield(self._interrupt(running))
-            elif not self._closing:
-                raise
+            await self._on_cancelled(running)
         except FailedPrecondition:
             pass  # cancelled meanwhile: its new state stands
         except TimeoutError:
@@ -252,6 +249,13 @@ class Dispatcher:
                 f"attempt {attempts} failed ({reason}); retrying in {delay:g} s",
                 not_before=utcnow() + timedelta(seconds=delay),
             )
+
+    async def _on_cancelled(self, running: Running) -> None:
+        """A user cancel interrupts the backend; a shutdown leaves the job for recovery."""
+        if running.cancelled_by_user:
+            await asyncio.shield(self._interrupt(running))
+        elif not self._closing:
+            raise asyncio.CancelledError
 
     async def _interrupt(self, running: Running) -> None:
         try:
@@ -304,10 +308,7 @@ class Dispatcher:
                 log.info("job %s recovered from %s", running.job.id, running.server.row.alias)
                 await self._complete(running, images)
         except asyncio.CancelledError:
-            if running.cancelled_by_user:
-                await asyncio.shield(self._interrupt(running))
-            elif not self._closing:
-                raise
+            await self._on_cancelled(running)
         except (BackendUnavailable, TimeoutError) as e:
             await self._retry_or_fail(running, f"could not recover after a restart: {e}")
         except BackendRejected as e:
