@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import pytest
 
-from stablequeue import StableQueueError
+from stablequeue import Client, StableQueueError
+from stablequeue.specs import APPS
+from stablequeue.v1 import processes_pb2, queue_pb2
 
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -34,3 +37,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+def register_server(sq: Client, alias: str, kind: str, url: str, **fields: Any) -> None:
+    """Registers a backend server ("forge", "comfyui" or "sdcpp") with the coordinator."""
+    sq.processes.RegisterServer(
+        processes_pb2.RegisterServerRequest(alias=alias, kind=APPS[kind], base_url=url, **fields)
+    )
+
+
+def final_job(sq: Client, job_id: str) -> queue_pb2.Job:
+    """Follows a job to its final state and returns it in full (results included)."""
+    last = None
+    for event in sq.watch_job(job_id):
+        last = event
+    assert last is not None
+    return sq.get_job(last.job.id)

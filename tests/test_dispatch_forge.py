@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from stablequeue import Client, txt2img
-from stablequeue.v1 import common_pb2, processes_pb2, queue_pb2
+from stablequeue.v1 import queue_pb2
 from tests.conftest import CoordinatorThread
 from tests.fakes.forge import FakeForge
-from tests.helpers import wait_until
+from tests.helpers import final_job, register_server, wait_until
 
 
 @pytest.fixture
@@ -21,29 +21,15 @@ def forge() -> Iterator[FakeForge]:
     fake.close()
 
 
-def register(sq: Client, alias: str, url: str) -> None:
-    sq.processes.RegisterServer(
-        processes_pb2.RegisterServerRequest(
-            alias=alias, kind=common_pb2.APP_KIND_FORGE, base_url=url
-        )
-    )
-
-
-def final(sq: Client, job_id: str) -> queue_pb2.Job:
-    for event in sq.watch_job(job_id):
-        last = event
-    return sq.get_job(last.job.id)
-
-
 def test_forge_job_completes_with_images_and_metadata_on_disk(
     server: CoordinatorThread, sq: Client, forge: FakeForge
 ) -> None:
-    register(sq, "forge-1", forge.url)
+    register_server(sq, "forge-1", "forge", forge.url)
     job = sq.submit(
         txt2img("a red fox", model="sd_xl_base_1.0", loras=[("detail", 0.5)], seed=7,
                 steps=5, batch_size=2, sampler="Euler a")
     )  # fmt: skip
-    done = final(sq, job.id)
+    done = final_job(sq, job.id)
     assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
     path, body = forge.requests[-1]
     assert path == "/sdapi/v1/txt2img"
@@ -63,16 +49,16 @@ def test_forge_job_completes_with_images_and_metadata_on_disk(
 def test_rejected_request_fails_at_once_with_the_backend_message(
     sq: Client, forge: FakeForge
 ) -> None:
-    register(sq, "forge-1", forge.url)
+    register_server(sq, "forge-1", "forge", forge.url)
     job = sq.submit(txt2img("x", steps=2, sampler="No Such Sampler"))
-    done = final(sq, job.id)
+    done = final_job(sq, job.id)
     assert done.status == queue_pb2.JOB_STATUS_FAILED
     assert "Sampler not found" in done.reason and done.attempts == 1
 
 
 def test_cancel_running_job_interrupts_forge(sq: Client, forge: FakeForge) -> None:
     forge.step_seconds = 0.2
-    register(sq, "forge-1", forge.url)
+    register_server(sq, "forge-1", "forge", forge.url)
     job = sq.submit(txt2img("slow", steps=100))
     forge.wait_for_task()
     sq.cancel(job.id)
@@ -85,12 +71,12 @@ def test_server_dying_mid_job_is_retried_elsewhere_and_completes_once(
 ) -> None:
     first, second = FakeForge(step_seconds=0.2), FakeForge()
     try:
-        register(sq, "forge-1", first.url)
+        register_server(sq, "forge-1", "forge", first.url)
         job = sq.submit(txt2img("survivor", steps=50, server=""))
         first.wait_for_task()
-        register(sq, "forge-2", second.url)
+        register_server(sq, "forge-2", "forge", second.url)
         first.close()  # the server dies with our request in flight
-        done = final(sq, job.id)
+        done = final_job(sq, job.id)
         assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
         assert done.server == "forge-2" and done.attempts == 2
         assert len(done.results) == 1

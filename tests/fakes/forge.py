@@ -11,12 +11,13 @@ import asyncio
 import base64
 import io
 import json
-import threading
 import time
 from typing import Any
 
 from aiohttp import web
 from PIL import Image, PngImagePlugin
+
+from tests.fakes.loopback import LoopbackServer
 
 CHECKPOINTS = [
     {
@@ -47,7 +48,7 @@ def png(color: tuple[int, int, int], infotext: str = "", size: int = 64) -> byte
     return buffer.getvalue()
 
 
-class FakeForge:
+class FakeForge(LoopbackServer):
     def __init__(self, step_seconds: float = 0.02) -> None:
         self.step_seconds = step_seconds
         self.requests: list[tuple[str, dict[str, Any]]] = []
@@ -56,16 +57,12 @@ class FakeForge:
         self.finished: list[str] = []
         self.state = {"job_count": 0, "sampling_step": 0, "sampling_steps": 0}
         self.interrupted = False
-        self.lock = asyncio.Lock()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
 
-    async def _start(self) -> int:
+    async def setup(self) -> None:
         self.lock = asyncio.Lock()
-        app = web.Application()
+
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/sdapi/v1/options", self.options)
         app.router.add_get("/sdapi/v1/sd-models", self.sd_models)
         app.router.add_get("/sdapi/v1/progress", self.progress)
@@ -73,16 +70,6 @@ class FakeForge:
         app.router.add_post("/sdapi/v1/img2img", self.generate)
         app.router.add_post("/sdapi/v1/interrupt", self.interrupt)
         app.router.add_post("/internal/progress", self.internal_progress)
-        # A close drops in-flight requests at once, like a server process dying.
-        self.runner = web.AppRunner(app, shutdown_timeout=0.1, handler_cancellation=True)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
 
     async def options(self, request: web.Request) -> web.Response:
         return web.json_response({"sd_model_checkpoint": self.loaded, "samples_format": "png"})
