@@ -13,9 +13,10 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from coordinator.backends.base import Attempt, Backend, Image, ServerConfig
 from coordinator.dispatch.policy import JobView, ServerView, plan
@@ -191,14 +192,23 @@ class Dispatcher:
         running.task = asyncio.create_task(self._attempt(running), name=f"sq-job-{job.id}")
 
     async def _attempt(self, running: Running) -> None:
-        job, alias = running.job, running.server.row.alias
-        try:
-            started = await self._queue.start(job.id, alias, running.attempt.task_id)
+        async def work() -> None:
+            started = await self._queue.start(
+                running.job.id, running.server.row.alias, running.attempt.task_id
+            )
             running.job = running.attempt.job = started
             images = await asyncio.wait_for(
                 running.backend.run(running.attempt), self._settings.attempt_timeout
             )
             await self._complete(running, images)
+
+        await self._supervise(running, work())
+
+    async def _supervise(self, running: Running, work: Coroutine[Any, Any, None]) -> None:
+        """Runs one attempt (or its recovery) and turns each way it can end into a job state."""
+        job, alias = running.job, running.server.row.alias
+        try:
+            await work
         except asyncio.CancelledError:
             await self._on_cancelled(running)
         except FailedPrecondition:
@@ -298,7 +308,7 @@ class Dispatcher:
             running.task = asyncio.create_task(self._resume(running), name=f"sq-recover-{job.id}")
 
     async def _resume(self, running: Running) -> None:
-        try:
+        async def work() -> None:
             images = await asyncio.wait_for(
                 running.backend.recover(running.attempt), self._settings.attempt_timeout
             )
@@ -307,16 +317,8 @@ class Dispatcher:
             else:
                 log.info("job %s recovered from %s", running.job.id, running.server.row.alias)
                 await self._complete(running, images)
-        except asyncio.CancelledError:
-            await self._on_cancelled(running)
-        except (BackendUnavailable, TimeoutError) as e:
-            await self._retry_or_fail(running, f"could not recover after a restart: {e}")
-        except BackendRejected as e:
-            await self._end(running.job.id, JobStatus.FAILED, str(e))
-        finally:
-            if not self._closing:
-                self._running.pop(running.job.id, None)
-                self.wake()
+
+        await self._supervise(running, work())
 
     async def _requeue_after_restart(self, job: queue_pb2.Job) -> None:
         with contextlib.suppress(FailedPrecondition):
