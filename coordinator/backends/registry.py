@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from coordinator.backends.base import Backend, ServerConfig
+from coordinator.backends.comfyui import ComfyUIBackend
 from coordinator.backends.forge import ForgeBackend
 
 # Kinds with an adapter; registering any other kind is refused until it has one.
-SUPPORTED_KINDS = ("forge",)
+SUPPORTED_KINDS = ("forge", "comfyui")
 
 
 def make_backend(config: ServerConfig, timeout: float = 600.0) -> Backend:
@@ -17,4 +18,6 @@ def make_backend(config: ServerConfig, timeout: float = 600.0) -> Backend:
     """
     if config.kind == "forge":
         return ForgeBackend(config, timeout)
+    if config.kind == "comfyui":
+        return ComfyUIBackend(config, timeout)
     raise ValueError(f"no adapter for server kind {config.kind!r}")

@@ -1,0 +1,318 @@
+"""ComfyUI over its HTTP + websocket API (PROTOCOLS.md §6, §11).
+
+Each attempt's id is both the ComfyUI `prompt_id` and the websocket `clientId`,
+so after a coordinator restart the same prompt can be found in `/history` or
+`/queue` and its events (some are sent only to the submitting client) followed
+again on the same socket id. Outputs are fetched from `/history` + `/view` and
+kept byte for byte, with ComfyUI's own `prompt`/`workflow` PNG chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from coordinator.backends import comfyui_workflow
+from coordinator.backends.base import Attempt, Image, Probe, ServerConfig, http_client, request
+from coordinator.errors import BackendRejected, BackendUnavailable
+from coordinator.outputs.store import mime_of
+from stablequeue.v1 import queue_pb2
+
+log = logging.getLogger(__name__)
+# While following the websocket, /history is also checked this often, so a
+# missed or dropped socket never leaves an attempt waiting forever.
+HISTORY_CHECK_S = 2.0
+PREVIEW_IMAGE = 1
+PREVIEW_FORMATS = {1: "image/jpeg", 2: "image/png"}
+
+
+class ComfyUIBackend:
+    """Adapter for one ComfyUI server."""
+
+    def __init__(self, config: ServerConfig, timeout: float = 600.0) -> None:
+        self.config = config
+        self._client = http_client(config, timeout)
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await request(self._client, method, path, self.config.alias, **kwargs)
+
+    async def probe(self) -> Probe:
+        try:
+            stats = (await self._call("GET", "/system_stats", timeout=5.0)).json()
+        except (BackendUnavailable, BackendRejected, ValueError) as e:
+            return Probe(False, str(e))
+        if not isinstance(stats, dict) or "system" not in stats:
+            return Probe(False, "GET /system_stats did not answer like ComfyUI")
+        return Probe(True)
+
+    # ---- running ----------------------------------------------------------
+
+    async def run(self, attempt: Attempt) -> list[Image]:
+        prompt, seed = await self._prompt(attempt)
+        async with self._socket(attempt.task_id) as socket:
+            # The socket is open before the prompt is queued: no event is missed.
+            await self._call(
+                "POST",
+                "/prompt",
+                json={"prompt": prompt, "client_id": attempt.task_id,
+                      "prompt_id": attempt.task_id},
+            )  # fmt: skip
+            entry = await self._follow(socket, attempt)
+        return await self._outputs(entry, seed)
+
+    async def recover(self, attempt: Attempt) -> list[Image] | None:
+        """Finished → its outputs; queued or running → followed to the end; unknown → None."""
+        prompt_id = attempt.task_id
+        seed = _seed_of(attempt.job)
+        async with self._socket(prompt_id) as socket:
+            entry = await self._history(prompt_id)
+            if entry is None:
+                if not await self._queued(prompt_id):
+                    return None  # ComfyUI restarted or dropped it: run the job again
+                log.info("%s: following prompt %s again", self.config.alias, prompt_id)
+                entry = await self._follow(socket, attempt)
+        return await self._outputs(entry, seed)
+
+    async def cancel(self, attempt: Attempt) -> None:
+        """Drops the prompt from the queue, or interrupts it if it is running (no-ops otherwise)."""
+        await self._call("POST", "/queue", json={"delete": [attempt.task_id]})
+        await self._call("POST", "/interrupt", json={"prompt_id": attempt.task_id})
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    # ---- the prompt -------------------------------------------------------
+
+    async def _prompt(self, attempt: Attempt) -> tuple[dict[str, Any], int]:
+        """The API-format graph to queue, and the seed of a parameter job (-1 otherwise)."""
+        spec = attempt.job.spec
+        if not spec.HasField("params"):
+            return json.loads(spec.workflow_json), -1
+        params = spec.params
+        checkpoint = await self._listed("checkpoints", params.model, "checkpoint")
+        loras = [
+            (await self._listed("loras", lora.name, "LoRA"), lora.weight) for lora in params.loras
+        ]
+        init = ""
+        if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG and params.init_images:
+            init = await self._upload(params.init_images[0], f"sq-{attempt.task_id}.png")
+        seed = _seed_of(attempt.job)
+        return comfyui_workflow.build(params, checkpoint, loras, seed, init), seed
+
+    async def _listed(self, folder: str, wanted: str, what: str) -> str:
+        listed = (await self._call("GET", f"/models/{folder}")).json()
+        if not wanted:
+            if folder == "checkpoints" and len(listed) == 1:
+                return str(listed[0])
+            raise BackendRejected(
+                f"{self.config.alias}: name the {what} to use (ComfyUI has no loaded default); "
+                f"it has {_some(listed)}"
+            )
+        found = comfyui_workflow.find_file(listed, wanted)
+        if found is None:
+            raise BackendRejected(
+                f"{self.config.alias} has no {what} matching {wanted!r}; it has {_some(listed)}"
+            )
+        return found
+
+    async def _upload(self, data: bytes, name: str) -> str:
+        reply = (
+            await self._call(
+                "POST",
+                "/upload/image",
+                files={"image": (name, data, mime_of(data))},
+                data={"type": "input", "overwrite": "true"},
+            )
+        ).json()
+        subfolder = reply.get("subfolder") or ""
+        return f"{subfolder}/{reply['name']}" if subfolder else str(reply["name"])
+
+    # ---- following a prompt ---------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _socket(self, client_id: str) -> AsyncIterator[ClientConnection]:
+        url = str(self._client.base_url).replace("http", "ws", 1) + "/ws"
+        headers = {}
+        if self.config.bearer_token:
+            headers["Authorization"] = f"Bearer {self.config.bearer_token}"
+        elif self.config.username:
+            token = f"{self.config.username}:{self.config.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+        try:
+            socket = await connect(
+                f"{url}?clientId={quote(client_id)}",
+                additional_headers=headers,
+                max_size=64 * 1024 * 1024,
+                open_timeout=10,
+            )
+        except (OSError, WebSocketException, TimeoutError) as e:
+            raise BackendUnavailable(f"{self.config.alias}: websocket /ws failed: {e}") from e
+        try:
+            yield socket
+        finally:
+            await socket.close()
+
+    async def _follow(self, socket: ClientConnection, attempt: Attempt) -> dict[str, Any]:
+        """Relays progress and previews until the prompt finishes; returns its history entry."""
+        prompt_id = attempt.task_id
+        tracker = _Progress(prompt_id)
+        socket_open = True
+        while True:
+            message: str | bytes | None = None
+            if socket_open:
+                try:
+                    message = await asyncio.wait_for(socket.recv(), HISTORY_CHECK_S)
+                except TimeoutError:
+                    pass
+                except WebSocketException:
+                    socket_open = False  # keep going on /history alone
+            else:
+                await asyncio.sleep(HISTORY_CHECK_S / 4)
+            if message is None:
+                entry = await self._history(prompt_id)
+                if entry is not None:
+                    return entry
+                continue
+            progress, finished = tracker.feed(message)
+            if progress is not None:
+                result = attempt.on_progress(progress)
+                if asyncio.iscoroutine(result):
+                    await result
+            if finished:
+                for _ in range(20):  # history is written just before the final message
+                    entry = await self._history(prompt_id)
+                    if entry is not None:
+                        return entry
+                    await asyncio.sleep(0.05)
+
+    async def _history(self, prompt_id: str) -> dict[str, Any] | None:
+        reply = (await self._call("GET", f"/history/{quote(prompt_id)}")).json()
+        entry = reply.get(prompt_id) if isinstance(reply, dict) else None
+        return entry if isinstance(entry, dict) else None
+
+    async def _queued(self, prompt_id: str) -> bool:
+        queue = (await self._call("GET", "/queue")).json()
+        items = [*queue.get("queue_running", []), *queue.get("queue_pending", [])]
+        return any(len(item) > 1 and item[1] == prompt_id for item in items)
+
+    async def _outputs(self, entry: dict[str, Any], seed: int) -> list[Image]:
+        status = entry.get("status") or {}
+        if status.get("status_str") == "error":
+            raise BackendRejected(f"{self.config.alias}: {_failure(status)}")
+        files = [
+            image
+            for output in (entry.get("outputs") or {}).values()
+            for image in (output.get("images") or [])
+            if isinstance(image, dict) and image.get("filename")
+        ]
+        saved = [f for f in files if f.get("type", "output") == "output"] or files
+        images = []
+        for f in saved:
+            response = await self._call(
+                "GET",
+                "/view",
+                params={"filename": f["filename"], "subfolder": f.get("subfolder", ""),
+                        "type": f.get("type", "output")},
+            )  # fmt: skip
+            data = response.content
+            images.append(Image(data=data, mime=mime_of(data), seed=seed, from_comfyui=True))
+        return images
+
+
+class _Progress:
+    """Turns websocket messages about one prompt into JobProgress updates."""
+
+    def __init__(self, prompt_id: str) -> None:
+        self.prompt_id = prompt_id
+        self.running = False
+        self.node_started = 0.0
+        self.last = queue_pb2.JobProgress(eta_seconds=-1.0)
+
+    def feed(self, message: str | bytes) -> tuple[queue_pb2.JobProgress | None, bool]:
+        """(progress to relay or None, whether the prompt has finished)."""
+        if isinstance(message, bytes):
+            return self._binary(message), False
+        try:
+            event = json.loads(message)
+            kind, data = event["type"], event.get("data") or {}
+        except (ValueError, KeyError, TypeError):
+            return None, False
+        if not isinstance(data, dict) or data.get("prompt_id") != self.prompt_id:
+            return None, False
+        if kind == "execution_start":
+            self.running = True
+        elif kind == "executing":
+            if data.get("node") is None:
+                self.running = False
+                return None, True
+            self.running = True
+        elif kind == "progress":
+            value, maximum = int(data.get("value") or 0), int(data.get("max") or 0)
+            now = time.monotonic()
+            if value <= 1 or not self.node_started:
+                self.node_started = now
+            rate = (now - self.node_started) / max(value - 1, 1)
+            self.last = queue_pb2.JobProgress(
+                step=value,
+                total_steps=maximum,
+                fraction=value / maximum if maximum else 0.0,
+                eta_seconds=rate * (maximum - value) if value > 1 else -1.0,
+            )
+            return self.last, False
+        return None, False
+
+    def _binary(self, frame: bytes) -> queue_pb2.JobProgress | None:
+        if not self.running or len(frame) < 8:
+            return None
+        kind, image_format = struct.unpack(">II", frame[:8])
+        if kind != PREVIEW_IMAGE:
+            return None
+        progress = queue_pb2.JobProgress()
+        progress.CopyFrom(self.last)
+        progress.preview_image = frame[8:]
+        progress.preview_mime = PREVIEW_FORMATS.get(image_format, mime_of(frame[8:]))
+        return progress
+
+
+def _failure(status: dict[str, Any]) -> str:
+    for name, data in status.get("messages") or []:
+        if name == "execution_error":
+            return (
+                f"node {data.get('node_id')} ({data.get('node_type')}) failed: "
+                f"{data.get('exception_type', '')}: {data.get('exception_message', '')}".strip()
+            )
+        if name == "execution_interrupted":
+            return "the prompt was interrupted on the server"
+    return "the prompt failed"
+
+
+def _seed_of(job: queue_pb2.Job) -> int:
+    """The seed a parameter job runs with: its own, or one derived from its id if random.
+
+    Derived from the job id so a recovered attempt reports the seed the run used.
+    """
+    if not job.spec.HasField("params"):
+        return -1
+    if job.spec.params.seed >= 0:
+        return job.spec.params.seed
+    return int.from_bytes(hashlib.sha256(job.id.encode()).digest()[:4], "big")
+
+
+def _some(listed: list[Any]) -> str:
+    if not listed:
+        return "none"
+    names = ", ".join(str(x) for x in listed[:5])
+    return names + (f" and {len(listed) - 5} more" if len(listed) > 5 else "")

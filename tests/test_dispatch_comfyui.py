@@ -1,0 +1,218 @@
+"""Jobs run end to end on a ComfyUI fake through the real coordinator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from stablequeue import Client, txt2img, workflow
+from stablequeue.v1 import queue_pb2
+from tests.conftest import CoordinatorThread
+from tests.fakes.comfyui import FakeComfyUI
+from tests.fakes.forge import png
+from tests.helpers import final_job, register_server, wait_until
+from tests.test_durability import CoordinatorProcess
+
+# EmptyImage → ImageBlur (takes `blur_seconds`) → SaveImage: no model weights needed.
+BLUR = {
+    "1": {"class_type": "EmptyImage",
+          "inputs": {"width": 64, "height": 48, "batch_size": 2, "color": 16711680}},
+    "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 31, "sigma": 10}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "t"}},
+}  # fmt: skip
+
+
+@pytest.fixture
+def comfy() -> Iterator[FakeComfyUI]:
+    fake = FakeComfyUI()
+    yield fake
+    fake.close()
+
+
+def test_workflow_job_completes_with_comfyui_images_kept_as_they_came(
+    server: CoordinatorThread, sq: Client, comfy: FakeComfyUI
+) -> None:
+    register_server(sq, "comfy-1", "comfyui", comfy.url)
+    job = sq.submit(workflow(BLUR))
+    done = final_job(sq, job.id)
+    assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+    sent = comfy.prompts[-1]
+    # Our own ids: the prompt can be found again after a restart.
+    assert sent["prompt_id"] == sent["client_id"] == comfy.executions[0]
+    assert sent["prompt"] == BLUR
+    assert len(done.results) == 2
+    root = server.coordinator.results.root
+    served = {name: data for (_, _, name), data in comfy.files.items()}
+    for result in done.results:
+        data = (root / result.filename).read_bytes()
+        assert data in served.values()  # byte for byte, nothing re-encoded
+        with Image.open(root / result.filename) as image:
+            assert json.loads(image.text["prompt"]) == BLUR
+            assert image.size == (64, 48)
+
+
+def test_parameter_job_runs_through_the_default_workflow(
+    server: CoordinatorThread, sq: Client, comfy: FakeComfyUI
+) -> None:
+    register_server(sq, "comfy-1", "comfyui", comfy.url)
+    spec = txt2img("a lighthouse", negative_prompt="blurry", model="v1-5-pruned-emaonly",
+                   loras=[("ink", 0.6)], sampler="DPM++ 2M Karras", steps=4, seed=42,
+                   width=512, height=768, batch_size=2, app="comfyui")  # fmt: skip
+    done = final_job(sq, sq.submit(spec).id)
+    assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+    graph = comfy.prompts[-1]["prompt"]
+    nodes = {node["class_type"]: node["inputs"] for node in graph.values()}
+    # The server's own listing names, Windows separators and all, as they are.
+    assert nodes["CheckpointLoaderSimple"]["ckpt_name"] == "SD15\\v1-5-pruned-emaonly.safetensors"
+    assert nodes["LoraLoader"]["lora_name"] == "styles/ink.safetensors"
+    assert nodes["LoraLoader"]["strength_model"] == pytest.approx(0.6)
+    assert (nodes["KSampler"]["sampler_name"], nodes["KSampler"]["scheduler"]) == (
+        "dpmpp_2m",
+        "karras",
+    )
+    assert nodes["KSampler"]["seed"] == 42 and nodes["KSampler"]["steps"] == 4
+    assert nodes["EmptyLatentImage"] == {"width": 512, "height": 768, "batch_size": 2}
+    texts = sorted(
+        n["inputs"]["text"] for n in graph.values() if n["class_type"] == "CLIPTextEncode"
+    )
+    assert texts == ["a lighthouse", "blurry"]
+    root = server.coordinator.results.root
+    with Image.open(root / done.results[0].filename) as image:
+        assert "prompt" in image.text  # ComfyUI's chunk kept
+        assert image.text["parameters"].startswith("a lighthouse")  # PNG Info / Civitai
+        assert "Seed: 42" in image.text["parameters"]
+
+
+def test_img2img_uploads_the_init_image(sq: Client, comfy: FakeComfyUI) -> None:
+    register_server(sq, "comfy-1", "comfyui", comfy.url)
+    init = png((1, 2, 3), size=96)
+    spec = txt2img("repaint", model="sd_xl_base_1.0", init_images=[init],
+                   denoising_strength=0.4, steps=2, app="comfyui")  # fmt: skip
+    done = final_job(sq, sq.submit(spec).id)
+    assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+    graph = comfy.prompts[-1]["prompt"]
+    load = next(n for n in graph.values() if n["class_type"] == "LoadImage")
+    assert comfy.files[("input", "", load["inputs"]["image"])] == init
+    sampler = next(n for n in graph.values() if n["class_type"] == "KSampler")
+    assert sampler["inputs"]["denoise"] == pytest.approx(0.4)
+    assert (done.results[0].width, done.results[0].height) == (96, 96)
+
+
+def test_progress_and_previews_stream_in_order(sq: Client, comfy: FakeComfyUI) -> None:
+    comfy.step_seconds = 0.05
+    register_server(sq, "comfy-1", "comfyui", comfy.url)
+    job = sq.submit(txt2img("steps", model="sd_xl_base_1.0", steps=12, app="comfyui"))
+    steps, previews, statuses = [], 0, []
+    for event in sq.watch_job(job.id):
+        statuses.append(event.job.status)
+        if event.type == queue_pb2.JOB_EVENT_TYPE_PROGRESS:
+            steps.append(event.job.progress.step)
+            assert event.job.progress.total_steps == 12
+            previews += bool(event.job.progress.preview_image)
+    assert statuses[-1] == queue_pb2.JOB_STATUS_COMPLETED
+    assert len(steps) >= 6 and steps == sorted(steps) and steps[-1] >= 11
+    assert previews >= 1  # throttled, but shown
+
+
+def test_validation_error_fails_at_once_with_comfyuis_message(
+    sq: Client, comfy: FakeComfyUI
+) -> None:
+    register_server(sq, "comfy-1", "comfyui", comfy.url)
+    broken = {**BLUR, "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "color": 0}}}
+    done = final_job(sq, sq.submit(workflow(broken)).id)
+    assert done.status == queue_pb2.JOB_STATUS_FAILED and done.attempts == 1
+    assert "Prompt outputs failed validation" in done.reason
+    assert "node 1 (EmptyImage)" in done.reason and "height" in done.reason
+
+
+def test_node_failure_fails_the_job_with_the_exception(sq: Client, comfy: FakeComfyUI) -> None:
+    register_server(sq, "comfy-1", "comfyui", comfy.url)
+    done = final_job(sq, sq.submit(txt2img("x", model="corrupt", app="comfyui")).id)
+    assert done.status == queue_pb2.JOB_STATUS_FAILED and done.attempts == 1
+    assert "CheckpointLoaderSimple" in done.reason and "HeaderTooLarge" in done.reason
+
+
+def test_unknown_checkpoint_names_what_the_server_has(sq: Client, comfy: FakeComfyUI) -> None:
+    register_server(sq, "comfy-1", "comfyui", comfy.url)
+    done = final_job(sq, sq.submit(txt2img("x", model="nope", app="comfyui")).id)
+    assert done.status == queue_pb2.JOB_STATUS_FAILED
+    assert "no checkpoint matching 'nope'" in done.reason
+    assert "sd_xl_base_1.0.safetensors" in done.reason
+    assert comfy.prompts == []
+
+
+def test_cancel_running_prompt_interrupts_it_by_id(sq: Client, comfy: FakeComfyUI) -> None:
+    comfy.blur_seconds = 30
+    register_server(sq, "comfy-1", "comfyui", comfy.url)
+    job = sq.submit(workflow(BLUR))
+    prompt_id = comfy.wait_for_running()
+    sq.cancel(job.id)
+    wait_until(lambda: {"prompt_id": prompt_id} in comfy.interrupts)
+    assert prompt_id in comfy.deleted  # dropped from its queue too, in case it had not started
+    assert sq.get_job(job.id).status == queue_pb2.JOB_STATUS_CANCELLED
+
+
+def test_coordinator_sigkill_recovers_the_comfyui_job_without_running_it_again(
+    tmp_path: Path, database_url: str
+) -> None:
+    comfy = FakeComfyUI(blur_seconds=1.5)
+    first = CoordinatorProcess(tmp_path / "data", database_url)
+    second = None
+    try:
+        with Client(first.address) as sq:
+            register_server(sq, "comfy-1", "comfyui", comfy.url)
+            job = sq.submit(workflow(BLUR))
+            comfy.wait_for_running()
+        first.kill()  # mid-prompt: ComfyUI keeps running it
+
+        second = CoordinatorProcess(tmp_path / "data", database_url)
+        with Client(second.address) as sq:
+            done = final_job(sq, job.id)
+            assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+            assert done.attempts == 1
+            assert len(comfy.executions) == 1 and len(comfy.prompts) == 1
+            assert len(done.results) == 2
+            assert len(list((tmp_path / "data" / "outputs").rglob("*.png"))) == 2
+    finally:
+        for process in (first, second):
+            if process is not None and process.proc.poll() is None:
+                process.proc.kill()
+                process.proc.wait()
+        comfy.close()
+
+
+def test_prompt_finished_while_the_coordinator_was_down_is_collected(
+    tmp_path: Path, database_url: str
+) -> None:
+    comfy = FakeComfyUI(blur_seconds=0.5)
+    first = CoordinatorProcess(tmp_path / "data", database_url)
+    second = None
+    try:
+        with Client(first.address) as sq:
+            register_server(sq, "comfy-1", "comfyui", comfy.url)
+            job = sq.submit(workflow(BLUR))
+            prompt_id = comfy.wait_for_running()
+        first.kill()
+        wait_until(lambda: prompt_id in comfy.history)
+        second = CoordinatorProcess(tmp_path / "data", database_url)
+        with Client(second.address) as sq:
+            done = final_job(sq, job.id)
+            assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+            assert (done.attempts, len(done.results), len(comfy.executions)) == (1, 2, 1)
+    finally:
+        for process in (first, second):
+            if process is not None and process.proc.poll() is None:
+                process.proc.kill()
+                process.proc.wait()
+        comfy.close()
+
+
+def test_foreign_origin_is_refused_like_comfyui(comfy: FakeComfyUI) -> None:
+    assert httpx.get(comfy.url + "/system_stats").status_code == 200
+    refused = httpx.get(comfy.url + "/system_stats", headers={"Origin": "http://evil.example"})
+    assert refused.status_code == 403
