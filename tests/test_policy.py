@@ -54,3 +54,17 @@ def test_model_matching_by_name_file_and_hash() -> None:
     assert model_matches(title, "31E35C80FC")
     assert not model_matches(title, "sd15")
     assert not model_matches("", "x")
+
+
+def test_an_sd_server_never_gets_a_job_for_another_model() -> None:
+    turbo = ServerView("cpp", "sdcpp", up=True, loaded_model="sd_xl_turbo_1.0_fp16.safetensors")
+    servers = [turbo, forge("f", running=1)]
+    alias, reason = choose_server([turbo], JobView("j", "any", model="sd_xl_base_1.0"))
+    assert alias is None and reason == "cpp serves only sd_xl_turbo_1.0_fp16.safetensors"
+    # With a busy Forge server too, the job waits for Forge, not for the sd-server.
+    alias, reason = choose_server(servers, JobView("j", "any", model="sd_xl_base_1.0"))
+    assert alias is None and reason == "waiting for a free slot on f"
+    assert choose_server(servers, JobView("j", "any", model="sd_xl_turbo_1.0_fp16")) == ("cpp", "")
+    assert choose_server(servers, JobView("j", "any")) == ("cpp", "")  # no model named: any
+    # Forge switches checkpoints per request: a model mismatch only lowers its preference.
+    assert choose_server([forge("f")], JobView("j", "any", model="sd_xl_base_1.0")) == ("f", "")

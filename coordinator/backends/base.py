@@ -110,13 +110,21 @@ def http_client(config: ServerConfig, timeout: float) -> httpx.AsyncClient:
 
 
 async def request(
-    client: httpx.AsyncClient, method: str, path: str, alias: str, **kwargs: Any
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    alias: str,
+    passthrough: tuple[int, ...] = (),
+    **kwargs: Any,
 ) -> httpx.Response:
     """Sends one request and turns every failure into a typed error.
 
+    Args:
+        passthrough: error statuses the caller handles itself (returned, not raised).
+
     Raises:
-        BackendUnavailable: connection failure, timeout or 5xx.
-        BackendRejected: 4xx, with the backend's message.
+        BackendUnavailable: connection failure, timeout, 5xx, or 429 (busy: try later).
+        BackendRejected: other 4xx, with the backend's message.
     """
     try:
         response = await client.request(method, path, **kwargs)
@@ -124,7 +132,9 @@ async def request(
         raise BackendUnavailable(f"{alias}: {method} {path} timed out") from e
     except httpx.HTTPError as e:
         raise BackendUnavailable(f"{alias}: {method} {path} failed: {e}") from e
-    if response.status_code >= 500:
+    if response.status_code in passthrough:
+        return response
+    if response.status_code >= 500 or response.status_code == 429:
         raise BackendUnavailable(
             f"{alias}: {method} {path} answered {response.status_code}: {error_message(response)}"
         )

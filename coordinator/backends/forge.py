@@ -127,7 +127,7 @@ class ForgeBackend:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        return _images(response.json())
+        return sdapi_images(response.json())
 
     async def _watch(self, attempt: Attempt) -> None:
         """Relays progress of our task until cancelled (transient errors are ignored)."""
@@ -219,7 +219,7 @@ class ForgeBackend:
         await self._client.aclose()
 
 
-def _images(reply: dict[str, Any]) -> list[Image]:
+def sdapi_images(reply: dict[str, Any]) -> list[Image]:
     try:
         info = json.loads(reply.get("info") or "{}")
     except json.JSONDecodeError:

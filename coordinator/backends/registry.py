@@ -5,9 +5,10 @@ from __future__ import annotations
 from coordinator.backends.base import Backend, ServerConfig
 from coordinator.backends.comfyui import ComfyUIBackend
 from coordinator.backends.forge import ForgeBackend
+from coordinator.backends.sdcpp import SdCppBackend
 
 # Kinds with an adapter; registering any other kind is refused until it has one.
-SUPPORTED_KINDS = ("forge", "comfyui")
+SUPPORTED_KINDS = ("forge", "comfyui", "sdcpp")
 
 
 def make_backend(config: ServerConfig, timeout: float = 600.0) -> Backend:
@@ -20,4 +21,6 @@ def make_backend(config: ServerConfig, timeout: float = 600.0) -> Backend:
         return ForgeBackend(config, timeout)
     if config.kind == "comfyui":
         return ComfyUIBackend(config, timeout)
+    if config.kind == "sdcpp":
+        return SdCppBackend(config, timeout)
     raise ValueError(f"no adapter for server kind {config.kind!r}")

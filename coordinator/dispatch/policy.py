@@ -20,6 +20,9 @@ KINDS_FOR_APP = {
     "any": ("forge", "comfyui", "sdcpp"),
 }
 
+# Servers that load one model at startup and cannot switch (sd-server).
+FIXED_MODEL_KINDS = ("sdcpp",)
+
 
 @dataclass(frozen=True)
 class ServerView:
@@ -79,6 +82,13 @@ def why_unsuitable(server: ServerView, job: JobView) -> str | None:
         return f"server {server.alias} is down" + (
             f": {server.down_reason}" if server.down_reason else ""
         )
+    if (
+        server.kind in FIXED_MODEL_KINDS
+        and job.model
+        and server.loaded_model
+        and not model_matches(server.loaded_model, job.model)
+    ):
+        return f"{server.alias} serves only {server.loaded_model}"
     return None
 
 

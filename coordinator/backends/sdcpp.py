@@ -1,0 +1,246 @@
+"""stable-diffusion.cpp's `sd-server` (PROTOCOLS.md §9).
+
+Servers with the native async API get `POST /sdcpp/v1/img_gen` (202 + a job id),
+are polled on `/sdcpp/v1/jobs/{id}`, and can drop a queued job through its
+`cancel`; older servers get the blocking A1111-style `/sdapi/v1/txt2img`. An
+sd-server loads one model at startup, so a job naming another model is refused
+here (the dispatcher already avoids such servers). LoRAs go in the structured
+`lora` field, resolved against the names the server lists: sd-server does not
+read `<lora:…>` prompt tags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+from typing import Any
+
+import httpx
+
+from coordinator.backends.base import Attempt, Image, Probe, ServerConfig, http_client, request
+from coordinator.backends.forge import sdapi_images
+from coordinator.dispatch.policy import model_matches
+from coordinator.errors import BackendRejected, BackendUnavailable
+from coordinator.outputs.store import mime_of
+from stablequeue.v1 import queue_pb2
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.25
+# A1111 sampler labels → sd.cpp `sample_method` names.
+SAMPLERS = {
+    "euler": "euler",
+    "euler a": "euler_a",
+    "heun": "heun",
+    "dpm2": "dpm2",
+    "dpm++ 2s a": "dpm++2s_a",
+    "dpm++ 2m": "dpm++2m",
+    "dpm++ 2m v2": "dpm++2mv2",
+    "ipndm": "ipndm",
+    "lcm": "lcm",
+    "ddim": "ddim_trailing",
+    "tcd": "tcd",
+}
+NAME_SPLIT = re.compile(r"[\\/]")
+
+
+def sample_method(sampler: str) -> str:
+    label = sampler.strip().lower()
+    return SAMPLERS.get(label, label.replace(" ", ""))
+
+
+def find_lora(listed: list[dict[str, Any]], wanted: str) -> str | None:
+    """The path (as the server lists it) of the LoRA `wanted` names."""
+    want = wanted.strip().lower()
+    for lora in listed:
+        path = str(lora.get("path") or lora.get("name") or "")
+        base = NAME_SPLIT.split(path)[-1]
+        names = {str(lora.get("name", "")), path, base, base.rsplit(".", 1)[0]}
+        if want in {n.lower() for n in names if n}:
+            return path
+    return None
+
+
+def native_body(params: queue_pb2.GenerationParams, loras: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `/sdcpp/v1/img_gen` body for one job."""
+    sample: dict[str, Any] = {}
+    if params.sampler:
+        sample["sample_method"] = sample_method(params.sampler)
+    if params.scheduler:
+        sample["scheduler"] = params.scheduler.strip().lower().replace(" ", "_")
+    if params.steps:
+        sample["sample_steps"] = params.steps
+    if params.cfg_scale:
+        sample["guidance"] = {"txt_cfg": params.cfg_scale}
+    body: dict[str, Any] = {
+        "prompt": params.prompt,
+        "negative_prompt": params.negative_prompt,
+        "seed": params.seed,
+        "batch_count": (params.batch_size or 1) * (params.iterations or 1),
+        "output_format": "png",
+        "lora": loras,
+    }
+    if sample:
+        body["sample_params"] = sample
+    if params.width:
+        body["width"] = params.width
+    if params.height:
+        body["height"] = params.height
+    if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG and params.init_images:
+        body["init_image"] = base64.b64encode(params.init_images[0]).decode()
+        if params.denoising_strength:
+            body["strength"] = params.denoising_strength
+    return body
+
+
+def sdapi_body(params: queue_pb2.GenerationParams, loras: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `/sdapi/v1/txt2img|img2img` body for servers without the native API."""
+    body: dict[str, Any] = {
+        "prompt": params.prompt,
+        "negative_prompt": params.negative_prompt,
+        "seed": params.seed,
+        "batch_size": (params.batch_size or 1) * (params.iterations or 1),
+        "lora": loras,
+    }
+    for key, value in (
+        ("steps", params.steps),
+        ("cfg_scale", params.cfg_scale),
+        ("width", params.width),
+        ("height", params.height),
+        ("sampler_name", params.sampler.lower()),
+        ("scheduler", params.scheduler.lower()),
+    ):
+        if value:
+            body[key] = value
+    if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG:
+        body["init_images"] = [base64.b64encode(i).decode() for i in params.init_images]
+        if params.denoising_strength:
+            body["denoising_strength"] = params.denoising_strength
+    return body
+
+
+class SdCppBackend:
+    """Adapter for one stable-diffusion.cpp `sd-server`."""
+
+    def __init__(self, config: ServerConfig, timeout: float = 600.0) -> None:
+        self.config = config
+        self._client = http_client(config, timeout)
+        self._jobs: dict[str, str] = {}  # our task id -> the server's job id
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await request(self._client, method, path, self.config.alias, **kwargs)
+
+    async def _capabilities(self) -> dict[str, Any] | None:
+        """The native API's capabilities, or None on a server without it."""
+        reply = await self._call("GET", "/sdcpp/v1/capabilities", passthrough=(404,), timeout=5.0)
+        return None if reply.status_code == 404 else dict(reply.json())
+
+    async def probe(self) -> Probe:
+        try:
+            capabilities = await self._capabilities()
+            if capabilities is not None:
+                return Probe(True, "", str((capabilities.get("model") or {}).get("name") or ""))
+            options = (await self._call("GET", "/sdapi/v1/options", timeout=5.0)).json()
+        except (BackendUnavailable, BackendRejected, ValueError) as e:
+            return Probe(False, str(e))
+        return Probe(True, "", str(options.get("sd_model_checkpoint") or ""))
+
+    async def run(self, attempt: Attempt) -> list[Image]:
+        spec = attempt.job.spec
+        if not spec.HasField("params"):
+            raise BackendRejected(f"{self.config.alias} is an sd-server: it cannot run workflows")
+        params = spec.params
+        capabilities = await self._capabilities()
+        if capabilities is None:
+            return await self._run_sdapi(params)
+        model = (capabilities.get("model") or {}).get("name") or ""
+        self._check_model(params.model, model)
+        loras = self._loras(params, capabilities.get("loras") or [])
+        reply = (
+            await self._call("POST", "/sdcpp/v1/img_gen", json=native_body(params, loras))
+        ).json()
+        self._jobs[attempt.task_id] = job_id = str(reply["id"])
+        return await self._poll(attempt, job_id)
+
+    def _check_model(self, wanted: str, loaded: str) -> None:
+        if wanted and loaded and not model_matches(loaded, wanted):
+            raise BackendRejected(
+                f"{self.config.alias} serves only {loaded} (sd-server loads one model at "
+                f"startup), not {wanted!r}"
+            )
+
+    def _loras(
+        self, params: queue_pb2.GenerationParams, listed: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        loras = []
+        for lora in params.loras:
+            path = find_lora(listed, lora.name)
+            if path is None:
+                names = ", ".join(str(x.get("name")) for x in listed[:5]) or "none"
+                raise BackendRejected(
+                    f"{self.config.alias} has no LoRA matching {lora.name!r}; it has {names}"
+                )
+            loras.append({"path": path, "multiplier": lora.weight, "is_high_noise": False})
+        return loras
+
+    async def _poll(self, attempt: Attempt, job_id: str) -> list[Image]:
+        reported_start = False
+        while True:
+            reply = await self._call("GET", f"/sdcpp/v1/jobs/{job_id}", passthrough=(404, 410))
+            if reply.status_code in (404, 410):
+                # The server restarted (jobs live in memory) or expired it: run it again.
+                raise BackendUnavailable(f"{self.config.alias} no longer knows job {job_id}")
+            job = reply.json()
+            status = job.get("status")
+            if status == "completed":
+                return self._decode(job, attempt.job.spec.params.seed)
+            if status in ("failed", "cancelled"):
+                error = job.get("error") or {}
+                raise BackendRejected(
+                    f"{self.config.alias}: {error.get('message') or status} "
+                    f"({error.get('code') or status})"
+                )
+            if status == "generating" and not reported_start:
+                reported_start = True  # sd-server reports no steps: show that it started
+                result = attempt.on_progress(queue_pb2.JobProgress(eta_seconds=-1.0))
+                if asyncio.iscoroutine(result):
+                    await result
+            await asyncio.sleep(POLL_SECONDS)
+
+    def _decode(self, job: dict[str, Any], seed: int) -> list[Image]:
+        images = []
+        encoded = sorted((job.get("result") or {}).get("images") or [], key=lambda i: i["index"])
+        for item in encoded:
+            data = base64.b64decode(item["b64_json"])
+            index = int(item["index"])
+            images.append(
+                Image(data=data, mime=mime_of(data), seed=seed + index if seed >= 0 else -1)
+            )
+        return images
+
+    async def _run_sdapi(self, params: queue_pb2.GenerationParams) -> list[Image]:
+        options = (await self._call("GET", "/sdapi/v1/options")).json()
+        self._check_model(params.model, str(options.get("sd_model_checkpoint") or ""))
+        listed = (await self._call("GET", "/sdapi/v1/loras")).json() if params.loras else []
+        body = sdapi_body(params, self._loras(params, listed))
+        route = "img2img" if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG else "txt2img"
+        return sdapi_images((await self._call("POST", f"/sdapi/v1/{route}", json=body)).json())
+
+    async def cancel(self, attempt: Attempt) -> None:
+        """Drops a queued job; a generating one cannot be stopped by sd-server (409)."""
+        job_id = self._jobs.get(attempt.task_id)
+        if job_id is None:
+            return  # the blocking sdapi route has no cancel
+        reply = await self._call(
+            "POST", f"/sdcpp/v1/jobs/{job_id}/cancel", passthrough=(404, 409, 410)
+        )
+        if reply.status_code == 409:
+            log.info("%s: job %s is generating and cannot be interrupted; its result will be "
+                     "discarded", self.config.alias, job_id)  # fmt: skip
+
+    async def recover(self, attempt: Attempt) -> list[Image] | None:
+        return None  # the server's job id is not kept: run the job again
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,208 @@
+"""A protocol-faithful stable-diffusion.cpp `sd-server` fake (PROTOCOLS.md §9) on loopback.
+
+With `native=True` it serves the async `/sdcpp/v1` API: `img_gen` answers 202
+with a job id, one worker generates jobs in order, `jobs/{id}` reports
+queued/generating/completed/failed/cancelled (404 unknown), `cancel` drops a
+queued job and answers 409 for one that is generating, a full queue gets 429.
+With `native=False` it is an older server: only the blocking `/sdapi/v1`
+routes. Either way one model is fixed at startup, `<lora:…>` prompt tags are
+refused and images carry the `parameters` chunk sd.cpp writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.forge import png
+from tests.fakes.loopback import LoopbackServer
+
+SAMPLE_METHODS = ["euler", "euler_a", "heun", "dpm2", "dpm++2s_a", "dpm++2m", "dpm++2mv2",
+                  "ipndm", "ipndm_v", "lcm", "ddim_trailing", "tcd"]  # fmt: skip
+SCHEDULERS = ["discrete", "normal", "karras", "exponential", "ays", "gits", "sgm_uniform",
+              "simple", "smoothstep"]  # fmt: skip
+
+
+class FakeSdServer(LoopbackServer):
+    def __init__(
+        self,
+        native: bool = True,
+        model: str = "/models/sd_xl_turbo_1.0_fp16.safetensors",
+        step_seconds: float = 0.01,
+        max_pending: int = 8,
+    ) -> None:
+        self.native = native
+        self.model = model
+        self.step_seconds = step_seconds
+        self.max_pending = max_pending
+        self.loras = [{"name": "pixel-art", "path": "pixel-art.safetensors"},
+                      {"name": "styles/ink", "path": "styles/ink.safetensors"}]  # fmt: skip
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.queue: list[str] = []
+        self.cancels: list[tuple[str, int]] = []
+        self.next_id = 0
+        super().__init__()
+
+    async def setup(self) -> None:
+        self.wakeup = asyncio.Event()
+        self.gpu = asyncio.Lock()
+        self.worker = asyncio.create_task(self._worker())
+
+    async def teardown(self) -> None:
+        self.worker.cancel()
+
+    def routes(self, app: web.Application) -> None:
+        if self.native:
+            app.router.add_get("/sdcpp/v1/capabilities", self.capabilities)
+            app.router.add_post("/sdcpp/v1/img_gen", self.img_gen)
+            app.router.add_get("/sdcpp/v1/jobs/{id}", self.get_job)
+            app.router.add_post("/sdcpp/v1/jobs/{id}/cancel", self.cancel)
+        app.router.add_get("/sdapi/v1/options", self.options)
+        app.router.add_get("/sdapi/v1/loras", self.sdapi_loras)
+        app.router.add_post("/sdapi/v1/txt2img", self.txt2img)
+        app.router.add_post("/sdapi/v1/img2img", self.txt2img)
+
+    @property
+    def model_name(self) -> str:
+        return self.model.rsplit("/", 1)[-1]
+
+    # ---- native API -------------------------------------------------------
+
+    async def capabilities(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"model": {"name": self.model_name, "stem": self.model_name.rsplit(".", 1)[0],
+                       "path": self.model},
+             "current_mode": "img_gen", "supported_modes": ["img_gen"],
+             "samplers": SAMPLE_METHODS, "schedulers": SCHEDULERS, "loras": self.loras,
+             "output_formats": ["png", "jpeg"],
+             "features": {"lora": True, "cancel_queued": True, "cancel_generating": False},
+             "limits": {"max_batch_count": 8, "max_queue_size": self.max_pending}}
+        )  # fmt: skip
+
+    async def img_gen(self, request: web.Request) -> web.Response:
+        if not await request.read():
+            return web.json_response({"error": "empty body"}, status=400)
+        try:
+            body = await request.json()
+        except json.JSONDecodeError as e:
+            return web.json_response({"error": "invalid json", "message": str(e)}, status=400)
+        self.requests.append((request.path, body))
+        if not self._valid(body, (body.get("sample_params") or {}).get("sample_method")):
+            return web.json_response({"error": "invalid generation parameters"}, status=400)
+        pending = [j for j in self.jobs.values() if j["status"] in ("queued", "generating")]
+        if len(pending) >= self.max_pending:
+            return web.json_response({"error": "job queue is full"}, status=429)
+        job_id = f"job_{int(time.time()):x}_{self.next_id:08x}"
+        self.next_id += 1
+        self.jobs[job_id] = {"id": job_id, "kind": "img_gen", "status": "queued",
+                             "created": int(time.time()), "started": None, "completed": None,
+                             "body": body}  # fmt: skip
+        self.queue.append(job_id)
+        self.wakeup.set()
+        return web.json_response(
+            {"id": job_id, "kind": "img_gen", "status": "queued",
+             "created": self.jobs[job_id]["created"], "poll_url": f"/sdcpp/v1/jobs/{job_id}"},
+            status=202,
+        )  # fmt: skip
+
+    def _valid(self, body: dict[str, Any], sampler: str | None) -> bool:
+        if not body.get("prompt") or "<lora:" in body["prompt"]:
+            return False
+        if sampler and sampler not in SAMPLE_METHODS:
+            return False
+        known = {lora["path"] for lora in self.loras}
+        return all(item.get("path") in known for item in body.get("lora") or [])
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        job = self.jobs.get(request.match_info["id"])
+        if job is None:
+            return web.json_response({"error": "job not found"}, status=404)
+        reply = {k: v for k, v in job.items() if k not in ("body", "images", "error_message")}
+        reply["queue_position"] = self.queue.index(job["id"]) + 1 if job["id"] in self.queue else 0
+        reply["result"] = None
+        reply["error"] = None
+        if job["status"] == "completed":
+            reply["result"] = {"output_format": "png",
+                               "images": [{"index": i, "b64_json": b}
+                                          for i, b in enumerate(job["images"])]}  # fmt: skip
+        elif job["status"] in ("failed", "cancelled"):
+            reply["error"] = {"code": "generation_failed" if job["status"] == "failed"
+                              else "cancelled", "message": job["error_message"]}  # fmt: skip
+        return web.json_response(reply)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        job = self.jobs.get(request.match_info["id"])
+        if job is None:
+            return web.json_response({"error": "job not found"}, status=404)
+        if job["status"] == "generating":
+            self.cancels.append((job["id"], 409))
+            error = {"error": "job is currently generating and cannot be interrupted yet"}
+            return web.json_response(error, status=409)
+        if job["status"] == "queued":
+            self.queue.remove(job["id"])
+            job.update(status="cancelled", completed=int(time.time()),
+                       error_message="job cancelled by client")  # fmt: skip
+        self.cancels.append((job["id"], 200))
+        return await self.get_job(request)
+
+    async def _worker(self) -> None:
+        while True:
+            while not self.queue:
+                self.wakeup.clear()
+                await self.wakeup.wait()
+            job = self.jobs[self.queue.pop(0)]
+            job.update(status="generating", started=int(time.time()))
+            try:
+                job["images"] = await self._generate(job["body"])
+                job["status"] = "completed"
+            except RuntimeError as e:
+                job.update(status="failed", error_message=str(e))
+            job["completed"] = int(time.time())
+
+    async def _generate(self, body: dict[str, Any]) -> list[str]:
+        """Base64 PNGs with sd.cpp's `parameters` chunk, after `steps` simulated steps."""
+        if "FAIL" in body["prompt"]:
+            raise RuntimeError("generate_image returned no results")
+        sample = body.get("sample_params") or {}
+        steps = int(sample.get("sample_steps") or body.get("steps") or 20)
+        count = int(body.get("batch_count") or body.get("batch_size") or 1)
+        seed = int(body.get("seed", 42))
+        seed = seed if seed >= 0 else 31337
+        async with self.gpu:
+            await asyncio.sleep(steps * self.step_seconds)
+        images = []
+        for i in range(count):
+            text = (
+                f"{body['prompt']}\nSteps: {steps}, Seed: {seed + i}, "
+                f"Model: {self.model_name.rsplit('.', 1)[0]}, Version: stable-diffusion.cpp"
+            )
+            images.append(base64.b64encode(png((0, 120, i * 30 % 255), text)).decode())
+        return images  # fmt: skip
+
+    # ---- A1111-style API ------------------------------------------------------
+
+    async def options(self, request: web.Request) -> web.Response:
+        return web.json_response({"samples_format": "png", "sd_model_checkpoint": self.model_name})
+
+    async def sdapi_loras(self, request: web.Request) -> web.Response:
+        return web.json_response(self.loras)
+
+    async def txt2img(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append((request.path, body))
+        if not self._valid(body, None):
+            return web.json_response({"error": "invalid request"}, status=400)
+        try:
+            images = await self._generate(body)
+        except RuntimeError as e:
+            return web.json_response({"error": "server_error", "message": str(e)}, status=500)
+        seed = int(body.get("seed", 42))
+        seed = seed if seed >= 0 else 31337
+        info = {"all_seeds": [seed + i for i in range(len(images))], "index_of_first_image": 0}
+        return web.json_response({"images": images, "parameters": body, "info": json.dumps(info)})

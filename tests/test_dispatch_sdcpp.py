@@ -1,0 +1,117 @@
+"""Jobs run end to end on an sd-server fake (native async API and the older sdapi)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from stablequeue import Client, txt2img
+from stablequeue.v1 import processes_pb2, queue_pb2
+from tests.conftest import CoordinatorThread
+from tests.fakes.sdcpp import FakeSdServer
+from tests.helpers import final_job, register_server, wait_until
+
+
+@pytest.fixture
+def sdcpp() -> Iterator[FakeSdServer]:
+    fake = FakeSdServer()
+    yield fake
+    fake.close()
+
+
+def test_native_job_completes_with_structured_loras_and_sd_cpp_metadata(
+    server: CoordinatorThread, sq: Client, sdcpp: FakeSdServer
+) -> None:
+    register_server(sq, "cpp-1", "sdcpp", sdcpp.url)
+    wait_until(lambda: loaded_model(sq, "cpp-1") != "")
+    spec = txt2img("a pixel castle", model="sd_xl_turbo_1.0_fp16", loras=[("ink", 0.6)],
+                   sampler="Euler a", steps=4, cfg_scale=1.5, seed=11, batch_size=2,
+                   width=512, height=512)  # fmt: skip
+    done = final_job(sq, sq.submit(spec).id)
+    assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+    path, body = sdcpp.requests[-1]
+    assert path == "/sdcpp/v1/img_gen"
+    assert body["prompt"] == "a pixel castle"  # no <lora:> tags: sd-server refuses them
+    assert body["lora"] == [
+        {"path": "styles/ink.safetensors", "multiplier": 0.6, "is_high_noise": False}
+    ]
+    assert body["sample_params"] == {
+        "sample_method": "euler_a",
+        "sample_steps": 4,
+        "guidance": {"txt_cfg": 1.5},
+    }
+    assert body["batch_count"] == 2 and body["seed"] == 11
+    assert [r.seed for r in done.results] == [11, 12]
+    root = server.coordinator.results.root
+    with Image.open(root / done.results[1].filename) as image:
+        assert "Seed: 12" in image.text["parameters"]  # sd.cpp's own chunk, kept
+        assert "stable-diffusion.cpp" in image.text["parameters"]
+
+
+def test_older_server_without_the_native_api_uses_sdapi(sq: Client) -> None:
+    legacy = FakeSdServer(native=False)
+    try:
+        register_server(sq, "cpp-old", "sdcpp", legacy.url)
+        spec = txt2img("a boat", loras=[("pixel-art", 1.0)], steps=2, seed=5, app="sdcpp")
+        done = final_job(sq, sq.submit(spec).id)
+        assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+        path, body = legacy.requests[-1]
+        assert path == "/sdapi/v1/txt2img"
+        assert body["lora"] == [
+            {"path": "pixel-art.safetensors", "multiplier": 1.0, "is_high_noise": False}
+        ]
+        assert [r.seed for r in done.results] == [5]
+    finally:
+        legacy.close()
+
+
+def test_generation_failure_fails_at_once_with_the_servers_message(
+    sq: Client, sdcpp: FakeSdServer
+) -> None:
+    register_server(sq, "cpp-1", "sdcpp", sdcpp.url)
+    done = final_job(sq, sq.submit(txt2img("FAIL please", app="sdcpp")).id)
+    assert done.status == queue_pb2.JOB_STATUS_FAILED and done.attempts == 1
+    assert "generate_image returned no results" in done.reason
+
+
+def test_unknown_lora_is_refused_before_anything_is_queued(sq: Client, sdcpp: FakeSdServer) -> None:
+    register_server(sq, "cpp-1", "sdcpp", sdcpp.url)
+    done = final_job(sq, sq.submit(txt2img("x", loras=[("nope", 1.0)], app="sdcpp")).id)
+    assert done.status == queue_pb2.JOB_STATUS_FAILED
+    assert "no LoRA matching 'nope'" in done.reason and "pixel-art" in done.reason
+    assert sdcpp.requests == []
+
+
+def test_job_for_another_model_waits_with_the_reason(sq: Client, sdcpp: FakeSdServer) -> None:
+    register_server(sq, "cpp-1", "sdcpp", sdcpp.url)
+    wait_until(lambda: loaded_model(sq, "cpp-1") != "")
+    job = sq.submit(txt2img("x", model="sd_xl_base_1.0"))
+    wait_until(lambda: "serves only sd_xl_turbo" in sq.get_job(job.id).reason)
+    assert sq.get_job(job.id).status == queue_pb2.JOB_STATUS_PENDING
+    assert sdcpp.requests == []
+
+
+def test_cancel_drops_a_queued_job_and_leaves_a_generating_one_to_finish(
+    sq: Client, sdcpp: FakeSdServer
+) -> None:
+    sdcpp.step_seconds = 0.2
+    register_server(sq, "cpp-1", "sdcpp", sdcpp.url, max_concurrency=2)
+    first = sq.submit(txt2img("first", steps=20, app="sdcpp"))
+    second = sq.submit(txt2img("second", steps=20, app="sdcpp"))
+    wait_until(lambda: len(sdcpp.jobs) == 2)
+    generating, queued = sorted(sdcpp.jobs, key=lambda j: sdcpp.jobs[j]["status"])
+    assert sdcpp.jobs[queued]["status"] == "queued"
+    sq.cancel(second.id)
+    wait_until(lambda: (queued, 200) in sdcpp.cancels)
+    assert sdcpp.jobs[queued]["status"] == "cancelled"
+    sq.cancel(first.id)
+    wait_until(lambda: (generating, 409) in sdcpp.cancels)  # sd-server cannot interrupt
+    assert sq.get_job(first.id).status == queue_pb2.JOB_STATUS_CANCELLED
+    assert sq.get_job(second.id).status == queue_pb2.JOB_STATUS_CANCELLED
+
+
+def loaded_model(sq: Client, alias: str) -> str:
+    request = processes_pb2.GetServerRequest(alias=alias)
+    return str(sq.processes.GetServer(request).server.loaded_model)
