@@ -10,6 +10,7 @@ import pytest
 from stablequeue import txt2img
 from stablequeue.cli.main import main
 from tests.conftest import CoordinatorThread
+from tests.fakes.forge import FakeForge
 from tests.helpers import PNG_1PX
 
 
@@ -159,3 +160,41 @@ def test_servers_add_list_disable_remove(
     assert sq(capsys, sqlite_server, "servers", "remove", "gpu-1")[0] == 0
     code, out, _ = sq(capsys, sqlite_server, "servers", "list")
     assert code == 0 and "gpu-1" not in out
+
+
+def test_images_list_get_and_delete(
+    capsys: pytest.CaptureFixture[str], sqlite_server: CoordinatorThread, tmp_path: Path
+) -> None:
+    forge = FakeForge()
+    try:
+        run = lambda *args: sq(capsys, sqlite_server, *args)  # noqa: E731
+        assert run("servers", "add", "f1", "--kind", "forge", "--url", forge.url)[0] == 0
+        code, out, _ = run("submit", "a gallery fox", "--seed", "3", "--wait", "--json")
+        assert code == 0, out
+        job_id = json.loads(out)[0]["id"]
+        code, out, _ = run("images", "--job", job_id, "--json")
+        (result,) = json.loads(out)["results"]
+        assert result["job_id"] == job_id and result["seed"] == "3"
+        stored = (sqlite_server.coordinator.results.root / result["filename"]).read_bytes()
+        assert len(json.loads(run("images", "--text", "gallery", "--json")[1])["results"]) == 1
+        assert json.loads(run("images", "--text", "wolf", "--json")[1])["results"] == []
+        assert run("images")[0] == 0  # the table renders
+        assert json.loads(run("images", "--since", "2999-01-01", "--json")[1])["results"] == []
+        assert run("images", "--since", "yesterday")[0] == 2  # argparse: not a date
+
+        target = tmp_path / "fox.png"
+        code, out, _ = run("image", "get", result["id"], "-o", str(target))
+        assert code == 0 and target.read_bytes() == stored
+        code, _, err = run("image", "get", result["id"], "-o", str(target))
+        assert code == 2 and "exists" in err  # never overwritten silently
+        assert run("image", "get", result["id"], "-o", str(target), "--force")[0] == 0
+        code, _, _ = run("image", "get", result["id"], "-o", str(tmp_path))
+        assert code == 0 and (tmp_path / Path(result["filename"]).name).read_bytes() == stored
+        assert not list(tmp_path.glob(".sq-*"))  # no temporary files left behind
+
+        assert run("image", "delete", result["id"])[0] == 0
+        assert json.loads(run("images", "--job", job_id, "--json")[1])["results"] == []
+        code, _, err = run("image", "get", result["id"], "-o", str(tmp_path / "gone.png"))
+        assert code == 1 and "NOT_FOUND" in err and not (tmp_path / "gone.png").exists()
+    finally:
+        forge.close()

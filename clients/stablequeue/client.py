@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import grpc
 
@@ -224,6 +224,27 @@ class Client:
     ) -> Iterator[queue_pb2.QueueEvent]:
         request = queue_pb2.WatchQueueRequest(snapshot=snapshot, omit_previews=omit_previews)
         return self.stream("WatchQueue", request)
+
+    def list_results(
+        self, page_size: int = 0, page_token: str = "", **filters: Any
+    ) -> queue_pb2.ListResultsResponse:
+        """One page of stored images; filters: job_id, model, text, since, until (Timestamps)."""
+        request = queue_pb2.ListResultsRequest(**filters)
+        request.page.page_size = page_size
+        request.page.page_token = page_token
+        return self.call("ListResults", request)
+
+    def download_result(self, result_id: str, sink: BinaryIO) -> queue_pb2.JobResult:
+        """Writes one stored image's bytes to `sink` as they stream in; returns its record."""
+        result = queue_pb2.JobResult()
+        for chunk in self.stream("GetResult", queue_pb2.GetResultRequest(id=result_id)):
+            if chunk.HasField("result"):
+                result = chunk.result
+            sink.write(chunk.data)
+        return result
+
+    def delete_result(self, result_id: str) -> None:
+        self.call("DeleteResult", queue_pb2.DeleteResultRequest(id=result_id))
 
     def create_key(self, name: str, scope: str) -> queue_pb2.CreateApiKeyResponse:
         return self.call(

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from stablequeue.cli import render, watch
 from stablequeue.client import SEED_MODES, Client, StableQueueError
@@ -264,6 +268,69 @@ def cmd_servers(sq: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def timestamp(text: str) -> Timestamp:
+    """A date or date-time (ISO 8601, local time unless it names a zone)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r}") from e
+    stamp = Timestamp()
+    stamp.FromDatetime(when.astimezone(UTC))
+    return stamp
+
+
+def cmd_images(sq: Client, args: argparse.Namespace) -> int:
+    filters: dict[str, Any] = {"job_id": args.job, "model": args.model, "text": args.text}
+    if args.since:
+        filters["since"] = args.since
+    if args.until:
+        filters["until"] = args.until
+    page = sq.list_results(page_size=args.limit, page_token=args.page_token, **filters)
+    if args.json:
+        render.print_json(
+            {
+                "results": [render.to_dict(r) for r in page.results],
+                "next_page_token": page.next_page_token,
+            }
+        )
+        return 0
+    render.console.print(render.results_table(page.results))
+    if page.next_page_token:
+        render.console.print(f"more: sq images --page-token {page.next_page_token}", style="dim")
+    return 0
+
+
+def cmd_image(sq: Client, args: argparse.Namespace) -> int:
+    if args.image_command == "delete":
+        for result_id in args.ids:
+            sq.delete_result(result_id)
+            render.console.print(f"deleted image {result_id}")
+        return 0
+    if args.output == "-":
+        sq.download_result(args.id, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return 0
+    output = Path(args.output or ".")
+    folder = output if output.is_dir() else output.parent
+    if not output.is_dir() and output.exists() and not args.force:
+        raise UsageError(f"-o: {output} exists (use --force to overwrite)")
+    # Streamed into a temporary file first: an interrupted download leaves no half image.
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".sq-", delete=False) as tmp:
+        try:
+            result = sq.download_result(args.id, tmp)
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    target = folder / Path(result.filename).name if output.is_dir() else output
+    if target.exists() and not args.force:
+        os.unlink(tmp.name)
+        raise UsageError(f"{target} exists (use -o FILE or --force)")
+    os.replace(tmp.name, target)
+    render.console.print(f"saved {target} ({result.size_bytes:,} bytes, {result.mime})")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="sq", description="StableQueue command line")
     root.add_argument("--addr", help="coordinator HOST:PORT (env SQ_ADDR, default 127.0.0.1:50051)")
@@ -356,6 +423,27 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="job counts and pause state")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("images", help="the gallery: stored images, newest first")
+    p.add_argument("--job", default="", help="only this job's images")
+    p.add_argument("--model", default="", help="model name contains")
+    p.add_argument("--text", default="", help="prompt contains")
+    p.add_argument("--since", type=timestamp, help="made at or after (ISO date/time)")
+    p.add_argument("--until", type=timestamp, help="made before (ISO date/time)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--page-token", default="")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_images)
+
+    p = sub.add_parser("image", help="fetch or delete one stored image")
+    image = p.add_subparsers(dest="image_command", required=True)
+    k = image.add_parser("get", help="download an image (with its metadata chunks)")
+    k.add_argument("id")
+    k.add_argument("-o", "--output", default="", help="file or folder; - for stdout")
+    k.add_argument("--force", action="store_true", help="overwrite an existing file")
+    k = image.add_parser("delete", help="delete images (file and record)")
+    k.add_argument("ids", nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_image)
 
     p = sub.add_parser("servers", help="backend servers (Forge, ComfyUI, sd-server)")
     servers = p.add_subparsers(dest="servers_command", required=True)

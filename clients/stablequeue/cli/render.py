@@ -155,3 +155,22 @@ def servers_table(servers: Iterable[Any]) -> Table:
             server.loaded_model or "-",
         )
     return table
+
+
+def results_table(results: Iterable[queue_pb2.JobResult]) -> Table:
+    table = Table()
+    for column in ("ID", "JOB", "SIZE", "SEED", "CREATED", "FILE", "PROMPT"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        data = to_dict(result)
+        prompt = result.infotext.split("\n", 1)[0]
+        table.add_row(
+            result.id,
+            result.job_id,
+            f"{result.width}x{result.height}" if result.width else result.mime,
+            str(result.seed) if result.seed >= 0 else "-",
+            data.get("created_at", ""),
+            result.filename,
+            prompt[:60] + ("…" if len(prompt) > 60 else ""),
+        )
+    return table
