@@ -98,6 +98,8 @@ async def watch_delays(coordinator: Coordinator, changes: int) -> tuple[list[flo
         sent = time.time()
         await coordinator.queue.SetPriority(queue_pb2.SetPriorityRequest(id=job.id, priority=i % 7))
         event = await stream.read()
+        while event.type != queue_pb2.JOB_EVENT_TYPE_MOVED:  # e.g. "waiting for a server"
+            event = await stream.read()
         received = time.time()
         from_commit.append((received - event.time.ToDatetime().timestamp()) * 1000)
         from_call.append((received - sent) * 1000)

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from coordinator.backends.base import Attempt, Backend, Image, ServerConfig
-from coordinator.dispatch.policy import JobView, ServerView, plan
+from coordinator.dispatch.policy import JobView, ServerView, choose_server, plan
 from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition
 from coordinator.outputs.store import ResultStore
 from coordinator.queue.convert import APP_FROM_PB
@@ -30,6 +30,8 @@ from stablequeue.v1 import queue_pb2
 
 log = logging.getLogger(__name__)
 LOOKAHEAD = 200
+MAX_FRESH = 1000
+NOTE_DELAY_S = 0.25
 PREVIEW_EVERY_S = 0.5
 WAKING_EVENTS = {
     queue_pb2.JOB_EVENT_TYPE_SUBMITTED,
@@ -83,6 +85,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._running: dict[str, Running] = {}
         self._waiting: dict[str, str] = {}
+        self._fresh: list[queue_pb2.Job] = []  # submitted since the last round
+        self._later: dict[str, str] = {}  # why fresh jobs wait, written after NOTE_DELAY_S
+        self._noting: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
@@ -104,7 +109,9 @@ class Dispatcher:
     async def close(self) -> None:
         """Stops dispatching. Running jobs stay PROCESSING and are recovered at the next start."""
         self._closing = True
-        tasks = [t for t in [self._task, *(r.task for r in self._running.values())] if t]
+        tasks = [
+            t for t in [self._task, self._noting, *(r.task for r in self._running.values())] if t
+        ]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -121,6 +128,14 @@ class Dispatcher:
             if running is not None and running.task is not None:
                 running.cancelled_by_user = True
                 running.task.cancel()
+        if job is not None and job.status != queue_pb2.JOB_STATUS_PENDING:
+            self._waiting.pop(job.id, None)
+        elif (
+            kind == queue_pb2.JOB_EVENT_TYPE_SUBMITTED
+            and job is not None
+            and len(self._fresh) < MAX_FRESH
+        ):
+            self._fresh.append(job)
         if kind in WAKING_EVENTS:
             self.wake()
 
@@ -138,11 +153,23 @@ class Dispatcher:
     async def _dispatch(self) -> None:
         states = {s.row.alias: s for s in await self._servers.list()}
         views = [self._view(s) for s in states.values()]
+        fresh, self._fresh = self._fresh, []
         # Nothing can start without a free slot: skip the queue scan (submits wake
-        # us constantly, and that scan would tax every one of them).
-        if not any(v.up and v.enabled and not v.paused and v.running < v.capacity for v in views):
+        # us constantly, and that scan would tax every one of them); just tell the
+        # jobs submitted since the last round why they wait.
+        no_slot = not any(
+            v.up and v.enabled and not v.paused and v.running < v.capacity for v in views
+        )
+        if no_slot and not fresh:
             return
-        if await self._queue.is_paused():
+        paused = await self._queue.is_paused()
+        if paused or no_slot:
+            for job in fresh:
+                self._later[job.id] = (
+                    "the queue is paused" if paused else choose_server(views, _job_view(job))[1]
+                )
+            if self._later and (self._noting is None or self._noting.done()):
+                self._noting = asyncio.create_task(self._note_later())
             return
         jobs = await self._queue.dispatchable(LOOKAHEAD)
         decided = plan(views, [_job_view(j) for j in jobs])
@@ -150,13 +177,24 @@ class Dispatcher:
         for job_id, alias in decided.assignments:
             self._begin(by_id[job_id], states[alias])
             self._waiting.pop(job_id, None)
-        for job_id, reason in list(decided.waiting.items())[:50]:
-            if self._waiting.get(job_id) != reason:
-                self._waiting[job_id] = reason
-                await self._queue.note(
-                    job_id, JobStatus.PENDING, JobStage.WAITING_FOR_SERVER, reason
-                )
+        await self._note_waiting(dict(list(decided.waiting.items())[:50]))
         await self._schedule_retry_wake()
+
+    async def _note_later(self) -> None:
+        """Writes the reasons gathered over NOTE_DELAY_S in one transaction (a burst of
+        submits must not cost a write each)."""
+        await asyncio.sleep(NOTE_DELAY_S)
+        reasons, self._later = self._later, {}
+        try:
+            await self._note_waiting(reasons)
+        except Exception:  # only a display hint: never let it break dispatching
+            log.exception("could not record why jobs wait")
+
+    async def _note_waiting(self, reasons: dict[str, str]) -> None:
+        changed = {k: v for k, v in reasons.items() if v and self._waiting.get(k) != v}
+        if changed:
+            self._waiting.update(changed)
+            await self._queue.note_waiting(changed)
 
     def _view(self, state: ServerState) -> ServerView:
         row, health = state.row, state.health

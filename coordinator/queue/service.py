@@ -334,6 +334,31 @@ class QueueService:
         if row is not None:
             self._publish(row, ET.JOB_EVENT_TYPE_STATUS)
 
+    async def note_waiting(self, reasons: dict[str, str]) -> None:
+        """Marks pending jobs WAITING_FOR_SERVER with why, in one transaction."""
+
+        def work(session: Session) -> list[JobRow]:
+            now, changed = utcnow(), []
+            rows = session.exec(select(JobRow).where(col(JobRow.id).in_(list(reasons))))
+            for row in rows:
+                reason = reasons[row.id]
+                if row.status != JobStatus.PENDING.value:
+                    continue
+                if (row.stage, row.reason) == (JobStage.WAITING_FOR_SERVER.value, reason):
+                    continue
+                row.stage, row.reason, row.updated_at = (
+                    JobStage.WAITING_FOR_SERVER.value,
+                    reason,
+                    now,
+                )
+                session.add(row)
+                changed.append(row)
+            return changed
+
+        if reasons:
+            for row in await self._db.run(work):
+                self._publish(row, ET.JOB_EVENT_TYPE_STATUS)
+
     async def dispatchable(self, limit: int) -> list[queue_pb2.Job]:
         """The first `limit` pending jobs in queue order whose retry delay has passed."""
 
