@@ -57,6 +57,8 @@ class FakeForge(LoopbackServer):
         self.finished: list[str] = []
         self.state = {"job_count": 0, "sampling_step": 0, "sampling_steps": 0}
         self.interrupted = False
+        self.in_flight = 0
+        self.max_in_flight = 0  # most generation requests open at once
         super().__init__()
 
     async def setup(self) -> None:
@@ -110,6 +112,14 @@ class FakeForge(LoopbackServer):
         if sampler and sampler not in ("Euler a", "Euler", "DPM++ 2M"):
             error = {"error": "HTTPException", "detail": "Sampler not found"}
             return web.json_response(error, status=400)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._generate(body)
+        finally:
+            self.in_flight -= 1
+
+    async def _generate(self, body: dict[str, Any]) -> web.Response:
         async with self.lock:  # A1111 runs one request at a time under queue_lock
             self.current_task = body.get("force_task_id")
             self.interrupted = False
