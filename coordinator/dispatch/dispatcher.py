@@ -24,7 +24,7 @@ from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecon
 from coordinator.outputs.store import ResultStore
 from coordinator.queue.convert import APP_FROM_PB
 from coordinator.queue.service import QueueService
-from coordinator.queue.states import JobStage, JobStatus, utcnow
+from coordinator.queue.states import JobStatus, utcnow
 from coordinator.servers.service import ServerService, ServerState
 from stablequeue.v1 import queue_pb2
 
@@ -33,10 +33,11 @@ LOOKAHEAD = 200
 MAX_FRESH = 1000
 NOTE_DELAY_S = 0.25
 PREVIEW_EVERY_S = 0.5
+# Events that can change a decision. A status change only can when a job (re)enters
+# the queue (retry, re-queue); a job leaving a server wakes us from its attempt.
 WAKING_EVENTS = {
     queue_pb2.JOB_EVENT_TYPE_SUBMITTED,
     queue_pb2.JOB_EVENT_TYPE_MOVED,
-    queue_pb2.JOB_EVENT_TYPE_STATUS,
     queue_pb2.JOB_EVENT_TYPE_UNSPECIFIED,  # pause / resume
 }
 
@@ -84,10 +85,14 @@ class Dispatcher:
         self._settings = settings
         self._wake = asyncio.Event()
         self._running: dict[str, Running] = {}
+        self._adapters: dict[str, tuple[ServerConfig, Backend]] = {}  # by server alias
         self._waiting: dict[str, str] = {}
         self._fresh: list[queue_pb2.Job] = []  # submitted since the last round
         self._later: dict[str, str] = {}  # why fresh jobs wait, written after NOTE_DELAY_S
         self._noting: asyncio.Task[None] | None = None
+        # Whether a delayed retry may have been added or become due since the retry
+        # timer was set (the store is only asked then, not on every round).
+        self._retries_changed = True
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
@@ -119,6 +124,9 @@ class Dispatcher:
                 await task
         if self._timer:
             self._timer.cancel()
+        for _, backend in self._adapters.values():
+            await backend.close()
+        self._adapters.clear()
 
     # ---- deciding ---------------------------------------------------------
 
@@ -136,7 +144,12 @@ class Dispatcher:
             and len(self._fresh) < MAX_FRESH
         ):
             self._fresh.append(job)
-        if kind in WAKING_EVENTS:
+        if kind in WAKING_EVENTS or (
+            kind == queue_pb2.JOB_EVENT_TYPE_STATUS
+            and job is not None
+            and job.status == queue_pb2.JOB_STATUS_PENDING
+            and job.stage != queue_pb2.JOB_STAGE_WAITING_FOR_SERVER
+        ):
             self.wake()
 
     async def _loop(self) -> None:
@@ -171,14 +184,21 @@ class Dispatcher:
             if self._later and (self._noting is None or self._noting.done()):
                 self._noting = asyncio.create_task(self._note_later())
             return
-        jobs = await self._queue.dispatchable(LOOKAHEAD)
-        decided = plan(views, [_job_view(j) for j in jobs])
-        by_id = {j.id: j for j in jobs}
+        # Jobs begun in an earlier round stay PENDING in the store until their
+        # attempt's start commits: they are ours already, not candidates.
+        jobs = [
+            JobView(*row)
+            for row in await self._queue.dispatchable(LOOKAHEAD + len(self._running))
+            if row[0] not in self._running
+        ]
+        decided = plan(views, jobs, max_waiting=50)
         for job_id, alias in decided.assignments:
-            self._begin(by_id[job_id], states[alias])
+            self._begin(job_id, states[alias])
             self._waiting.pop(job_id, None)
-        await self._note_waiting(dict(list(decided.waiting.items())[:50]))
-        await self._schedule_retry_wake()
+        await self._note_waiting(decided.waiting)
+        if self._retries_changed:
+            self._retries_changed = False
+            await self._schedule_retry_wake()
 
     async def _note_later(self) -> None:
         """Writes the reasons gathered over NOTE_DELAY_S in one transaction (a burst of
@@ -217,12 +237,18 @@ class Dispatcher:
             self._timer = None
         if when is not None:
             delay = max(0.0, (when - utcnow()).total_seconds()) + 0.01
-            self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._retry_due)
+
+    def _retry_due(self) -> None:
+        self._retries_changed = True
+        self.wake()
 
     # ---- running ----------------------------------------------------------
 
-    def _begin(self, job: queue_pb2.Job, server: ServerState) -> None:
-        backend = self._backends(server.config)
+    def _begin(self, job_id: str, server: ServerState) -> None:
+        """Starts an attempt; the full job is loaded when `QueueService.start` claims it."""
+        job = queue_pb2.Job(id=job_id)
+        backend = self._adapter(server)
         attempt = Attempt(job, str(uuid.uuid4()), lambda p: None)
         running = Running(job, server, attempt, backend)
         attempt.on_progress = self._progress_relay(running)
@@ -265,16 +291,43 @@ class Dispatcher:
             log.exception("job %s failed on %s", job.id, alias)
             await self._end(job.id, JobStatus.FAILED, f"internal error: {type(e).__name__}")
         finally:
-            if not self._closing:
-                self._running.pop(job.id, None)
+            if not self._closing and self._running.get(job.id) is running:
+                del self._running[job.id]
                 self.wake()
-            await running.backend.close()
+            await self._release(running)
+
+    def _adapter(self, server: ServerState) -> Backend:
+        """The server's adapter, shared by its attempts (one connection pool per server)."""
+        cached = self._adapters.get(server.row.alias)
+        if cached is not None and cached[0] == server.config:
+            return cached[1]
+        backend = self._backends(server.config)
+        # A replaced adapter (the server's settings changed) is closed by its last attempt.
+        self._adapters[server.row.alias] = (server.config, backend)
+        return backend
+
+    async def _release(self, running: Running) -> None:
+        """Closes the attempt's adapter if it was replaced and no other attempt uses it."""
+        current = self._adapters.get(running.server.row.alias)
+        if current is not None and current[1] is running.backend:
+            return  # still the server's adapter: close() closes it
+        if any(r.backend is running.backend for r in self._running.values() if r is not running):
+            return  # another attempt still needs it
+        await running.backend.close()
 
     async def _complete(self, running: Running, images: list[Image]) -> None:
-        await self._queue.note(running.job.id, JobStatus.PROCESSING, JobStage.SAVING, "")
+        """Writes the images, then stores their records and completes the job at once."""
         model = running.job.spec.params.model if running.job.spec.HasField("params") else ""
-        await self._results.save(running.job, running.server.row.alias, images, model)
-        await self._end(running.job.id, JobStatus.COMPLETED, f"{len(images)} image(s)")
+        rows = await self._results.write(running.job, running.server.row.alias, images, model)
+        try:
+            await self._queue.finish(
+                running.job.id,
+                JobStatus.COMPLETED,
+                f"{len(images)} image(s)",
+                also=lambda session: session.add_all(rows),
+            )
+        except FailedPrecondition:  # cancelled meanwhile: its images are not kept
+            await self._results.discard(rows)
 
     async def _end(self, job_id: str, status: JobStatus, reason: str) -> None:
         with contextlib.suppress(FailedPrecondition):  # a user cancel got there first
@@ -290,6 +343,7 @@ class Dispatcher:
         delay = min(
             self._settings.retry_backoff * 2 ** (attempts - 1), self._settings.retry_backoff_max
         )
+        self._retries_changed = True
         with contextlib.suppress(FailedPrecondition):
             await self._queue.finish(
                 running.job.id,
@@ -297,6 +351,8 @@ class Dispatcher:
                 f"attempt {attempts} failed ({reason}); retrying in {delay:g} s",
                 not_before=utcnow() + timedelta(seconds=delay),
             )
+        self._retries_changed = True  # again: a round may have run before the commit
+        self.wake()
 
     async def _on_cancelled(self, running: Running) -> None:
         """A user cancel interrupts the backend; a shutdown leaves the job for recovery."""
@@ -338,7 +394,7 @@ class Dispatcher:
             if server is None or not task_id:
                 await self._requeue_after_restart(job)
                 continue
-            backend = self._backends(server.config)
+            backend = self._adapter(server)
             attempt = Attempt(job, task_id, lambda p: None)
             running = Running(job, server, attempt, backend)
             attempt.on_progress = self._progress_relay(running)

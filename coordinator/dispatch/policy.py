@@ -125,11 +125,18 @@ def choose_server(servers: Sequence[ServerView], job: JobView) -> tuple[str | No
     return best.alias, ""
 
 
-def plan(servers: Sequence[ServerView], jobs: Sequence[JobView]) -> Plan:
-    """Assignments for `jobs` (in queue order), counting the slots each one takes."""
+def plan(servers: Sequence[ServerView], jobs: Sequence[JobView], max_waiting: int = 50) -> Plan:
+    """Assignments for `jobs` (in queue order), counting the slots each one takes.
+
+    Once every server is full, only the first `max_waiting` waiting jobs get a reason.
+    """
     views = {s.alias: s for s in servers}
     result = Plan()
     for job in jobs:
+        if len(result.waiting) >= max_waiting and not any(
+            v.running < v.capacity for v in views.values()
+        ):
+            break
         alias, reason = choose_server(list(views.values()), job)
         if alias is None:
             result.waiting[job.id] = reason

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -90,6 +91,16 @@ class ResultStore:
         self, job: queue_pb2.Job, server: str, images: Sequence[Image], model: str = ""
     ) -> list[ResultRow]:
         """Stores the images of `job` not stored yet; returns all of the job's results."""
+        rows = await self.write(job, server, images, model)
+        if rows:
+            await self._db.run(lambda s: s.add_all(rows))
+        return await self.for_job(job.id)
+
+    async def write(
+        self, job: queue_pb2.Job, server: str, images: Sequence[Image], model: str = ""
+    ) -> list[ResultRow]:
+        """Writes the files of the images not stored yet and returns their records, for
+        the caller to add in the transaction that completes the job."""
         done = {row.idx for row in await self.for_job(job.id)}
         now = utcnow()
         rows = []
@@ -118,9 +129,13 @@ class ResultStore:
                     created_at=now,
                 )
             )
-        if rows:
-            await self._db.run(lambda s: s.add_all(rows))
-        return await self.for_job(job.id)
+        return rows
+
+    async def discard(self, rows: Sequence[ResultRow]) -> None:
+        """Removes files written by `write` whose records were never stored."""
+        for row in rows:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread((self.root / row.path).unlink)
 
     async def for_job(self, job_id: str) -> list[ResultRow]:
         def query(session: Session) -> list[ResultRow]:

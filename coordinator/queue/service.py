@@ -56,6 +56,7 @@ class QueueService:
         self._progress: dict[str, queue_pb2.JobProgress] = {}
         self._writer = SubmissionWriter(db)
         self._listeners: list[Listener] = []
+        self._paused: bool | None = None  # the queue-wide pause flag, once read
 
     def on_event(self, listener: Listener) -> None:
         """Calls `listener(job, event type)` after every committed change (the dispatcher's cue)."""
@@ -266,6 +267,7 @@ class QueueService:
                 return _stats(session)
 
             stats = await self._db.run(work)
+            self._paused = paused
         self._bus.publish_stats(stats)
         for listener in self._listeners:
             listener(None, ET.JOB_EVENT_TYPE_UNSPECIFIED)
@@ -296,8 +298,12 @@ class QueueService:
         status: JobStatus,
         reason: str = "",
         not_before: datetime | None = None,
+        also: Callable[[Session], None] | None = None,
     ) -> queue_pb2.Job:
         """Ends a running job (COMPLETED / FAILED) or re-queues it (PENDING, after `not_before`).
+
+        `also` runs in the same transaction (the dispatcher stores a job's result
+        records with its completion: both or neither).
 
         Raises:
             FailedPrecondition: the job is no longer running (e.g. a user cancelled it).
@@ -311,6 +317,8 @@ class QueueService:
                 row.not_before = not_before
                 row.backend_task_id = None
             session.add(row)
+            if also is not None:
+                also(session)
             return row
 
         job = await self._change(work, ET.JOB_EVENT_TYPE_STATUS)
@@ -359,21 +367,31 @@ class QueueService:
             for row in await self._db.run(work):
                 self._publish(row, ET.JOB_EVENT_TYPE_STATUS)
 
-    async def dispatchable(self, limit: int) -> list[queue_pb2.Job]:
-        """The first `limit` pending jobs in queue order whose retry delay has passed."""
+    async def dispatchable(self, limit: int) -> list[tuple[str, str, str, str]]:
+        """(id, app, target server, model) of the first `limit` pending jobs in queue
+        order whose retry delay has passed.
 
-        def query(session: Session) -> list[JobRow]:
+        Only what scheduling needs: this runs on every dispatch round, and building
+        full Job messages for the whole lookahead was most of a round's cost.
+        """
+
+        def query(session: Session) -> list[tuple[str, str, str, str]]:
             now = utcnow()
             stmt = (
-                select(JobRow)
+                select(JobRow.id, JobRow.app, JobRow.target_server, JobRow.spec)
                 .where(JobRow.status == JobStatus.PENDING.value)
                 .where(or_(col(JobRow.not_before).is_(None), col(JobRow.not_before) <= now))
                 .order_by(col(JobRow.priority).desc(), col(JobRow.position), col(JobRow.id))
                 .limit(limit)
             )
-            return list(session.exec(stmt))
+            found = []
+            for job_id, app, target, blob in session.exec(stmt):
+                spec = queue_pb2.JobSpec.FromString(blob)
+                model = spec.params.model if spec.HasField("params") else ""
+                found.append((job_id, app, target or "", model))
+            return found
 
-        return [self.to_pb(row, full=True) for row in await self._db.run(query)]
+        return await self._db.run(query)
 
     async def next_retry_at(self) -> datetime | None:
         """When the earliest delayed pending job becomes dispatchable."""
@@ -396,13 +414,16 @@ class QueueService:
         return [(self.to_pb(row, full=True), row.backend_task_id or "") for row in rows]
 
     async def is_paused(self) -> bool:
-        """Whether the whole queue is paused (one row read; no counting)."""
+        """Whether the whole queue is paused (read once, then kept: only this process
+        changes it)."""
 
         def read(session: Session) -> bool:
             row = session.get(SettingRow, PAUSED_SETTING)
             return row is not None and bool(json.loads(row.value))
 
-        return await self._db.run(read)
+        if self._paused is None:
+            self._paused = await self._db.run(read)
+        return self._paused
 
     def report_progress(self, job: queue_pb2.Job, progress: queue_pb2.JobProgress) -> None:
         """Records and publishes live progress (not persisted: it is stale on restart)."""
@@ -483,8 +504,6 @@ class QueueService:
         job = self._publish(row, kind)
         if full:
             job = self.to_pb(row, full=True)
-        if row.status == JobStatus.COMPLETED:
-            await self._add_results(job)
         return job
 
     def _publish(self, row: JobRow, kind: int) -> queue_pb2.Job:
