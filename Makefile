@@ -25,6 +25,7 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_queue.py
+	$(BIN)/python bench/bench_dispatch.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -57,6 +57,8 @@ class FakeForge(LoopbackServer):
         self.finished: list[str] = []
         self.state = {"job_count": 0, "sampling_step": 0, "sampling_steps": 0}
         self.interrupted = False
+        self.arrivals: list[float] = []  # wall-clock time each generation request came in
+        self.departures: list[float] = []  # ... and its answer went out
         self.in_flight = 0
         self.max_in_flight = 0  # most generation requests open at once
         super().__init__()
@@ -106,6 +108,7 @@ class FakeForge(LoopbackServer):
         return web.json_response(reply)
 
     async def generate(self, request: web.Request) -> web.Response:
+        self.arrivals.append(time.time())
         body = await request.json()
         self.requests.append((request.path, body))
         sampler = body.get("sampler_name")
@@ -118,6 +121,7 @@ class FakeForge(LoopbackServer):
             return await self._generate(body)
         finally:
             self.in_flight -= 1
+            self.departures.append(time.time())
 
     async def _generate(self, body: dict[str, Any]) -> web.Response:
         async with self.lock:  # A1111 runs one request at a time under queue_lock

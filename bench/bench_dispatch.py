@@ -1,0 +1,128 @@
+"""Dispatch benchmarks (`make bench`): how fast jobs reach servers, and what the
+coordinator adds per job.
+
+The coordinator runs as its own process; the Forge fakes (tests/fakes/forge.py,
+the same protocol-faithful servers the tests use) run on loopback in this
+process with zero-time generation, so what is measured is the coordinator.
+
+Prints:
+  * the delay from SubmitJob returning to an idle server receiving the request
+    (p50/p99; target p50 < 10 ms, p99 < 50 ms);
+  * the coordinator's own overhead per job through 4 servers: the gap between a
+    server answering one job and receiving its next one, while jobs are queued
+    (p50/p99; target p50 < 15 ms), and the resulting jobs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_queue import Coordinator, pct  # noqa: E402
+from stablequeue import txt2img  # noqa: E402
+from stablequeue.v1 import (  # noqa: E402
+    common_pb2,
+    processes_pb2,
+    processes_pb2_grpc,
+    queue_pb2,
+)
+from tests.fakes.forge import FakeForge  # noqa: E402
+
+SPEC = txt2img("a benchmark cat", steps=1, width=512, height=512, app="forge")
+
+
+async def register(coordinator: Coordinator, fakes: list[FakeForge]) -> None:
+    processes = processes_pb2_grpc.ProcessesServiceStub(coordinator.channel)
+    for i, fake in enumerate(fakes):
+        await processes.RegisterServer(
+            processes_pb2.RegisterServerRequest(
+                alias=f"fake-{i}", kind=common_pb2.APP_KIND_FORGE, base_url=fake.url
+            )
+        )
+    while True:  # the first probe marks them up
+        servers = (await processes.ListServers(processes_pb2.ListServersRequest())).servers
+        if all(s.health == processes_pb2.SERVER_HEALTH_UP for s in servers):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def wait_done(coordinator: Coordinator, count: int) -> None:
+    request = queue_pb2.GetQueueStatsRequest()
+    async with asyncio.timeout(300):
+        # Another process: poll its counts (every 50 ms, light next to 100s of jobs/s).
+        while (await coordinator.queue.GetQueueStats(request)).stats.completed < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def submit_to_idle_server(data: Path, samples: int) -> list[float]:
+    """ms from SubmitJob returning to the idle fake receiving the request."""
+    fake = FakeForge(step_seconds=0)
+    coordinator = Coordinator(data)
+    delays = []
+    try:
+        await register(coordinator, [fake])
+        for i in range(samples):
+            job = (await coordinator.queue.SubmitJob(queue_pb2.SubmitJobRequest(spec=SPEC))).job
+            returned = time.time()
+            # The fake serves from its own thread: poll its record (0.2 ms resolution).
+            while len(fake.arrivals) <= i:  # noqa: ASYNC110
+                await asyncio.sleep(0.0002)
+            delays.append((fake.arrivals[i] - returned) * 1000)
+            # Idle again before the next one.
+            async for event in coordinator.queue.WatchJob(queue_pb2.WatchJobRequest(id=job.id)):
+                if event.job.status == queue_pb2.JOB_STATUS_FAILED:
+                    raise RuntimeError(f"benchmark job failed: {event.job.reason}")
+    finally:
+        await coordinator.close()
+        fake.close()
+    return delays
+
+
+async def overhead_per_job(data: Path, jobs: int, servers: int) -> tuple[list[float], float]:
+    """(ms between a server's answer and its next request, jobs/s) with jobs queued."""
+    fakes = [FakeForge(step_seconds=0) for _ in range(servers)]
+    coordinator = Coordinator(data)
+    try:
+        await register(coordinator, fakes)
+        started = time.perf_counter()
+        await coordinator.queue.SubmitJobs(queue_pb2.SubmitJobsRequest(spec=SPEC, count=jobs))
+        await wait_done(coordinator, jobs)
+        elapsed = time.perf_counter() - started
+    finally:
+        await coordinator.close()
+        for fake in fakes:
+            fake.close()
+    gaps = []
+    for fake in fakes:
+        for answered, next_arrival in zip(fake.departures, fake.arrivals[1:], strict=False):
+            gaps.append((next_arrival - answered) * 1000)
+    return gaps, jobs / elapsed
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        delays = await submit_to_idle_server(Path(tmp) / "latency", args.samples)
+        gaps, throughput = await overhead_per_job(Path(tmp) / "overhead", args.jobs, 4)
+    print()
+    print("StableQueue dispatch benchmark (Forge fakes on loopback, zero-time generation)")
+    print(f"  submit -> idle server receives it ({len(delays)} jobs): p50 {pct(delays, .5):.2f} "
+          f"ms, p99 {pct(delays, .99):.2f} ms   (target p50 < 10 ms, p99 < 50 ms)")  # fmt: skip
+    print(f"  overhead per job, 4 servers ({len(gaps)} gaps): p50 {pct(gaps, .5):.2f} ms, "
+          f"p99 {pct(gaps, .99):.2f} ms   (target p50 < 15 ms)")  # fmt: skip
+    print(f"  throughput with 4 servers: {throughput:.0f} jobs/s ({args.jobs} jobs)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=400)
+    asyncio.run(main(parser.parse_args()))
