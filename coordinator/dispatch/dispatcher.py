@@ -31,6 +31,7 @@ from stablequeue.v1 import queue_pb2
 log = logging.getLogger(__name__)
 LOOKAHEAD = 200
 MAX_FRESH = 1000
+MAX_REASONS = 50  # waiting jobs told why on each round
 NOTE_DELAY_S = 0.25
 PREVIEW_EVERY_S = 0.5
 # Events that can change a decision. A status change only can when a job (re)enters
@@ -186,12 +187,16 @@ class Dispatcher:
             return
         # Jobs begun in an earlier round stay PENDING in the store until their
         # attempt's start commits: they are ours already, not candidates.
+        # Look as deep as the free slots can use (a job for a particular server may
+        # sit behind others), plus the waiting jobs that get a reason.
+        free = sum(max(0, v.capacity - v.running) for v in views if v.up and v.enabled)
+        depth = min(LOOKAHEAD, MAX_REASONS + 20 * free) + len(self._running)
         jobs = [
             JobView(*row)
-            for row in await self._queue.dispatchable(LOOKAHEAD + len(self._running))
+            for row in await self._queue.dispatchable(depth)
             if row[0] not in self._running
         ]
-        decided = plan(views, jobs, max_waiting=50)
+        decided = plan(views, jobs, max_waiting=MAX_REASONS)
         for job_id, alias in decided.assignments:
             self._begin(job_id, states[alias])
             self._waiting.pop(job_id, None)

@@ -87,29 +87,22 @@ class ResultStore:
         self._db = db
         self.root = output_dir.resolve()
 
-    async def save(
-        self, job: queue_pb2.Job, server: str, images: Sequence[Image], model: str = ""
-    ) -> list[ResultRow]:
-        """Stores the images of `job` not stored yet; returns all of the job's results."""
-        rows = await self.write(job, server, images, model)
-        if rows:
-            await self._db.run(lambda s: s.add_all(rows))
-        return await self.for_job(job.id)
-
     async def write(
         self, job: queue_pb2.Job, server: str, images: Sequence[Image], model: str = ""
     ) -> list[ResultRow]:
-        """Writes the files of the images not stored yet and returns their records, for
-        the caller to add in the transaction that completes the job."""
-        done = {row.idx for row in await self.for_job(job.id)}
+        """Writes the image files and returns their records, for the caller to add in
+        the transaction that completes the job.
+
+        Records exist only for completed jobs, which never run again, so there is
+        nothing to look up first; the unique (job, index) key guards the rest.
+        """
         now = utcnow()
         rows = []
+        files = []
         for idx, image in enumerate(images):
-            if idx in done:
-                continue
             data, text = _with_metadata(job, image, model)
             relative = f"{now:%Y-%m-%d}/{job.id}-{idx}.{EXTENSIONS.get(image.mime, 'bin')}"
-            await asyncio.to_thread(_write_atomically, self.root / relative, data)
+            files.append((self.root / relative, data))
             width, height = png.size(data) if image.mime == "image/png" else (0, 0)
             rows.append(
                 ResultRow(
@@ -129,6 +122,7 @@ class ResultStore:
                     created_at=now,
                 )
             )
+        await asyncio.to_thread(_write_all, files)
         return rows
 
     async def discard(self, rows: Sequence[ResultRow]) -> None:
@@ -242,6 +236,11 @@ def _with_metadata(job: queue_pb2.Job, image: Image, model: str) -> tuple[bytes,
         return image.data, image.infotext
     text = image.infotext or infotext.build(job.spec.params, image.seed, model)
     return png.with_text(image.data, "parameters", text), text
+
+
+def _write_all(files: Sequence[tuple[Path, bytes]]) -> None:
+    for path, data in files:
+        _write_atomically(path, data)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
