@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     attempt_timeout: float = Field(1800.0, gt=0, description="seconds one attempt may take")
     retry_backoff: float = Field(2.0, ge=0, description="first retry delay; doubles per attempt")
     health_interval: float = Field(10.0, gt=0, description="seconds between server probes")
+    model_roots: list[Path] = Field(
+        default_factory=list, description="folders the model library scans (recursively)"
+    )
+    hash_workers: int = Field(0, ge=0, le=64, description="parallel file hashes; 0 = CPU count")
 
     @field_validator("listen")
     @classmethod

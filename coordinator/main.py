@@ -33,6 +33,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, help="image folder (default DATA_DIR/outputs)")
     parser.add_argument("--max-attempts", type=int, help="tries per job (default 3)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    parser.add_argument(
+        "--model-root",
+        type=Path,
+        action="append",
+        dest="model_roots",
+        help="a folder of model files for the library (repeatable)",
+    )
     return parser.parse_args(argv)
 
 
@@ -46,6 +53,7 @@ async def serve(args: argparse.Namespace) -> None:
         log_level=args.log_level,
         output_dir=args.output_dir,
         max_attempts=args.max_attempts,
+        model_roots=args.model_roots,
     )
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -10,23 +10,33 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from coordinator.api.interceptor import ApiInterceptor
+from coordinator.api.models_servicer import ModelsServicer
 from coordinator.api.processes_servicer import ProcessesServicer
 from coordinator.api.queue_servicer import QueueServicer
 from coordinator.auth.keys import KeyService
 from coordinator.backends.registry import make_backend
 from coordinator.config import Settings
 from coordinator.dispatch.dispatcher import Dispatcher, DispatchSettings
+from coordinator.library.service import ModelLibrary
 from coordinator.outputs.store import ResultStore
 from coordinator.queue.events import EventBus
 from coordinator.queue.service import QueueService
 from coordinator.servers.service import ServerService
 from coordinator.store import Database
-from stablequeue.v1 import processes_pb2, processes_pb2_grpc, queue_pb2, queue_pb2_grpc
+from stablequeue.v1 import (
+    models_pb2,
+    models_pb2_grpc,
+    processes_pb2,
+    processes_pb2_grpc,
+    queue_pb2,
+    queue_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 SERVED = (
     queue_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name,
     processes_pb2.DESCRIPTOR.services_by_name["ProcessesService"].full_name,
+    models_pb2.DESCRIPTOR.services_by_name["ModelsService"].full_name,
 )
 
 
@@ -45,6 +55,7 @@ class Coordinator:
     servers: ServerService
     results: ResultStore
     dispatcher: Dispatcher
+    library: ModelLibrary
     stopped: bool = False
 
     @property
@@ -82,6 +93,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     servers = ServerService(db, make_backend, settings.health_interval)
     results = ResultStore(db, settings.resolved_output_dir)
     queue = QueueService(db, bus, servers, results)
+    library = ModelLibrary(db, settings.model_roots, settings.hash_workers)
     dispatcher = Dispatcher(
         queue,
         servers,
@@ -108,6 +120,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     processes_pb2_grpc.add_ProcessesServiceServicer_to_server(
         ProcessesServicer(servers, dispatcher.running_on), server
     )
+    models_pb2_grpc.add_ModelsServiceServicer_to_server(ModelsServicer(library), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVED, ""):
@@ -125,8 +138,9 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         db.url.render_as_string(hide_password=True),
     )
     return Coordinator(
-        settings, server, port, db, bus, queue, keys, health_servicer, servers, results, dispatcher
-    )
+        settings, server, port, db, bus, queue, keys, health_servicer, servers, results, dispatcher,
+        library,
+    )  # fmt: skip
 
 
 def _bind(server: grpc.aio.Server, settings: Settings) -> int:

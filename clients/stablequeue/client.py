@@ -146,10 +146,10 @@ class Client:
         except grpc.RpcError as e:
             raise _error(e) from None
 
-    def stream(self, method: str, request: Any) -> Iterator[Any]:
-        """Calls a QueueService server-streaming method by name."""
+    def stream(self, method: str, request: Any, service: str = "queue") -> Iterator[Any]:
+        """Calls a server-streaming method by name on `service`."""
         try:
-            yield from getattr(self.queue, method)(request, metadata=self._metadata)
+            yield from getattr(getattr(self, service), method)(request, metadata=self._metadata)
         except grpc.RpcError as e:
             raise _error(e) from None
 

@@ -45,6 +45,8 @@ METHOD_SCOPES: dict[str, frozenset[Scope]] = {
     "/stablequeue.v1.QueueService/RevokeApiKey": ADMIN_ONLY,
     "/stablequeue.v1.ProcessesService/AgentSession": NODE_SCOPES,
     "/stablequeue.v1.ModelsService/SyncInventory": NODE_SCOPES,
+    "/stablequeue.v1.ModelsService/ScanLibrary": ADMIN_ONLY,
+    "/stablequeue.v1.ModelsService/RefreshMetadata": ADMIN_ONLY,
 }
 SERVICE_SCOPES: dict[str, frozenset[Scope]] = {
     "stablequeue.v1.QueueService": USER_SCOPES,

@@ -134,3 +134,68 @@ class ResultRow(SQLModel, table=True):
     model: str = Field(default="", max_length=500)
     server: str = Field(default="", max_length=100)
     created_at: NaiveDatetime
+
+
+class ModelRow(SQLModel, table=True):
+    """One model, identified by the SHA-256 of its content; JSON lists as text."""
+
+    __tablename__ = "models"
+    __table_args__ = (
+        Index("ix_models_autov2", "autov2"),
+        Index("ix_models_autov1", "autov1"),
+        Index("ix_models_autov3", "autov3"),
+        Index("ix_models_type_name", "type", "name"),
+    )
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    autov2: str = Field(max_length=10)
+    autov1: str = Field(default="", max_length=8)
+    autov3: str = Field(default="", max_length=64)
+    blake3: str = Field(default="", max_length=64)
+    name: str = Field(default="", max_length=500)
+    type: str = Field(default="", max_length=32)
+    base_model: str = Field(default="", max_length=64)
+    size_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    description: str = ""
+    trained_words: str = "[]"
+    tags: str = "[]"
+    civitai_model_id: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    civitai_version_id: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    version_name: str = Field(default="", max_length=500)
+    source_url: str = Field(default="", max_length=1000)
+    preview_url: str = Field(default="", max_length=1000)
+    # A preview image file on the coordinator's disk, when one was found.
+    preview_path: str = Field(default="", max_length=2000)
+    # When Civitai was last asked; "missing" remembers a 404 so it is not asked again.
+    civitai_checked_at: NaiveDatetime | None = None
+    civitai_status: str = Field(default="", max_length=16)
+    created_at: NaiveDatetime
+    updated_at: NaiveDatetime
+
+
+class LocationRow(SQLModel, table=True):
+    """One file on one host. For the coordinator's own model roots it is also the
+    hash cache: unchanged (path, size, mtime) means the stored hashes still hold."""
+
+    __tablename__ = "model_locations"
+    __table_args__ = (
+        UniqueConstraint("host", "path", name="uq_locations_host_path"),
+        Index("ix_locations_sha256", "sha256"),
+        Index("ix_locations_name_key", "name_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    host: str = Field(max_length=100)
+    path: str = Field(max_length=2000)
+    # The exact name the host's backend selects it by.
+    backend_name: str = Field(default="", max_length=2000)
+    app: str = Field(default="", max_length=16)
+    type: str = Field(default="", max_length=32)
+    # Lower-case file name without extension, for name look-ups.
+    name_key: str = Field(default="", max_length=500)
+    sha256: str | None = Field(default=None, max_length=64)
+    # False while the content is only presumed (matched by name, not hashed).
+    verified: bool = False
+    size_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    mtime_ns: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    seen_at: NaiveDatetime

@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from stablequeue.cli import render, watch
 from stablequeue.client import SEED_MODES, Client, StableQueueError
 from stablequeue.specs import APPS, txt2img, workflow
-from stablequeue.v1 import processes_pb2, queue_pb2
+from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
 
 STATUSES = {
     name.removeprefix("JOB_STATUS_").lower(): num
@@ -331,6 +331,50 @@ def cmd_image(sq: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+MODEL_TYPES = {
+    name.removeprefix("MODEL_TYPE_").lower(): num
+    for name, num in models_pb2.ModelType.items()
+    if num
+}
+
+
+def cmd_models(sq: Client, args: argparse.Namespace) -> int:
+    action = args.models_command
+    if action == "scan":
+        request = models_pb2.ScanLibraryRequest(roots=args.root, force_rehash=args.force)
+        final = watch.follow_scan(sq.stream("ScanLibrary", request, "models"), quiet=args.json)
+        if args.json:
+            render.print_json(final)
+        else:
+            render.console.print(render.scan_summary(final))
+        return 0 if not final.errors else 1
+    if action == "list":
+        request = models_pb2.SearchModelsRequest(
+            query=args.search, type=MODEL_TYPES[args.type] if args.type else 0
+        )
+        request.page.page_size = args.limit
+        if args.search:
+            models = sq.call("SearchModels", request, "models").models
+        else:
+            listing = models_pb2.ListModelsRequest(
+                type=request.type, base_model=args.base, host=args.host, page=request.page
+            )
+            models = sq.call("ListModels", listing, "models").models
+        if args.json:
+            render.print_json(list(models))
+        else:
+            render.console.print(render.models_table(models))
+        return 0
+    reply = sq.call("LocateModel", models_pb2.LocateModelRequest(reference=args.ref), "models")
+    if args.json:
+        render.print_json(reply.model if action == "show" else list(reply.locations))
+    elif action == "show":
+        render.console.print(render.model_details(reply.model))
+    else:
+        render.console.print(render.locations_table(reply.locations))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="sq", description="StableQueue command line")
     root.add_argument("--addr", help="coordinator HOST:PORT (env SQ_ADDR, default 127.0.0.1:50051)")
@@ -444,6 +488,25 @@ def parser() -> argparse.ArgumentParser:
     k = image.add_parser("delete", help="delete images (file and record)")
     k.add_argument("ids", nargs="+", metavar="ID")
     p.set_defaults(func=cmd_image)
+
+    p = sub.add_parser("models", help="the model library")
+    models = p.add_subparsers(dest="models_command", required=True)
+    k = models.add_parser("scan", help="scan the model roots (progress bar; exit 1 on errors)")
+    k.add_argument("--root", action="append", default=[], help="only this folder (repeatable)")
+    k.add_argument("--force", action="store_true", help="re-hash unchanged files too")
+    k.add_argument("--json", action="store_true")
+    k = models.add_parser("list", help="models by name")
+    k.add_argument("--type", choices=sorted(MODEL_TYPES))
+    k.add_argument("--base", default="", help="base model family, e.g. SDXL")
+    k.add_argument("--host", default="", help="only models on this server or node")
+    k.add_argument("--search", default="", help="text in names, trigger words or tags")
+    k.add_argument("--limit", type=int, default=100)
+    k.add_argument("--json", action="store_true")
+    for name, text in (("show", "one model in detail"), ("where", "every copy of a model")):
+        k = models.add_parser(name, help=text)
+        k.add_argument("ref", help="SHA-256, AutoV2/AutoV1/AutoV3, name or path")
+        k.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("servers", help="backend servers (Forge, ComfyUI, sd-server)")
     servers = p.add_subparsers(dest="servers_command", required=True)

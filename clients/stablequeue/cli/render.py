@@ -174,3 +174,59 @@ def results_table(results: Iterable[queue_pb2.JobResult]) -> Table:
             prompt[:60] + ("…" if len(prompt) > 60 else ""),
         )
     return table
+
+
+def _type_name(model: Any) -> str:
+    enum = type(model).DESCRIPTOR.fields_by_name["type"].enum_type
+    return str(enum.values_by_number[model.type].name).removeprefix("MODEL_TYPE_").lower()
+
+
+def models_table(models: Iterable[Any]) -> Table:
+    table = Table()
+    for column in ("NAME", "TYPE", "BASE", "AUTOV2", "SIZE", "WHERE"):
+        table.add_column(column, overflow="fold")
+    for model in models:
+        hosts = sorted({loc.host for loc in model.locations})
+        table.add_row(
+            model.name, _type_name(model), model.base_model or "-", model.hashes.autov2,
+            f"{model.size_bytes / 1024**2:,.1f} MiB", ", ".join(hosts) or "-",
+        )  # fmt: skip
+    return table
+
+
+def model_details(model: Any) -> Table:
+    table = Table(show_header=False)
+    hashes = model.hashes
+    rows = [
+        ("name", model.name), ("type", _type_name(model)), ("base model", model.base_model),
+        ("sha256", hashes.sha256), ("autov2", hashes.autov2), ("autov1", hashes.autov1),
+        ("autov3", hashes.autov3), ("blake3", hashes.blake3),
+        ("size", f"{model.size_bytes:,} bytes"), ("version", model.version_name),
+        ("trained words", ", ".join(model.trained_words)), ("tags", ", ".join(model.tags)),
+        ("source", model.source_url), ("description", model.description[:300]),
+        ("preview", "yes" if model.has_preview else "no"),
+    ]  # fmt: skip
+    for key, value in rows:
+        if value:
+            table.add_row(key, str(value))
+    for loc in model.locations:
+        table.add_row("location", f"{loc.host}: {loc.path} (as {loc.backend_name})")
+    return table
+
+
+def locations_table(locations: Iterable[Any]) -> Table:
+    table = Table()
+    for column in ("HOST", "PATH", "BACKEND NAME"):
+        table.add_column(column, overflow="fold")
+    for loc in locations:
+        table.add_row(loc.host, loc.path, loc.backend_name)
+    return table
+
+
+def scan_summary(final: Any) -> str:
+    lines = [
+        f"{final.files_found} files: {final.files_hashed} hashed, "
+        f"{final.files_cached} unchanged ({final.bytes_hashed / 1024**2:,.1f} MiB read)"
+    ]
+    lines += [f"[red]error[/]: {error}" for error in final.errors]
+    return "\n".join(lines)

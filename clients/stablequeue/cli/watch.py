@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rich.live import Live
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from stablequeue.cli import render
 from stablequeue.client import Client
-from stablequeue.v1 import queue_pb2
+from stablequeue.v1 import models_pb2, queue_pb2
 
 LIVE_STATUSES = (queue_pb2.JOB_STATUS_PENDING, queue_pb2.JOB_STATUS_PROCESSING)
 
@@ -70,3 +79,29 @@ def follow_queue(sq: Client) -> None:
                 else:
                     jobs.pop(job.id, None)
             live.update(table(), refresh=True)
+
+
+def follow_scan(
+    updates: Iterable[models_pb2.ScanProgress], *, quiet: bool
+) -> models_pb2.ScanProgress:
+    """A progress bar over the bytes a library scan hashes; returns the final summary."""
+    final = models_pb2.ScanProgress()
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=render.console,
+        disable=quiet,
+    )
+    with progress:
+        task = progress.add_task("scanning", total=None)
+        for update in updates:
+            final = update
+            label = f"hashed {update.files_hashed}, unchanged {update.files_cached}"
+            progress.update(
+                task, description=label, completed=update.bytes_hashed,
+                total=update.bytes_total or None,
+            )  # fmt: skip
+    return final

@@ -1,0 +1,115 @@
+"""ModelsService servicer: the model library (scan, list, search, locate, resolve, preview).
+
+Inventory sync, metadata refresh from Civitai and downloads come with their own
+work and answer UNIMPLEMENTED until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from coordinator.errors import InvalidArgument, NotFound
+from coordinator.library.service import TYPE_NAMES, ModelLibrary, model_to_pb
+from coordinator.queue.validation import check_enum
+from stablequeue.v1 import common_pb2, models_pb2, models_pb2_grpc
+
+Ctx = grpc.aio.ServicerContext
+MAX_PAGE = 500
+
+
+def _page(page: common_pb2.PageRequest) -> tuple[int, str]:
+    if not 0 <= page.page_size <= MAX_PAGE:
+        raise InvalidArgument("page.page_size", f"must be within 0 .. {MAX_PAGE}")
+    return page.page_size or 50, page.page_token
+
+
+def _type(value: int) -> str:
+    check_enum("type", models_pb2.ModelType, value, allow_zero=True)
+    return TYPE_NAMES.get(value, "")
+
+
+class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
+    def __init__(self, library: ModelLibrary) -> None:
+        self._library = library
+
+    async def ScanLibrary(
+        self, request: models_pb2.ScanLibraryRequest, context: Ctx
+    ) -> AsyncIterator[models_pb2.ScanProgress]:
+        if not self._library.roots and not request.roots:
+            raise InvalidArgument(
+                "roots", "no model roots are configured (start the coordinator with --model-root)"
+            )
+        async for progress in self._library.scan(list(request.roots), request.force_rehash):
+            yield progress
+
+    async def ListModels(
+        self, request: models_pb2.ListModelsRequest, context: Ctx
+    ) -> models_pb2.ListModelsResponse:
+        size, token = _page(request.page)
+        found, next_token = await self._library.list(
+            type_name=_type(request.type), base_model=request.base_model, host=request.host,
+            page_size=size, page_token=token,
+        )  # fmt: skip
+        return models_pb2.ListModelsResponse(
+            models=[model_to_pb(m, locs) for m, locs in found], next_page_token=next_token
+        )
+
+    async def SearchModels(
+        self, request: models_pb2.SearchModelsRequest, context: Ctx
+    ) -> models_pb2.SearchModelsResponse:
+        size, token = _page(request.page)
+        found, next_token = await self._library.list(
+            type_name=_type(request.type), text=request.query, page_size=size, page_token=token
+        )
+        return models_pb2.SearchModelsResponse(
+            models=[model_to_pb(m, locs) for m, locs in found], next_page_token=next_token
+        )
+
+    async def GetModel(
+        self, request: models_pb2.GetModelRequest, context: Ctx
+    ) -> models_pb2.GetModelResponse:
+        if not request.id.strip():
+            raise InvalidArgument("id", "required")
+        model, locations = await self._library.get(request.id)
+        return models_pb2.GetModelResponse(model=model_to_pb(model, locations))
+
+    async def LocateModel(
+        self, request: models_pb2.LocateModelRequest, context: Ctx
+    ) -> models_pb2.LocateModelResponse:
+        if not request.reference.strip():
+            raise InvalidArgument("reference", "required")
+        model, locations = await self._library.get(request.reference)
+        pb = model_to_pb(model, locations)
+        return models_pb2.LocateModelResponse(model=pb, locations=pb.locations)
+
+    async def ResolveModel(
+        self, request: models_pb2.ResolveModelRequest, context: Ctx
+    ) -> models_pb2.ResolveModelResponse:
+        if not request.reference.strip():
+            raise InvalidArgument("reference", "required")
+        model, locations = await self._library.get(request.reference)
+        names = [loc.backend_name for loc in locations if loc.host == request.host]
+        if request.host and not names:
+            raise NotFound(f"model {model.name!r} ({model.autov2}) is not on {request.host}")
+        return models_pb2.ResolveModelResponse(
+            model=model_to_pb(model, locations), backend_name=names[0] if names else ""
+        )
+
+    async def GetModelPreview(
+        self, request: models_pb2.GetModelPreviewRequest, context: Ctx
+    ) -> models_pb2.GetModelPreviewResponse:
+        model, _ = await self._library.get(request.id)
+        if not model.preview_path:
+            raise NotFound(f"model {model.name!r} has no preview")
+        path = Path(model.preview_path)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError as e:
+            raise NotFound(f"the preview of {model.name!r} is unreadable: {e.strerror}") from e
+        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return models_pb2.GetModelPreviewResponse(data=data, mime=mime)

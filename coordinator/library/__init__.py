@@ -1,0 +1,1 @@
+"""The model library: scanning, hashing, metadata, locations."""

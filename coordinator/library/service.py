@@ -1,0 +1,389 @@
+"""The model library: scans, the model and location records, and resolving references.
+
+One model per SHA-256; every file with that content, on any host, is a location.
+A reference a person types — a hash of any kind, a name with or without
+extension and folder, a path — resolves to one model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, or_
+from sqlmodel import Session, col, select
+
+from coordinator.errors import InvalidArgument, NotFound
+from coordinator.library.scanner import Examined, Found, examine, walk
+from coordinator.queue.convert import timestamp
+from coordinator.queue.states import utcnow
+from coordinator.store.db import Database
+from coordinator.store.tables import LocationRow, ModelRow
+from stablequeue.v1 import common_pb2, models_pb2
+
+log = logging.getLogger(__name__)
+LOCAL_HOST = "coordinator"  # locations under the coordinator's own --model-root folders
+PROGRESS_EVERY_S = 0.25
+HEX = re.compile(r"^[0-9a-f]+$")
+TYPES = {
+    "checkpoint": models_pb2.MODEL_TYPE_CHECKPOINT,
+    "diffusion_model": models_pb2.MODEL_TYPE_DIFFUSION_MODEL,
+    "lora": models_pb2.MODEL_TYPE_LORA,
+    "vae": models_pb2.MODEL_TYPE_VAE,
+    "text_encoder": models_pb2.MODEL_TYPE_TEXT_ENCODER,
+    "embedding": models_pb2.MODEL_TYPE_EMBEDDING,
+    "upscaler": models_pb2.MODEL_TYPE_UPSCALER,
+    "controlnet": models_pb2.MODEL_TYPE_CONTROLNET,
+    "other": models_pb2.MODEL_TYPE_OTHER,
+}
+TYPE_NAMES = {v: k for k, v in TYPES.items()}
+APPS = {"forge": common_pb2.APP_KIND_FORGE, "comfyui": common_pb2.APP_KIND_COMFYUI,
+        "sdcpp": common_pb2.APP_KIND_SDCPP}  # fmt: skip
+
+
+def name_key(path: str) -> str:
+    """Lower-case file name without folders or extension (either separator)."""
+    base = re.split(r"[\\/]", path)[-1]
+    stem, dot, ext = base.rpartition(".")
+    return (stem if dot and len(ext) <= 12 else base).lower()
+
+
+class ModelLibrary:
+    """Args:
+    db: the store.
+    roots: the coordinator's model folders (`--model-root`).
+    workers: files hashed at once (0 = CPU count).
+    """
+
+    def __init__(self, db: Database, roots: Iterable[Path], workers: int = 0) -> None:
+        self._db = db
+        self.roots = [Path(r).resolve() for r in roots]
+        self._workers = workers or os.cpu_count() or 1
+        self._scanning = asyncio.Lock()
+
+    # ---- scanning ---------------------------------------------------------
+
+    async def scan(
+        self, roots: list[str] | None = None, force: bool = False
+    ) -> AsyncIterator[models_pb2.ScanProgress]:
+        """Scans `roots` (default: all configured), yielding progress; the last has done=True.
+
+        Raises:
+            InvalidArgument: a root that is not one of the configured model roots.
+        """
+        chosen = self._chosen_roots(roots)
+        async with self._scanning:  # one scan at a time; a second caller waits its turn
+            progress = models_pb2.ScanProgress()
+            found, errors = await asyncio.to_thread(walk, chosen)
+            progress.files_found = len(found)
+            progress.errors.extend(errors)
+            cache = await self._db.run(lambda s: _local_cache(s, chosen))
+            todo = []
+            for f in found:
+                cached = cache.get(str(f.path))
+                if not force and cached == (f.size, f.mtime_ns):
+                    progress.files_cached += 1
+                else:
+                    todo.append(f)
+            progress.bytes_total = sum(f.size for f in todo)
+            yield _copy(progress)
+            async for update in self._hash_all(todo, progress):
+                yield update
+            await self._db.run(lambda s: _forget_missing(s, chosen, {str(f.path) for f in found}))
+            progress.done = True
+            progress.current_path = ""
+            yield progress
+
+    def _chosen_roots(self, roots: list[str] | None) -> list[Path]:
+        if not roots:
+            return self.roots
+        chosen = []
+        for root in roots:
+            resolved = Path(root).resolve()
+            if not any(resolved == r or resolved.is_relative_to(r) for r in self.roots):
+                raise InvalidArgument(
+                    "roots", f"{root!r} is not inside a configured model root (--model-root)"
+                )
+            chosen.append(resolved)
+        return chosen
+
+    async def _hash_all(
+        self, todo: list[Found], progress: models_pb2.ScanProgress
+    ) -> AsyncIterator[models_pb2.ScanProgress]:
+        loop = asyncio.get_running_loop()
+        hashed = [0]
+
+        def count(n: int) -> None:
+            hashed[0] += n  # approximate under threads; only for the progress bar
+
+        pending: set[asyncio.Future[Examined | str]] = set()
+        batch: list[Examined] = []
+        last = time.monotonic()
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="sq-hash") as pool:
+            queue = list(reversed(todo))
+            while queue or pending:
+                while queue and len(pending) < self._workers:
+                    f = queue.pop()
+                    progress.current_path = str(f.path)
+                    pending.add(loop.run_in_executor(pool, lambda f=f: examine(f, on_bytes=count)))
+                done, pending = await asyncio.wait(
+                    pending, timeout=PROGRESS_EVERY_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                for future in done:
+                    result = future.result()
+                    if isinstance(result, str):
+                        progress.errors.append(result)
+                        continue
+                    progress.files_hashed += 1
+                    progress.errors.extend(result.errors)
+                    batch.append(result)
+                progress.bytes_hashed = hashed[0]
+                if len(batch) >= 100 or (batch and not pending and not queue):
+                    rows, batch = batch, []
+                    await self._db.run(lambda s, rows=rows: _store(s, rows))
+                if time.monotonic() - last >= PROGRESS_EVERY_S or done:
+                    last = time.monotonic()
+                    yield _copy(progress)
+
+    # ---- reading ----------------------------------------------------------
+
+    async def resolve(self, reference: str) -> ModelRow | None:
+        """The model `reference` names (any hash, a name or a path), or None."""
+        return await self._db.run(lambda s: _resolve(s, reference))
+
+    async def get(self, reference: str) -> tuple[ModelRow, list[LocationRow]]:
+        """Raises: NotFound."""
+
+        def read(session: Session) -> tuple[ModelRow, list[LocationRow]]:
+            model = _resolve(session, reference)
+            if model is None:
+                raise NotFound(f"no model matches {reference!r}")
+            return model, _locations(session, [model.sha256])[model.sha256]
+
+        return await self._db.run(read)
+
+    async def list(
+        self, type_name: str = "", base_model: str = "", host: str = "", text: str = "",
+        page_size: int = 50, page_token: str = "",
+    ) -> tuple[list[tuple[ModelRow, list[LocationRow]]], str]:  # fmt: skip
+        """Models by name (then id), filtered; a cursor token for the next page."""
+
+        def read(session: Session) -> tuple[list[tuple[ModelRow, list[LocationRow]]], str]:
+            stmt = select(ModelRow)
+            if type_name:
+                stmt = stmt.where(ModelRow.type == type_name)
+            if base_model:
+                stmt = stmt.where(func.lower(ModelRow.base_model) == base_model.lower())
+            if host:
+                stmt = stmt.where(
+                    col(ModelRow.sha256).in_(
+                        select(LocationRow.sha256).where(LocationRow.host == host)
+                    )
+                )
+            if text:
+                like = f"%{text.lower()}%"
+                stmt = stmt.where(
+                    or_(
+                        func.lower(ModelRow.name).like(like),
+                        func.lower(ModelRow.trained_words).like(like),
+                        func.lower(ModelRow.tags).like(like),
+                        col(ModelRow.sha256).in_(
+                            select(LocationRow.sha256).where(col(LocationRow.name_key).like(like))
+                        ),
+                    )
+                )
+            if page_token:
+                name, _, sha = page_token.partition("\n")
+                stmt = stmt.where(
+                    or_(
+                        ModelRow.name > name,
+                        (ModelRow.name == name) & (ModelRow.sha256 > sha),
+                    )
+                )
+            rows = list(
+                session.exec(stmt.order_by(ModelRow.name, ModelRow.sha256).limit(page_size + 1))
+            )
+            more = len(rows) > page_size
+            rows = rows[:page_size]
+            where = _locations(session, [r.sha256 for r in rows])
+            token = f"{rows[-1].name}\n{rows[-1].sha256}" if more else ""
+            return [(r, where[r.sha256]) for r in rows], token
+
+        return await self._db.run(read)
+
+
+def _copy(progress: models_pb2.ScanProgress) -> models_pb2.ScanProgress:
+    copy = models_pb2.ScanProgress()
+    copy.CopyFrom(progress)
+    return copy
+
+
+def _local_cache(session: Session, roots: list[Path]) -> dict[str, tuple[int, int]]:
+    rows = session.exec(
+        select(LocationRow.path, LocationRow.size_bytes, LocationRow.mtime_ns).where(
+            LocationRow.host == LOCAL_HOST, LocationRow.verified
+        )
+    )
+    return {path: (size, mtime) for path, size, mtime in rows}
+
+
+def _forget_missing(session: Session, roots: list[Path], seen: set[str]) -> None:
+    """Drops local locations under `roots` whose files are gone (the models stay)."""
+    rows = session.exec(
+        select(LocationRow.id, LocationRow.path).where(LocationRow.host == LOCAL_HOST)
+    )
+    gone = [
+        row_id
+        for row_id, path in rows
+        if path not in seen and any(Path(path).is_relative_to(r) for r in roots)
+    ]
+    for start in range(0, len(gone), 500):
+        session.execute(
+            delete(LocationRow).where(col(LocationRow.id).in_(gone[start : start + 500]))
+        )
+
+
+def _store(session: Session, examined: list[Examined]) -> None:
+    """Upserts the models (filling only empty fields) and their local locations."""
+    now = utcnow()
+    shas = {e.hashes.sha256 for e in examined}
+    models = {
+        m.sha256: m for m in session.exec(select(ModelRow).where(col(ModelRow.sha256).in_(shas)))
+    }
+    paths = [str(e.found.path) for e in examined]
+    locations = {
+        loc.path: loc
+        for loc in session.exec(
+            select(LocationRow).where(
+                LocationRow.host == LOCAL_HOST, col(LocationRow.path).in_(paths)
+            )
+        )
+    }
+    for e in examined:
+        fresh = _model_fields(e)
+        model = models.get(e.hashes.sha256)
+        if model is None:
+            model = ModelRow(sha256=e.hashes.sha256, created_at=now, updated_at=now, **fresh)
+            models[model.sha256] = model
+        else:
+            for key, value in fresh.items():
+                if value and getattr(model, key) in ("", 0, "[]", None):
+                    setattr(model, key, value)
+            model.updated_at = now
+        session.add(model)
+        loc = locations.get(str(e.found.path)) or LocationRow(
+            host=LOCAL_HOST, path=str(e.found.path), seen_at=now
+        )
+        loc.backend_name = str(e.found.relative)
+        loc.type = e.type
+        loc.name_key = name_key(e.found.path.name)
+        loc.sha256 = e.hashes.sha256
+        loc.verified = True
+        loc.size_bytes = e.found.size
+        loc.mtime_ns = e.found.mtime_ns
+        loc.seen_at = now
+        session.add(loc)
+
+
+def _model_fields(e: Examined) -> dict[str, Any]:
+    info = e.info
+    return {
+        "autov2": e.hashes.autov2,
+        "autov1": e.hashes.autov1,
+        "autov3": e.hashes.autov3,
+        "blake3": e.hashes.blake3,
+        "name": info.name or e.found.path.stem,
+        "type": e.type,
+        "base_model": e.base_model,
+        "size_bytes": e.found.size,
+        "description": info.description,
+        "trained_words": json.dumps(info.trained_words) if info.trained_words else "[]",
+        "tags": json.dumps(info.tags) if info.tags else "[]",
+        "civitai_model_id": info.civitai_model_id,
+        "civitai_version_id": info.civitai_version_id,
+        "version_name": info.version_name,
+        "source_url": info.source_url,
+        "preview_url": info.preview_url,
+        "preview_path": str(e.preview) if e.preview else "",
+    }
+
+
+def _resolve(session: Session, reference: str) -> ModelRow | None:
+    ref = reference.strip()
+    low = ref.lower().removeprefix("0x")
+    if HEX.match(low) and len(low) >= 8:
+        column = {64: ModelRow.sha256, 10: ModelRow.autov2, 8: ModelRow.autov1}.get(len(low))
+        candidates = []
+        if column is not None:
+            candidates.append(column == low)
+        if len(low) == 64:
+            candidates += [ModelRow.autov3 == low, ModelRow.blake3 == low]
+        if len(low) == 12:  # Civitai AutoV3 / A1111 LoRA hash
+            candidates.append(col(ModelRow.autov3).startswith(low))
+        if candidates:
+            found = session.exec(select(ModelRow).where(or_(*candidates)).limit(1)).first()
+            if found is not None:
+                return found
+    key = name_key(ref)
+    shas = session.exec(
+        select(LocationRow.sha256, func.count())
+        .where(LocationRow.name_key == key, col(LocationRow.sha256).is_not(None))
+        .group_by(LocationRow.sha256)
+        .order_by(func.count().desc())
+    ).all()
+    if shas:
+        return session.get(ModelRow, shas[0][0])
+    return session.exec(select(ModelRow).where(func.lower(ModelRow.name) == ref.lower())).first()
+
+
+def _locations(session: Session, shas: list[str]) -> dict[str, list[LocationRow]]:
+    found: dict[str, list[LocationRow]] = {sha: [] for sha in shas}
+    if shas:
+        for loc in session.exec(
+            select(LocationRow)
+            .where(col(LocationRow.sha256).in_(shas))
+            .order_by(LocationRow.host, LocationRow.path)
+        ):
+            found[str(loc.sha256)].append(loc)
+    return found
+
+
+def model_to_pb(row: ModelRow, locations: list[LocationRow]) -> models_pb2.Model:
+    model = models_pb2.Model(
+        id=row.sha256,
+        hashes=models_pb2.ModelHashes(
+            sha256=row.sha256, autov2=row.autov2, autov1=row.autov1, autov3=row.autov3,
+            blake3=row.blake3,
+        ),
+        name=row.name,
+        type=TYPES.get(row.type, models_pb2.MODEL_TYPE_OTHER),
+        base_model=row.base_model,
+        size_bytes=row.size_bytes,
+        description=row.description,
+        trained_words=json.loads(row.trained_words or "[]"),
+        tags=json.loads(row.tags or "[]"),
+        civitai_model_id=row.civitai_model_id,
+        civitai_version_id=row.civitai_version_id,
+        version_name=row.version_name,
+        source_url=row.source_url,
+        has_preview=bool(row.preview_path),
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+    )  # fmt: skip
+    for loc in locations:
+        model.locations.append(
+            common_pb2.ModelLocation(
+                host=loc.host, path=loc.path, backend_name=loc.backend_name,
+                app=APPS.get(loc.app, common_pb2.APP_KIND_UNSPECIFIED),
+                seen_at=timestamp(loc.seen_at),
+            )
+        )  # fmt: skip
+    return model
