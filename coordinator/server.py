@@ -92,8 +92,9 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     keys = KeyService(db)
     servers = ServerService(db, make_backend, settings.health_interval)
     results = ResultStore(db, settings.resolved_output_dir)
-    queue = QueueService(db, bus, servers, results)
     library = ModelLibrary(db, settings.model_roots, settings.hash_workers)
+    servers.on_inventory(library.replace_inventory)
+    queue = QueueService(db, bus, servers, results, library)
     dispatcher = Dispatcher(
         queue,
         servers,
@@ -104,6 +105,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
             attempt_timeout=settings.attempt_timeout,
             retry_backoff=settings.retry_backoff,
         ),
+        library,
     )
     limit = settings.max_message_mb << 20
     server = grpc.aio.server(

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 from PIL import Image
@@ -15,7 +16,7 @@ from stablequeue.v1 import queue_pb2
 from tests.conftest import CoordinatorThread
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.forge import png
-from tests.helpers import final_job, register_server, wait_until
+from tests.helpers import final_job, raises, register_server, wait_until
 from tests.test_durability import CoordinatorProcess
 
 # EmptyImage → ImageBlur (takes `blur_seconds`) → SaveImage: no model weights needed.
@@ -137,12 +138,13 @@ def test_node_failure_fails_the_job_with_the_exception(sq: Client, comfy: FakeCo
     assert "CheckpointLoaderSimple" in done.reason and "HeaderTooLarge" in done.reason
 
 
-def test_unknown_checkpoint_names_what_the_server_has(sq: Client, comfy: FakeComfyUI) -> None:
+def test_a_checkpoint_no_server_has_is_refused_at_submit(
+    server: CoordinatorThread, sq: Client, comfy: FakeComfyUI
+) -> None:
     register_server(sq, "comfy-1", "comfyui", comfy.url)
-    done = final_job(sq, sq.submit(txt2img("x", model="nope", app="comfyui")).id)
-    assert done.status == queue_pb2.JOB_STATUS_FAILED
-    assert "no checkpoint matching 'nope'" in done.reason
-    assert "sd_xl_base_1.0.safetensors" in done.reason
+    wait_until(lambda: "comfy-1" in server.coordinator.library.inventoried)
+    with raises(grpc.StatusCode.FAILED_PRECONDITION, "model 'nope' is not on any server"):
+        sq.submit(txt2img("x", model="nope", app="comfyui"))
     assert comfy.prompts == []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import grpc
 import pytest
 from PIL import Image
 
@@ -11,7 +12,7 @@ from stablequeue import Client, txt2img
 from stablequeue.v1 import processes_pb2, queue_pb2
 from tests.conftest import CoordinatorThread
 from tests.fakes.sdcpp import FakeSdServer
-from tests.helpers import final_job, register_server, wait_until
+from tests.helpers import final_job, raises, register_server, wait_until
 
 
 @pytest.fixture
@@ -76,20 +77,23 @@ def test_generation_failure_fails_at_once_with_the_servers_message(
     assert "generate_image returned no results" in done.reason
 
 
-def test_unknown_lora_is_refused_before_anything_is_queued(sq: Client, sdcpp: FakeSdServer) -> None:
+def test_a_job_whose_lora_no_server_has_waits_naming_it(
+    server: CoordinatorThread, sq: Client, sdcpp: FakeSdServer
+) -> None:
     register_server(sq, "cpp-1", "sdcpp", sdcpp.url)
-    done = final_job(sq, sq.submit(txt2img("x", loras=[("nope", 1.0)], app="sdcpp")).id)
-    assert done.status == queue_pb2.JOB_STATUS_FAILED
-    assert "no LoRA matching 'nope'" in done.reason and "pixel-art" in done.reason
+    wait_until(lambda: "cpp-1" in server.coordinator.library.inventoried)
+    job = sq.submit(txt2img("x", loras=[("nope", 1.0)], app="sdcpp"))
+    wait_until(lambda: sq.get_job(job.id).reason == "cpp-1 does not have nope")
     assert sdcpp.requests == []
 
 
-def test_job_for_another_model_waits_with_the_reason(sq: Client, sdcpp: FakeSdServer) -> None:
+def test_a_job_for_a_model_the_server_does_not_serve_is_refused(
+    server: CoordinatorThread, sq: Client, sdcpp: FakeSdServer
+) -> None:
     register_server(sq, "cpp-1", "sdcpp", sdcpp.url)
-    wait_until(lambda: loaded_model(sq, "cpp-1") != "")
-    job = sq.submit(txt2img("x", model="sd_xl_base_1.0"))
-    wait_until(lambda: "serves only sd_xl_turbo" in sq.get_job(job.id).reason)
-    assert sq.get_job(job.id).status == queue_pb2.JOB_STATUS_PENDING
+    wait_until(lambda: "cpp-1" in server.coordinator.library.inventoried)
+    with raises(grpc.StatusCode.FAILED_PRECONDITION, "model 'sd_xl_base_1.0' is not on any"):
+        sq.submit(txt2img("x", model="sd_xl_base_1.0"))
     assert sdcpp.requests == []
 
 

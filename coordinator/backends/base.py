@@ -40,12 +40,23 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class InventoryEntry:
+    """One model file a server reports."""
+
+    path: str  # as the server reports it (a Windows path stays one)
+    backend_name: str  # the exact name its API selects the file by
+    type: str  # checkpoint, lora, ...
+    sha256: str = ""  # when the server knows it (Forge caches checkpoint hashes)
+
+
+@dataclass(frozen=True)
 class Probe:
-    """A health check's answer."""
+    """A health check's answer, with the server's model inventory when it gives one."""
 
     up: bool
     reason: str = ""
     loaded_model: str = ""
+    inventory: tuple[InventoryEntry, ...] | None = None
 
 
 @dataclass
@@ -68,6 +79,10 @@ class Attempt:
     job: queue_pb2.Job
     task_id: str
     on_progress: ProgressCallback
+    # From the model library: the exact name this server uses for each model or LoRA
+    # the job names (absent when the library does not know), and the model's hash.
+    names: dict[str, str] = field(default_factory=dict)
+    model_sha256: str = ""
 
 
 class Backend(Protocol):

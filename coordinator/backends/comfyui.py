@@ -26,7 +26,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from coordinator.backends import comfyui_workflow
-from coordinator.backends.base import Attempt, Image, Probe, ServerConfig, http_client, request
+from coordinator.backends.base import (
+    Attempt,
+    Image,
+    InventoryEntry,
+    Probe,
+    ServerConfig,
+    http_client,
+    request,
+)
 from coordinator.errors import BackendRejected, BackendUnavailable
 from coordinator.outputs.store import mime_of
 from stablequeue.v1 import queue_pb2
@@ -36,6 +44,12 @@ log = logging.getLogger(__name__)
 # missed or dropped socket never leaves an attempt waiting forever.
 HISTORY_CHECK_S = 2.0
 PREVIEW_IMAGE = 1
+INVENTORY_FOLDERS = (
+    ("checkpoints", "checkpoint"),
+    ("diffusion_models", "diffusion_model"),
+    ("loras", "lora"),
+    ("vae", "vae"),
+)
 PREVIEW_FORMATS = {1: "image/jpeg", 2: "image/png"}
 
 
@@ -56,7 +70,14 @@ class ComfyUIBackend:
             return Probe(False, str(e))
         if not isinstance(stats, dict) or "system" not in stats:
             return Probe(False, "GET /system_stats did not answer like ComfyUI")
-        return Probe(True)
+        entries: list[InventoryEntry] = []
+        for folder, kind in INVENTORY_FOLDERS:
+            try:
+                listed = (await self._call("GET", f"/models/{folder}", timeout=5.0)).json()
+            except (BackendUnavailable, BackendRejected, ValueError):
+                continue
+            entries += [InventoryEntry(str(n), str(n), kind) for n in listed if isinstance(n, str)]
+        return Probe(True, inventory=tuple(entries))
 
     # ---- running ----------------------------------------------------------
 
@@ -102,9 +123,14 @@ class ComfyUIBackend:
         if not spec.HasField("params"):
             return json.loads(spec.workflow_json), -1
         params = spec.params
-        checkpoint = await self._listed("checkpoints", params.model, "checkpoint")
+        # The library's names for this server first; else match the server's own lists.
+        names = attempt.names
+        checkpoint = names.get(params.model) or await self._listed(
+            "checkpoints", params.model, "checkpoint"
+        )
         loras = [
-            (await self._listed("loras", lora.name, "LoRA"), lora.weight) for lora in params.loras
+            (names.get(lora.name) or await self._listed("loras", lora.name, "LoRA"), lora.weight)
+            for lora in params.loras
         ]
         init = ""
         if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG and params.init_images:

@@ -18,7 +18,15 @@ from typing import Any
 
 import httpx
 
-from coordinator.backends.base import Attempt, Image, Probe, ServerConfig, http_client, request
+from coordinator.backends.base import (
+    Attempt,
+    Image,
+    InventoryEntry,
+    Probe,
+    ServerConfig,
+    http_client,
+    request,
+)
 from coordinator.errors import BackendRejected, BackendUnavailable
 from coordinator.outputs.store import mime_of
 from stablequeue.v1 import queue_pb2
@@ -52,10 +60,16 @@ def checkpoint_title(models: list[dict[str, Any]], wanted: str) -> str | None:
     return None
 
 
-def payload(params: queue_pb2.GenerationParams, task_id: str, title: str | None) -> dict[str, Any]:
-    """The txt2img/img2img request body for one job."""
+def payload(
+    params: queue_pb2.GenerationParams,
+    task_id: str,
+    title: str | None,
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The txt2img/img2img request body for one job (`names`: the server's own LoRA names)."""
+    known = names or {}
     prompt = params.prompt + "".join(
-        f" <lora:{lora.name}:{lora.weight:g}>" for lora in params.loras
+        f" <lora:{known.get(lora.name, lora.name)}:{lora.weight:g}>" for lora in params.loras
     )
     body: dict[str, Any] = {
         "prompt": prompt,
@@ -104,14 +118,34 @@ class ForgeBackend:
     async def probe(self) -> Probe:
         try:
             options = (await self._call("GET", "/sdapi/v1/options", timeout=5.0)).json()
+            models = (await self._call("GET", "/sdapi/v1/sd-models", timeout=5.0)).json()
         except (BackendUnavailable, BackendRejected, ValueError) as e:
             return Probe(False, str(e))
-        return Probe(True, "", str(options.get("sd_model_checkpoint") or ""))
+        entries = [
+            InventoryEntry(
+                path=str(m.get("filename") or m.get("title")),
+                backend_name=str(m.get("title")),
+                type="checkpoint",
+                sha256=str(m.get("sha256") or "").lower(),
+            )
+            for m in models
+            if isinstance(m, dict) and m.get("title")
+        ]
+        try:  # the built-in Lora extension; absent on some installs
+            loras = (await self._call("GET", "/sdapi/v1/loras", timeout=5.0)).json()
+        except (BackendUnavailable, BackendRejected, ValueError):
+            loras = []
+        entries += [
+            InventoryEntry(str(lora.get("path") or lora["name"]), str(lora["name"]), "lora")
+            for lora in loras
+            if isinstance(lora, dict) and lora.get("name")
+        ]
+        return Probe(True, "", str(options.get("sd_model_checkpoint") or ""), tuple(entries))
 
     async def run(self, attempt: Attempt) -> list[Image]:
         params = attempt.job.spec.params
-        title = None
-        if params.model:
+        title = attempt.names.get(params.model)  # the library knows this server's title
+        if params.model and title is None:
             models = (await self._call("GET", "/sdapi/v1/sd-models")).json()
             title = checkpoint_title(models, params.model)
             if title is None:
@@ -119,7 +153,7 @@ class ForgeBackend:
                     f"{self.config.alias} has no checkpoint matching {params.model!r}"
                 )
         route = "img2img" if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG else "txt2img"
-        body = payload(params, attempt.task_id, title)
+        body = payload(params, attempt.task_id, title, attempt.names)
         watcher = asyncio.create_task(self._watch(attempt))
         try:
             response = await self._call("POST", f"/sdapi/v1/{route}", json=body)

@@ -19,7 +19,15 @@ from typing import Any
 
 import httpx
 
-from coordinator.backends.base import Attempt, Image, Probe, ServerConfig, http_client, request
+from coordinator.backends.base import (
+    Attempt,
+    Image,
+    InventoryEntry,
+    Probe,
+    ServerConfig,
+    http_client,
+    request,
+)
 from coordinator.backends.forge import sdapi_images
 from coordinator.dispatch.policy import model_matches
 from coordinator.errors import BackendRejected, BackendUnavailable
@@ -140,7 +148,14 @@ class SdCppBackend:
         try:
             capabilities = await self._capabilities()
             if capabilities is not None:
-                return Probe(True, "", str((capabilities.get("model") or {}).get("name") or ""))
+                model = capabilities.get("model") or {}
+                entries = [InventoryEntry(str(model["path"]), str(model["path"]), "checkpoint")]
+                entries += [
+                    InventoryEntry(str(lora.get("path")), str(lora.get("path")), "lora")
+                    for lora in capabilities.get("loras") or []
+                    if isinstance(lora, dict) and lora.get("path")
+                ]
+                return Probe(True, "", str(model.get("name") or ""), tuple(entries))
             options = (await self._call("GET", "/sdapi/v1/options", timeout=5.0)).json()
         except (BackendUnavailable, BackendRejected, ValueError) as e:
             return Probe(False, str(e))
@@ -155,8 +170,9 @@ class SdCppBackend:
         if capabilities is None:
             return await self._run_sdapi(params)
         model = (capabilities.get("model") or {}).get("name") or ""
-        self._check_model(params.model, model)
-        loras = self._loras(params, capabilities.get("loras") or [])
+        if params.model not in attempt.names:  # the library matched it by content already
+            self._check_model(params.model, model)
+        loras = self._loras(params, capabilities.get("loras") or [], attempt.names)
         reply = (
             await self._call("POST", "/sdcpp/v1/img_gen", json=native_body(params, loras))
         ).json()
@@ -171,11 +187,14 @@ class SdCppBackend:
             )
 
     def _loras(
-        self, params: queue_pb2.GenerationParams, listed: list[dict[str, Any]]
+        self,
+        params: queue_pb2.GenerationParams,
+        listed: list[dict[str, Any]],
+        known: dict[str, str],
     ) -> list[dict[str, Any]]:
         loras = []
         for lora in params.loras:
-            path = find_lora(listed, lora.name)
+            path = known.get(lora.name) or find_lora(listed, lora.name)
             if path is None:
                 names = ", ".join(str(x.get("name")) for x in listed[:5]) or "none"
                 raise BackendRejected(
@@ -223,7 +242,7 @@ class SdCppBackend:
         options = (await self._call("GET", "/sdapi/v1/options")).json()
         self._check_model(params.model, str(options.get("sd_model_checkpoint") or ""))
         listed = (await self._call("GET", "/sdapi/v1/loras")).json() if params.loras else []
-        body = sdapi_body(params, self._loras(params, listed))
+        body = sdapi_body(params, self._loras(params, listed, {}))
         route = "img2img" if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG else "txt2img"
         return sdapi_images((await self._call("POST", f"/sdapi/v1/{route}", json=body)).json())
 

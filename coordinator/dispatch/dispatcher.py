@@ -21,6 +21,7 @@ from typing import Any
 from coordinator.backends.base import Attempt, Backend, Image, ServerConfig
 from coordinator.dispatch.policy import JobView, ServerView, choose_server, plan
 from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition
+from coordinator.library.service import ModelLibrary
 from coordinator.outputs.store import ResultStore
 from coordinator.queue.convert import APP_FROM_PB
 from coordinator.queue.service import QueueService
@@ -78,6 +79,7 @@ class Dispatcher:
         results: ResultStore,
         backends: Callable[[ServerConfig], Backend],
         settings: DispatchSettings,
+        library: ModelLibrary | None = None,
     ) -> None:
         self._queue = queue
         self._servers = servers
@@ -87,6 +89,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._running: dict[str, Running] = {}
         self._adapters: dict[str, tuple[ServerConfig, Backend]] = {}  # by server alias
+        self._library = library
+        # Per job placed this round: (model SHA-256, reference -> alias -> backend name).
+        self._names: dict[str, tuple[str, dict[str, dict[str, str]]]] = {}
         self._waiting: dict[str, str] = {}
         self._fresh: list[queue_pb2.Job] = []  # submitted since the last round
         self._later: dict[str, str] = {}  # why fresh jobs wait, written after NOTE_DELAY_S
@@ -191,12 +196,17 @@ class Dispatcher:
         # sit behind others), plus the waiting jobs that get a reason.
         free = sum(max(0, v.capacity - v.running) for v in views if v.up and v.enabled)
         depth = min(LOOKAHEAD, MAX_REASONS + 20 * free) + len(self._running)
+        aliases = list(states)
         jobs = [
-            JobView(*row)
+            await self._placed(row, aliases)
             for row in await self._queue.dispatchable(depth)
             if row[0] not in self._running
         ]
         decided = plan(views, jobs, max_waiting=MAX_REASONS)
+        placed = {job_id for job_id, _ in decided.assignments}
+        for job in jobs:  # names are only kept for jobs that start now
+            if job.id not in placed:
+                self._names.pop(job.id, None)
         for job_id, alias in decided.assignments:
             self._begin(job_id, states[alias])
             self._waiting.pop(job_id, None)
@@ -220,6 +230,34 @@ class Dispatcher:
         if changed:
             self._waiting.update(changed)
             await self._queue.note_waiting(changed)
+
+    async def _placed(
+        self, row: tuple[str, str, str, str, tuple[str, ...]], aliases: list[str]
+    ) -> JobView:
+        """The job with the servers that have its model and LoRAs (from the library), and
+        the names each server uses for them (kept for `_begin`)."""
+        job_id, app, target, model, loras = row
+        if self._library is None or not (model or loras):
+            return JobView(job_id, app, target, model, loras)
+        allowed = set(aliases)
+        sha = ""
+        names: dict[str, dict[str, str]] = {}  # what the job names -> alias -> backend name
+        for reference in (model, *loras):
+            if not reference:
+                continue
+            placement = await self._library.hosts_for(reference)
+            if placement is None:
+                return JobView(job_id, app, target, model, loras)
+            names[reference] = placement.hosts
+            if reference == model:
+                sha = placement.sha256
+            # Servers that reported no inventory (or, for a LoRA, no LoRAs) stay eligible.
+            reporting = (
+                self._library.inventoried if reference == model else self._library.lora_hosts
+            )
+            allowed = {a for a in allowed if a in placement.hosts or a not in reporting}
+        self._names[job_id] = (sha, names)
+        return JobView(job_id, app, target, model, loras, frozenset(allowed))
 
     def _view(self, state: ServerState) -> ServerView:
         row, health = state.row, state.health
@@ -255,6 +293,10 @@ class Dispatcher:
         job = queue_pb2.Job(id=job_id)
         backend = self._adapter(server)
         attempt = Attempt(job, str(uuid.uuid4()), lambda p: None)
+        sha, names = self._names.pop(job_id, ("", {}))
+        alias = server.row.alias
+        attempt.model_sha256 = sha
+        attempt.names = {ref: hosts[alias] for ref, hosts in names.items() if alias in hosts}
         running = Running(job, server, attempt, backend)
         attempt.on_progress = self._progress_relay(running)
         self._running[job.id] = running
@@ -263,7 +305,10 @@ class Dispatcher:
     async def _attempt(self, running: Running) -> None:
         async def work() -> None:
             started = await self._queue.start(
-                running.job.id, running.server.row.alias, running.attempt.task_id
+                running.job.id,
+                running.server.row.alias,
+                running.attempt.task_id,
+                running.attempt.model_sha256,
             )
             running.job = running.attempt.job = started
             images = await asyncio.wait_for(

@@ -43,6 +43,9 @@ class JobView:
     app: str
     target: str = ""
     model: str = ""
+    loras: tuple[str, ...] = ()
+    # Servers that have the job's model and LoRAs (None: no inventory to go by).
+    hosts: frozenset[str] | None = None
 
 
 @dataclass
@@ -82,6 +85,9 @@ def why_unsuitable(server: ServerView, job: JobView) -> str | None:
         return f"server {server.alias} is down" + (
             f": {server.down_reason}" if server.down_reason else ""
         )
+    if job.hosts is not None and server.alias not in job.hosts:
+        wanted = ", ".join(x for x in (job.model, *job.loras) if x)
+        return f"{server.alias} does not have {wanted}"
     if (
         server.kind in FIXED_MODEL_KINDS
         and job.model

@@ -15,13 +15,16 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
+from coordinator.backends.base import InventoryEntry
 from coordinator.errors import InvalidArgument, NotFound
+from coordinator.library.classify import EXTENSIONS
 from coordinator.library.scanner import Examined, Found, examine, walk
 from coordinator.queue.convert import timestamp
 from coordinator.queue.states import utcnow
@@ -49,11 +52,20 @@ APPS = {"forge": common_pb2.APP_KIND_FORGE, "comfyui": common_pb2.APP_KIND_COMFY
         "sdcpp": common_pb2.APP_KIND_SDCPP}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a model is: its SHA-256 ("" if unknown) and host -> the backend's name for it."""
+
+    sha256: str
+    hosts: dict[str, str]
+
+
 def name_key(path: str) -> str:
-    """Lower-case file name without folders or extension (either separator)."""
-    base = re.split(r"[\\/]", path)[-1]
+    """Lower-case file name without folders or model-file extension (either separator);
+    Forge titles' " [hash]" suffix is dropped too."""
+    base = re.split(r"[\\/]", path.strip())[-1].split(" [", 1)[0]
     stem, dot, ext = base.rpartition(".")
-    return (stem if dot and len(ext) <= 12 else base).lower()
+    return (stem if dot and f".{ext.lower()}" in EXTENSIONS else base).lower()
 
 
 class ModelLibrary:
@@ -68,6 +80,11 @@ class ModelLibrary:
         self.roots = [Path(r).resolve() for r in roots]
         self._workers = workers or os.cpu_count() or 1
         self._scanning = asyncio.Lock()
+        # Bumped whenever locations change; keys the host look-up cache.
+        self.version = 0
+        self.inventoried: set[str] = set()  # hosts that reported an inventory
+        self.lora_hosts: set[str] = set()  # ... with LoRAs in it
+        self._hosts_cache: dict[tuple[int, str], Placement] = {}
 
     # ---- scanning ---------------------------------------------------------
 
@@ -98,6 +115,7 @@ class ModelLibrary:
             async for update in self._hash_all(todo, progress):
                 yield update
             await self._db.run(lambda s: _forget_missing(s, chosen, {str(f.path) for f in found}))
+            self.version += 1
             progress.done = True
             progress.current_path = ""
             yield progress
@@ -152,6 +170,33 @@ class ModelLibrary:
                 if time.monotonic() - last >= PROGRESS_EVERY_S or done:
                     last = time.monotonic()
                     yield _copy(progress)
+
+    # ---- server inventories -----------------------------------------------
+
+    async def replace_inventory(
+        self, host: str, app: str, entries: Iterable[InventoryEntry]
+    ) -> None:
+        """Makes `entries` the complete list of model files on `host`."""
+        items = list(entries)
+        if await self._db.run(lambda s: _replace_inventory(s, host, app, items)):
+            self.version += 1
+        self.inventoried.add(host)
+        if any(item.type == "lora" for item in items):
+            self.lora_hosts.add(host)
+        else:
+            self.lora_hosts.discard(host)
+
+    async def hosts_for(self, reference: str) -> Placement | None:
+        """Where the model `reference` names is: its SHA-256 when known, and host -> the
+        exact name that host's backend uses. None when no host reported an inventory."""
+        if not self.inventoried:
+            return None
+        key = (self.version, reference)
+        if key not in self._hosts_cache:
+            if len(self._hosts_cache) > 10_000:
+                self._hosts_cache.clear()
+            self._hosts_cache[key] = await self._db.run(lambda s: _hosts_for(s, reference))
+        return self._hosts_cache[key]
 
     # ---- reading ----------------------------------------------------------
 
@@ -314,6 +359,79 @@ def _model_fields(e: Examined) -> dict[str, Any]:
         "preview_url": info.preview_url,
         "preview_path": str(e.preview) if e.preview else "",
     }
+
+
+def _replace_inventory(
+    session: Session, host: str, app: str, entries: list[InventoryEntry]
+) -> bool:
+    """Upserts `host`'s locations (only rows that change) and drops the ones it no longer
+    reports; True when anything changed. Entries without a hash are matched to a
+    known model by file name, provisionally (verified=False)."""
+    now = utcnow()
+    existing = {
+        loc.path: loc for loc in session.exec(select(LocationRow).where(LocationRow.host == host))
+    }
+    keys = {name_key(e.path) for e in entries if not e.sha256}
+    by_name: dict[str, str] = {}
+    if keys:
+        for key, sha in session.exec(
+            select(LocationRow.name_key, LocationRow.sha256).where(
+                col(LocationRow.name_key).in_(keys), LocationRow.verified
+            )
+        ):
+            by_name.setdefault(key, str(sha))
+    hashed = {e.sha256 for e in entries if e.sha256}
+    known: set[str] = set()
+    if hashed:
+        stmt = select(ModelRow.sha256).where(col(ModelRow.sha256).in_(hashed))
+        known = set(session.exec(stmt))
+    changed = False
+    seen = set()
+    for e in entries:
+        seen.add(e.path)
+        key = name_key(e.path)
+        sha = e.sha256 or by_name.get(key)
+        if e.sha256 and e.sha256 not in known:
+            session.add(ModelRow(sha256=e.sha256, autov2=e.sha256[:10], name=key, type=e.type,
+                                 created_at=now, updated_at=now))  # fmt: skip
+            known.add(e.sha256)
+        values = {"backend_name": e.backend_name, "app": app, "type": e.type, "name_key": key,
+                  "sha256": sha, "verified": bool(e.sha256)}  # fmt: skip
+        loc = existing.get(e.path)
+        if loc is None:
+            loc = LocationRow(host=host, path=e.path, seen_at=now, **values)
+        elif all(getattr(loc, k) == v for k, v in values.items()):
+            continue
+        else:
+            for k, v in values.items():
+                setattr(loc, k, v)
+            loc.seen_at = now
+        session.add(loc)
+        changed = True
+    for path, loc in existing.items():
+        if path not in seen:
+            session.delete(loc)
+            changed = True
+    return changed
+
+
+def _hosts_for(session: Session, reference: str) -> Placement:
+    model = _resolve(session, reference)
+    key = name_key(reference)
+    condition = LocationRow.name_key == key
+    if model is not None:
+        unknown_content = col(LocationRow.sha256).is_(None)
+        condition = or_(
+            LocationRow.sha256 == model.sha256, (LocationRow.name_key == key) & unknown_content
+        )
+    hosts: dict[str, str] = {}
+    for host, backend_name in session.exec(
+        select(LocationRow.host, LocationRow.backend_name).where(
+            condition, LocationRow.host != LOCAL_HOST
+        )
+    ):
+        hosts.setdefault(host, backend_name)
+    return Placement(model.sha256 if model else "", hosts)
 
 
 def _resolve(session: Session, reference: str) -> ModelRow | None:

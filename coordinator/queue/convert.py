@@ -68,6 +68,7 @@ def job_to_pb(
         started_at=timestamp(row.started_at),
         finished_at=timestamp(row.finished_at),
         progress=progress,
+        model_sha256=getattr(row, "model_sha256", None) or "",
     )
     job.spec.ParseFromString(row.spec)
     if job.spec.HasField("params") and job.spec.params.init_images:

@@ -30,6 +30,7 @@ ET = queue_pb2.JobEventType
 Listener = Callable[[queue_pb2.Job | None, int], None]
 
 if TYPE_CHECKING:
+    from coordinator.library.service import ModelLibrary
     from coordinator.outputs.store import ResultStore
     from coordinator.servers.service import ServerService
 
@@ -48,8 +49,10 @@ class QueueService:
         bus: EventBus,
         servers: ServerService | None = None,
         results: ResultStore | None = None,
+        library: ModelLibrary | None = None,
     ) -> None:
         self._db = db
+        self._library = library
         self._bus = bus
         self._servers = servers
         self._results = results
@@ -79,6 +82,7 @@ class QueueService:
         """
         normalized = validation.normalize_spec(spec)
         validation.validate_idempotency_key(idempotency_key)
+        await self._check_model(normalized)
         submission = Submission(who, [normalized], idempotency_key, fingerprint(normalized, 1, 0))
         jobs, created = await self._store_submission(submission)
         return jobs[0], created
@@ -101,10 +105,33 @@ class QueueService:
         validation.validate_count(count)
         validation.check_enum("seed_mode", queue_pb2.SeedMode, seed_mode, allow_zero=True)
         validation.validate_idempotency_key(idempotency_key)
+        await self._check_model(normalized)
         mode = seed_mode or queue_pb2.SEED_MODE_INCREMENT
         specs = vary_seeds(normalized, count, mode)
         submission = Submission(who, specs, idempotency_key, fingerprint(normalized, count, mode))
         return await self._store_submission(submission)
+
+    async def _check_model(self, spec: queue_pb2.JobSpec) -> None:
+        """Refuses a job whose model no server has — once every enabled server has
+        reported its inventory (before that, nobody can tell).
+
+        Raises:
+            FailedPrecondition: naming the model.
+        """
+        model = spec.params.model if spec.HasField("params") else ""
+        if not model or self._library is None or self._servers is None:
+            return
+        placement = await self._library.hosts_for(model)
+        if placement is None:
+            return
+        enabled = {s.row.alias for s in await self._servers.list() if s.row.enabled}
+        if not enabled or not enabled <= self._library.inventoried:
+            return
+        if not enabled & placement.hosts.keys():
+            raise FailedPrecondition(
+                f"model {model!r} is not on any server ({', '.join(sorted(enabled))}); "
+                "see sq models list"
+            )
 
     async def _store_submission(self, submission: Submission) -> tuple[list[queue_pb2.Job], bool]:
         records, created = await self._writer.store(submission)
@@ -275,7 +302,9 @@ class QueueService:
 
     # ---- the dispatcher's side (used by dispatch; tests drive it directly) --
 
-    async def start(self, job_id: str, server: str, task_id: str = "") -> queue_pb2.Job:
+    async def start(
+        self, job_id: str, server: str, task_id: str = "", model_sha256: str = ""
+    ) -> queue_pb2.Job:
         """Marks a pending job PROCESSING on `server` (one more attempt).
 
         `task_id` is the id the backend will know the attempt by; it is stored
@@ -287,6 +316,7 @@ class QueueService:
             transition(row, JobStatus.PROCESSING, stage=JobStage.GENERATING, reason="")
             row.server = server
             row.backend_task_id = task_id or None
+            row.model_sha256 = model_sha256 or None
             session.add(row)
             return row
 
@@ -367,15 +397,15 @@ class QueueService:
             for row in await self._db.run(work):
                 self._publish(row, ET.JOB_EVENT_TYPE_STATUS)
 
-    async def dispatchable(self, limit: int) -> list[tuple[str, str, str, str]]:
-        """(id, app, target server, model) of the first `limit` pending jobs in queue
-        order whose retry delay has passed.
+    async def dispatchable(self, limit: int) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
+        """(id, app, target server, model, LoRA names) of the first `limit` pending jobs
+        in queue order whose retry delay has passed.
 
         Only what scheduling needs: this runs on every dispatch round, and building
         full Job messages for the whole lookahead was most of a round's cost.
         """
 
-        def query(session: Session) -> list[tuple[str, str, str, str]]:
+        def query(session: Session) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
             now = utcnow()
             stmt = (
                 select(JobRow.id, JobRow.app, JobRow.target_server, JobRow.spec)
@@ -387,8 +417,9 @@ class QueueService:
             found = []
             for job_id, app, target, blob in session.exec(stmt):
                 spec = queue_pb2.JobSpec.FromString(blob)
-                model = spec.params.model if spec.HasField("params") else ""
-                found.append((job_id, app, target or "", model))
+                params = spec.params if spec.HasField("params") else queue_pb2.GenerationParams()
+                loras = tuple(lora.name for lora in params.loras)
+                found.append((job_id, app, target or "", params.model, loras))
             return found
 
         return await self._db.run(query)

@@ -13,14 +13,14 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import urlparse
 
 from sqlmodel import Session, col, select
 
-from coordinator.backends.base import Backend, Probe, ServerConfig
+from coordinator.backends.base import Backend, InventoryEntry, Probe, ServerConfig
 from coordinator.backends.registry import SUPPORTED_KINDS
 from coordinator.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from coordinator.queue.states import JobStatus, utcnow
@@ -32,6 +32,7 @@ KINDS = ("forge", "comfyui", "sdcpp")
 ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 MAX_CONCURRENCY = 64
 BackendFactory = Callable[[ServerConfig], Backend]
+InventoryListener = Callable[[str, str, tuple[InventoryEntry, ...]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,20 @@ class ServerService:
         self._interval = interval
         self._health: dict[str, Health] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._inventory_listeners: list[InventoryListener] = []
         self._monitor: asyncio.Task[None] | None = None
         self._probing: dict[str, asyncio.Task[None]] = {}
+        self._inventory_tasks: set[asyncio.Task[None]] = set()
         # Rows change only through this service, and the dispatcher reads them on
         # every round: keep them in memory, dropped on every change.
         self._rows: list[ServerRow] | None = None
 
     def on_change(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
+
+    def on_inventory(self, listener: InventoryListener) -> None:
+        """Calls `listener(alias, kind, entries)` with each inventory a probe brings back."""
+        self._inventory_listeners.append(listener)
 
     def _changed(self) -> None:
         self._rows = None
@@ -246,7 +253,7 @@ class ServerService:
         """Probes one server now and returns its state."""
         state = await self.get(alias)
         probe = await self._probe(state.config)
-        self._record(alias, probe)
+        self._record(alias, probe, state.row.kind)
         return replace(state, health=self._health[alias])
 
     async def _probe_later(self, alias: str, delay: float) -> None:
@@ -260,7 +267,7 @@ class ServerService:
             states = await self.list()
             probes = await asyncio.gather(*(self._probe(s.config) for s in states if s.row.enabled))
             for state, probe in zip([s for s in states if s.row.enabled], probes, strict=True):
-                self._record(state.row.alias, probe)
+                self._record(state.row.alias, probe, state.row.kind)
             await asyncio.sleep(self._interval)
 
     async def _probe(self, config: ServerConfig) -> Probe:
@@ -270,9 +277,19 @@ class ServerService:
         finally:
             await backend.close()
 
-    def _record(self, alias: str, probe: Probe) -> None:
+    def _record(self, alias: str, probe: Probe, kind: str = "") -> None:
         health = Health("up" if probe.up else "down", probe.reason, probe.loaded_model, utcnow())
         self._set_health(alias, health)
+        if probe.inventory is not None and kind:
+            for listener in self._inventory_listeners:
+                task = asyncio.create_task(listener(alias, kind, probe.inventory))
+                self._inventory_tasks.add(task)
+                task.add_done_callback(self._inventory_done)
+
+    def _inventory_done(self, task: asyncio.Task[None]) -> None:
+        self._inventory_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("storing a server inventory failed", exc_info=task.exception())
 
     def _set_health(self, alias: str, health: Health) -> None:
         before = self._health.get(alias)

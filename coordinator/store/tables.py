@@ -54,6 +54,8 @@ class JobRow(SQLModel, table=True):
     backend_task_id: str | None = Field(default=None, max_length=100)
     # Earliest time of the next attempt (retry backoff).
     not_before: NaiveDatetime | None = None
+    # SHA-256 of the model file the job ran with, when the library knows it.
+    model_sha256: str | None = Field(default=None, max_length=64)
 
 
 class ApiKeyRow(SQLModel, table=True):

@@ -53,6 +53,11 @@ class FakeForge(LoopbackServer):
         self.step_seconds = step_seconds
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.loaded = CHECKPOINTS[1]["title"]
+        self.checkpoints = list(CHECKPOINTS)
+        self.lora_list = [
+            {"name": "detail", "alias": "detail", "metadata": {},
+             "path": "C:\\sd\\models\\Lora\\detail.safetensors"},
+        ]  # fmt: skip
         self.current_task: str | None = None
         self.finished: list[str] = []
         self.state = {"job_count": 0, "sampling_step": 0, "sampling_steps": 0}
@@ -69,6 +74,7 @@ class FakeForge(LoopbackServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/sdapi/v1/options", self.options)
         app.router.add_get("/sdapi/v1/sd-models", self.sd_models)
+        app.router.add_get("/sdapi/v1/loras", self.loras)
         app.router.add_get("/sdapi/v1/progress", self.progress)
         app.router.add_post("/sdapi/v1/txt2img", self.generate)
         app.router.add_post("/sdapi/v1/img2img", self.generate)
@@ -79,7 +85,10 @@ class FakeForge(LoopbackServer):
         return web.json_response({"sd_model_checkpoint": self.loaded, "samples_format": "png"})
 
     async def sd_models(self, request: web.Request) -> web.Response:
-        return web.json_response(CHECKPOINTS)
+        return web.json_response(self.checkpoints)
+
+    async def loras(self, request: web.Request) -> web.Response:
+        return web.json_response(self.lora_list)
 
     async def progress(self, request: web.Request) -> web.Response:
         steps = self.state["sampling_steps"] or 1

@@ -220,7 +220,7 @@ class JobResult(_message.Message):
     def __init__(self, id: _Optional[str] = ..., filename: _Optional[str] = ..., mime: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., size_bytes: _Optional[int] = ..., infotext: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "status", "stage", "reason", "position", "attempts", "server", "submitted_by", "idempotency_key", "batch_id", "batch_index", "created_at", "updated_at", "started_at", "finished_at", "progress", "results", "init_image_count")
+    __slots__ = ("id", "spec", "status", "stage", "reason", "position", "attempts", "server", "submitted_by", "idempotency_key", "batch_id", "batch_index", "created_at", "updated_at", "started_at", "finished_at", "progress", "results", "init_image_count", "model_sha256")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +240,7 @@ class Job(_message.Message):
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     INIT_IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     status: JobStatus
@@ -259,7 +260,8 @@ class Job(_message.Message):
     progress: JobProgress
     results: _containers.RepeatedCompositeFieldContainer[JobResult]
     init_image_count: int
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[_Union[JobStage, str]] = ..., reason: _Optional[str] = ..., position: _Optional[int] = ..., attempts: _Optional[int] = ..., server: _Optional[str] = ..., submitted_by: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., batch_id: _Optional[str] = ..., batch_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., results: _Optional[_Iterable[_Union[JobResult, _Mapping]]] = ..., init_image_count: _Optional[int] = ...) -> None: ...
+    model_sha256: str
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[_Union[JobStage, str]] = ..., reason: _Optional[str] = ..., position: _Optional[int] = ..., attempts: _Optional[int] = ..., server: _Optional[str] = ..., submitted_by: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., batch_id: _Optional[str] = ..., batch_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., results: _Optional[_Iterable[_Union[JobResult, _Mapping]]] = ..., init_image_count: _Optional[int] = ..., model_sha256: _Optional[str] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec", "idempotency_key")

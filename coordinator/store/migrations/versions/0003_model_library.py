@@ -1,4 +1,5 @@
-"""The model library: models by content hash, and where each file lives.
+"""The model library: models by content hash, where each file lives, and the
+model a job ran with.
 
 Revision ID: 0003
 """
@@ -61,8 +62,12 @@ def upgrade() -> None:
     )
     op.create_index("ix_locations_sha256", "model_locations", ["sha256"])
     op.create_index("ix_locations_name_key", "model_locations", ["name_key"])
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("model_sha256", sa.String(64)))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("model_sha256")
     op.drop_table("model_locations")
     op.drop_table("models")

@@ -1,0 +1,100 @@
+"""Jobs go only where their model and LoRAs are, under the name each server uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from stablequeue import Client, txt2img
+from stablequeue.v1 import models_pb2, queue_pb2
+from tests.conftest import CoordinatorThread
+from tests.fakes.comfyui import FakeComfyUI
+from tests.fakes.forge import CHECKPOINTS, FakeForge
+from tests.helpers import final_job, raises, register_server, wait_until
+
+SDXL_SHA = str(CHECKPOINTS[0]["sha256"])
+
+
+@pytest.fixture
+def forge() -> Iterator[FakeForge]:
+    fake = FakeForge()  # a "Windows" Forge: C:\\sd\\models\\... paths, knows the SHA-256
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def comfy() -> Iterator[FakeComfyUI]:
+    fake = FakeComfyUI()  # a "Linux" ComfyUI: relative names, no hashes
+    fake.checkpoints = ["SDXL/sd_xl_base_1.0.safetensors"]
+    yield fake
+    fake.close()
+
+
+def both(server: CoordinatorThread, sq: Client, forge: FakeForge, comfy: FakeComfyUI) -> None:
+    register_server(sq, "win-forge", "forge", forge.url)
+    register_server(sq, "linux-comfy", "comfyui", comfy.url)
+    wait_until(lambda: {"win-forge", "linux-comfy"} <= server.coordinator.library.inventoried)
+
+
+def test_one_file_on_two_servers_is_one_model_with_two_locations(
+    server: CoordinatorThread, sq: Client, forge: FakeForge, comfy: FakeComfyUI
+) -> None:
+    both(server, sq, forge, comfy)
+    located = sq.call(
+        "LocateModel", models_pb2.LocateModelRequest(reference="31E35C80FC"), "models"
+    )
+    assert located.model.id == SDXL_SHA
+    assert {(loc.host, loc.path, loc.backend_name) for loc in located.locations} == {
+        ("win-forge", "C:\\sd\\models\\Stable-diffusion\\sd_xl_base_1.0.safetensors",
+         "sd_xl_base_1.0.safetensors [31e35c80fc]"),
+        ("linux-comfy", "SDXL/sd_xl_base_1.0.safetensors", "SDXL/sd_xl_base_1.0.safetensors"),
+    }  # fmt: skip
+    for host, name in (("win-forge", "sd_xl_base_1.0.safetensors [31e35c80fc]"),
+                       ("linux-comfy", "SDXL/sd_xl_base_1.0.safetensors")):  # fmt: skip
+        request = models_pb2.ResolveModelRequest(reference="sd_xl_base_1.0", host=host)
+        assert sq.call("ResolveModel", request, "models").backend_name == name
+
+
+@pytest.mark.parametrize(
+    ("paused", "runs_on"), [("linux-comfy", "win-forge"), ("win-forge", "linux-comfy")]
+)
+def test_a_job_for_it_runs_on_either_server_under_that_servers_name(
+    server: CoordinatorThread,
+    sq: Client,
+    forge: FakeForge,
+    comfy: FakeComfyUI,
+    paused: str,
+    runs_on: str,
+) -> None:
+    both(server, sq, forge, comfy)
+    sq.pause(server=paused)
+    done = final_job(sq, sq.submit(txt2img("a castle", model="31e35c80fc", steps=2)).id)
+    assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, runs_on), done.reason
+    assert done.model_sha256 == SDXL_SHA  # the model version it ran with
+    if runs_on == "win-forge":
+        body = forge.requests[-1][1]
+        assert body["override_settings"]["sd_model_checkpoint"] == (
+            "sd_xl_base_1.0.safetensors [31e35c80fc]"
+        )
+    else:
+        graph = comfy.prompts[-1]["prompt"]
+        loader = next(n for n in graph.values() if n["class_type"] == "CheckpointLoaderSimple")
+        assert loader["inputs"]["ckpt_name"] == "SDXL/sd_xl_base_1.0.safetensors"
+
+
+def test_jobs_go_only_where_the_model_and_loras_are(
+    server: CoordinatorThread, sq: Client, forge: FakeForge, comfy: FakeComfyUI
+) -> None:
+    both(server, sq, forge, comfy)
+    # v1-5 is only on Forge; the ink LoRA only on ComfyUI; detail only on Forge.
+    only_forge = sq.submit(txt2img("a", model="v1-5-pruned-emaonly", steps=2))
+    only_comfy = sq.submit(txt2img("b", model="sd_xl_base_1.0", loras=[("ink", 0.5)], steps=2))
+    nowhere = sq.submit(txt2img("c", model="sd_xl_base_1.0", loras=[("ink", 1), ("detail", 1)]))
+    assert final_job(sq, only_forge.id).server == "win-forge"
+    assert final_job(sq, only_comfy.id).server == "linux-comfy"
+    wait_until(lambda: "does not have" in sq.get_job(nowhere.id).reason)
+    assert sq.get_job(nowhere.id).status == queue_pb2.JOB_STATUS_PENDING
+    with raises(grpc.StatusCode.FAILED_PRECONDITION, "model 'sd3_medium' is not on any server"):
+        sq.submit(txt2img("d", model="sd3_medium"))
