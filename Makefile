@@ -26,6 +26,7 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_queue.py
 	$(BIN)/python bench/bench_dispatch.py
+	$(BIN)/python bench/bench_library.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
