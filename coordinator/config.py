@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         default_factory=list, description="folders the model library scans (recursively)"
     )
     hash_workers: int = Field(0, ge=0, le=64, description="parallel file hashes; 0 = CPU count")
+    civitai_url: str = Field("https://civitai.com/api/v1", description="Civitai API base URL")
+    civitai_token: SecretStr = Field(SecretStr(""), description="Civitai API token (optional)")
+    civitai_interval: float = Field(
+        1.0, ge=0, description="seconds between Civitai requests (they publish no limit)"
+    )
 
     @field_validator("listen")
     @classmethod

@@ -17,6 +17,7 @@ from coordinator.auth.keys import KeyService
 from coordinator.backends.registry import make_backend
 from coordinator.config import Settings
 from coordinator.dispatch.dispatcher import Dispatcher, DispatchSettings
+from coordinator.library.civitai import CivitaiClient
 from coordinator.library.service import ModelLibrary
 from coordinator.outputs.store import ResultStore
 from coordinator.queue.events import EventBus
@@ -77,6 +78,7 @@ class Coordinator:
         await self.dispatcher.close()
         await self.servers.close()
         await self.queue.close()
+        await self.library.close()
         self.db.close()
 
 
@@ -92,7 +94,18 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     keys = KeyService(db)
     servers = ServerService(db, make_backend, settings.health_interval)
     results = ResultStore(db, settings.resolved_output_dir)
-    library = ModelLibrary(db, settings.model_roots, settings.hash_workers)
+    civitai = CivitaiClient(
+        settings.civitai_url,
+        settings.civitai_token.get_secret_value(),
+        settings.civitai_interval,
+    )
+    library = ModelLibrary(
+        db,
+        settings.model_roots,
+        settings.hash_workers,
+        civitai,
+        settings.data_dir / "previews",
+    )
     servers.on_inventory(library.replace_inventory)
     queue = QueueService(db, bus, servers, results, library)
     dispatcher = Dispatcher(

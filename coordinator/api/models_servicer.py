@@ -44,8 +44,18 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
             raise InvalidArgument(
                 "roots", "no model roots are configured (start the coordinator with --model-root)"
             )
-        async for progress in self._library.scan(list(request.roots), request.force_rehash):
+        async for progress in self._library.scan(
+            list(request.roots), request.force_rehash, request.fetch_civitai
+        ):
             yield progress
+
+    async def RefreshMetadata(
+        self, request: models_pb2.RefreshMetadataRequest, context: Ctx
+    ) -> models_pb2.RefreshMetadataResponse:
+        if not request.id.strip():
+            raise InvalidArgument("id", "required")
+        model, locations, _ = await self._library.refresh(request.id, request.fetch_civitai)
+        return models_pb2.RefreshMetadataResponse(model=model_to_pb(model, locations))
 
     async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: Ctx

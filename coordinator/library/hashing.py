@@ -2,7 +2,7 @@
 
 - sha256: the whole file; AutoV2 is its first 10 hex digits.
 - AutoV1: sha256 of the 64 KiB at offset 1 MiB, first 8 hex digits (A1111's old
-  `model_hash`).
+  `model_hash`); empty for files too short to have those bytes.
 - AutoV3 / kohya "addnet": sha256 of a safetensors file's tensor data (after the
   8 + N header bytes), so metadata edits do not change it.
 - BLAKE3 of the whole file, when the `blake3` package is installed.
@@ -90,7 +90,12 @@ def hash_file(
                 on_bytes(len(block))
     return FileHashes(
         sha256=full.hexdigest(),
-        autov1=hashlib.sha256(bytes(legacy)).hexdigest()[:8],
+        # A file too short for the 64 KiB at 1 MiB has no meaningful AutoV1 (A1111 would
+        # hash the short or empty read, giving many files the same value; Civitai
+        # leaves it null): none is recorded.
+        autov1=hashlib.sha256(bytes(legacy)).hexdigest()[:8]
+        if len(legacy) == AUTOV1_LENGTH
+        else "",
         autov3=tensors.hexdigest() if tensors is not None and 0 <= data_start <= offset else "",
         blake3=b3.hexdigest() if b3 is not None else "",
     )

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,14 @@ from sqlmodel import Session, col, select
 
 from coordinator.backends.base import InventoryEntry
 from coordinator.errors import InvalidArgument, NotFound
+from coordinator.library import metadata
+from coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
 from coordinator.library.classify import EXTENSIONS
+from coordinator.library.hashing import SAFETENSORS_SUFFIXES
+from coordinator.library.metadata import ModelInfo
+from coordinator.library.safetensors_header import HeaderError, read_header
 from coordinator.library.scanner import Examined, Found, examine, walk
+from coordinator.outputs.store import mime_of
 from coordinator.queue.convert import timestamp
 from coordinator.queue.states import utcnow
 from coordinator.store.db import Database
@@ -75,8 +82,17 @@ class ModelLibrary:
     workers: files hashed at once (0 = CPU count).
     """
 
-    def __init__(self, db: Database, roots: Iterable[Path], workers: int = 0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        roots: Iterable[Path],
+        workers: int = 0,
+        civitai: CivitaiClient | None = None,
+        previews_dir: Path | None = None,
+    ) -> None:
         self._db = db
+        self._civitai = civitai
+        self._previews_dir = previews_dir
         self.roots = [Path(r).resolve() for r in roots]
         self._workers = workers or os.cpu_count() or 1
         self._scanning = asyncio.Lock()
@@ -89,9 +105,10 @@ class ModelLibrary:
     # ---- scanning ---------------------------------------------------------
 
     async def scan(
-        self, roots: list[str] | None = None, force: bool = False
+        self, roots: list[str] | None = None, force: bool = False, fetch_civitai: bool = False
     ) -> AsyncIterator[models_pb2.ScanProgress]:
         """Scans `roots` (default: all configured), yielding progress; the last has done=True.
+        With `fetch_civitai`, models hashed in this scan are then looked up on Civitai.
 
         Raises:
             InvalidArgument: a root that is not one of the configured model roots.
@@ -112,10 +129,14 @@ class ModelLibrary:
                     todo.append(f)
             progress.bytes_total = sum(f.size for f in todo)
             yield _copy(progress)
-            async for update in self._hash_all(todo, progress):
+            hashed: list[str] = []
+            async for update in self._hash_all(todo, progress, hashed):
                 yield update
             await self._db.run(lambda s: _forget_missing(s, chosen, {str(f.path) for f in found}))
             self.version += 1
+            if fetch_civitai:
+                async for update in self._enrich(sorted(set(hashed)), progress):
+                    yield update
             progress.done = True
             progress.current_path = ""
             yield progress
@@ -133,14 +154,28 @@ class ModelLibrary:
             chosen.append(resolved)
         return chosen
 
+    async def _enrich(
+        self, shas: list[str], progress: models_pb2.ScanProgress
+    ) -> AsyncIterator[models_pb2.ScanProgress]:
+        """Civitai look-ups for freshly hashed models; stops at the first outage."""
+        for sha in shas:
+            progress.current_path = f"civitai: {sha[:10]}"
+            _, _, errors = await self.refresh(sha, fetch_civitai=True)
+            civitai_errors = [e for e in errors if e.startswith("civitai")]
+            progress.errors.extend(civitai_errors)
+            yield _copy(progress)
+            if any("unreachable" in e or "kept answering" in e for e in civitai_errors):
+                progress.errors.append("civitai: look-ups stopped for this scan")
+                return
+
     async def _hash_all(
-        self, todo: list[Found], progress: models_pb2.ScanProgress
+        self, todo: list[Found], progress: models_pb2.ScanProgress, hashed: list[str]
     ) -> AsyncIterator[models_pb2.ScanProgress]:
         loop = asyncio.get_running_loop()
-        hashed = [0]
+        read = [0]
 
         def count(n: int) -> None:
-            hashed[0] += n  # approximate under threads; only for the progress bar
+            read[0] += n  # approximate under threads; only for the progress bar
 
         pending: set[asyncio.Future[Examined | str]] = set()
         batch: list[Examined] = []
@@ -163,13 +198,93 @@ class ModelLibrary:
                     progress.files_hashed += 1
                     progress.errors.extend(result.errors)
                     batch.append(result)
-                progress.bytes_hashed = hashed[0]
+                    hashed.append(result.hashes.sha256)
+                progress.bytes_hashed = read[0]
                 if len(batch) >= 100 or (batch and not pending and not queue):
                     rows, batch = batch, []
                     await self._db.run(lambda s, rows=rows: _store(s, rows))
                 if time.monotonic() - last >= PROGRESS_EVERY_S or done:
                     last = time.monotonic()
                     yield _copy(progress)
+
+    async def close(self) -> None:
+        if self._civitai is not None:
+            await self._civitai.close()
+
+    # ---- metadata -----------------------------------------------------------
+
+    async def refresh(
+        self, reference: str, fetch_civitai: bool
+    ) -> tuple[ModelRow, list[LocationRow], list[str]]:
+        """Re-reads the sidecars and metadata of the model's local files and, if asked,
+        Civitai; fills only empty fields. Returns the model, its locations and problems.
+
+        Raises:
+            NotFound: no model matches `reference`.
+        """
+        model, locations = await self.get(reference)
+        errors: list[str] = []
+        info = ModelInfo()
+        preview = ""
+        for loc in locations:
+            if loc.host == LOCAL_HOST:
+                local, found = await asyncio.to_thread(_read_local, Path(loc.path), errors)
+                info.fill(local)
+                preview = preview or found
+        status, checked = model.civitai_status, model.civitai_checked_at
+        if fetch_civitai:
+            status, checked = await self._ask_civitai(model, info, errors)
+        if not (model.preview_path or preview) and info.preview_url:
+            preview = await self._download_preview(model.sha256, info.preview_url, errors)
+
+        def store(session: Session) -> ModelRow:
+            row = session.get(ModelRow, model.sha256)
+            if row is None:
+                raise NotFound(f"model {model.sha256} was removed meanwhile")
+            _fill(row, info, preview)
+            row.civitai_status, row.civitai_checked_at = status, checked
+            row.updated_at = utcnow()
+            session.add(row)
+            return row
+
+        row = await self._db.run(store)
+        return row, locations, errors
+
+    async def _ask_civitai(
+        self, model: ModelRow, info: ModelInfo, errors: list[str]
+    ) -> tuple[str, datetime | None]:
+        """Fills `info` from Civitai; returns the status to store. A 404 is remembered
+        ("missing") and not asked again."""
+        if self._civitai is None:
+            errors.append("civitai: not configured")
+            return model.civitai_status, model.civitai_checked_at
+        if model.civitai_status == "missing":
+            return model.civitai_status, model.civitai_checked_at
+        try:
+            data = await self._civitai.version_by_hash(model.sha256)
+        except CivitaiUnavailable as e:
+            errors.append(f"civitai: {e}")
+            return model.civitai_status, model.civitai_checked_at
+        if data is None:
+            return "missing", utcnow()
+        info.fill(metadata.from_civitai(data))
+        return "found", utcnow()
+
+    async def _download_preview(self, sha256: str, url: str, errors: list[str]) -> str:
+        if self._civitai is None or self._previews_dir is None:
+            return ""
+        try:
+            data = await self._civitai.download(url)
+        except CivitaiUnavailable as e:
+            errors.append(f"civitai preview: {e}")
+            return ""
+        ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(mime_of(data))
+        if ext is None:
+            errors.append("civitai preview: not a PNG, JPEG or WebP image")
+            return ""
+        path = self._previews_dir / f"{sha256}.{ext}"
+        await asyncio.to_thread(_write_file, path, data)
+        return str(path)
 
     # ---- server inventories -----------------------------------------------
 
@@ -263,6 +378,46 @@ class ModelLibrary:
             return [(r, where[r.sha256]) for r in rows], token
 
         return await self._db.run(read)
+
+
+def _read_local(path: Path, errors: list[str]) -> tuple[ModelInfo, str]:
+    """Sidecars, then safetensors metadata, of one local file; and its preview."""
+    if not path.is_file():
+        errors.append(f"{path}: gone")
+        return ModelInfo(), ""
+    info = metadata.read_sidecars(path, errors)
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        try:
+            info.fill(metadata.from_safetensors(read_header(path).metadata))
+        except (HeaderError, OSError) as e:
+            errors.append(f"{path}: {e}")
+    preview = metadata.find_preview(path)
+    return info, str(preview) if preview else ""
+
+
+def _fill(row: ModelRow, info: ModelInfo, preview: str) -> None:
+    """Sets the row's empty fields from `info`."""
+    values: dict[str, Any] = {
+        "name": info.name, "description": info.description, "base_model": info.base_model,
+        "civitai_model_id": info.civitai_model_id, "civitai_version_id": info.civitai_version_id,
+        "version_name": info.version_name, "source_url": info.source_url,
+        "preview_url": info.preview_url, "preview_path": preview,
+        "trained_words": json.dumps(info.trained_words) if info.trained_words else "",
+        "tags": json.dumps(info.tags) if info.tags else "",
+    }  # fmt: skip
+    for key, value in values.items():
+        if value and getattr(row, key) in ("", 0, "[]", None):
+            setattr(row, key, value)
+    # A name taken from the file name gives way to a real one.
+    if info.name and row.name == name_key(row.name) and row.name != info.name.lower():
+        row.name = info.name
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".incomplete")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _copy(progress: models_pb2.ScanProgress) -> models_pb2.ScanProgress:

@@ -341,7 +341,9 @@ MODEL_TYPES = {
 def cmd_models(sq: Client, args: argparse.Namespace) -> int:
     action = args.models_command
     if action == "scan":
-        request = models_pb2.ScanLibraryRequest(roots=args.root, force_rehash=args.force)
+        request = models_pb2.ScanLibraryRequest(
+            roots=args.root, force_rehash=args.force, fetch_civitai=args.civitai
+        )
         final = watch.follow_scan(sq.stream("ScanLibrary", request, "models"), quiet=args.json)
         if args.json:
             render.print_json(final)
@@ -364,6 +366,14 @@ def cmd_models(sq: Client, args: argparse.Namespace) -> int:
             render.print_json(list(models))
         else:
             render.console.print(render.models_table(models))
+        return 0
+    if action == "refresh":
+        request = models_pb2.RefreshMetadataRequest(id=args.ref, fetch_civitai=args.civitai)
+        model = sq.call("RefreshMetadata", request, "models").model
+        if args.json:
+            render.print_json(model)
+        else:
+            render.console.print(render.model_details(model))
         return 0
     reply = sq.call("LocateModel", models_pb2.LocateModelRequest(reference=args.ref), "models")
     if args.json:
@@ -494,6 +504,7 @@ def parser() -> argparse.ArgumentParser:
     k = models.add_parser("scan", help="scan the model roots (progress bar; exit 1 on errors)")
     k.add_argument("--root", action="append", default=[], help="only this folder (repeatable)")
     k.add_argument("--force", action="store_true", help="re-hash unchanged files too")
+    k.add_argument("--civitai", action="store_true", help="look new models up on Civitai")
     k.add_argument("--json", action="store_true")
     k = models.add_parser("list", help="models by name")
     k.add_argument("--type", choices=sorted(MODEL_TYPES))
@@ -502,10 +513,16 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--search", default="", help="text in names, trigger words or tags")
     k.add_argument("--limit", type=int, default=100)
     k.add_argument("--json", action="store_true")
-    for name, text in (("show", "one model in detail"), ("where", "every copy of a model")):
+    for name, text in (
+        ("show", "one model in detail"),
+        ("where", "every copy of a model"),
+        ("refresh", "re-read a model's sidecars and metadata (--civitai: ask Civitai too)"),
+    ):
         k = models.add_parser(name, help=text)
         k.add_argument("ref", help="SHA-256, AutoV2/AutoV1/AutoV3, name or path")
         k.add_argument("--json", action="store_true")
+        if name == "refresh":
+            k.add_argument("--civitai", action="store_true")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("servers", help="backend servers (Forge, ComfyUI, sd-server)")
