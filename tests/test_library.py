@@ -249,3 +249,44 @@ def test_list_and_search(library_server: CoordinatorThread) -> None:
         page.page.page_token = first.next_page_token
         second = sq.call("ListModels", page, "models")
         assert first.next_page_token and first.models[0].id != second.models[0].id
+
+
+def sync(
+    sq: Client, host: str, *files: models_pb2.InventoryFile
+) -> models_pb2.SyncInventoryResponse:
+    items = [models_pb2.InventoryItem(header=models_pb2.InventoryHeader(host=host))]
+    items += [models_pb2.InventoryItem(file=f) for f in files]
+    return sq.call("SyncInventory", iter(items), "models")  # a client stream
+
+
+def test_inventory_sync_matches_by_hash_then_name_and_asks_for_the_rest(
+    library_server: CoordinatorThread, model_tree: Path
+) -> None:
+    lora = independent_hashes(model_tree / "Lora" / "detail_tweaker.safetensors")
+    with library_server.client() as sq:
+        scan(sq)
+        reply = sync(
+            sq, "node-1",
+            models_pb2.InventoryFile(path="D:\\loras\\renamed.safetensors", backend_name="renamed",
+                                     hashes=models_pb2.ModelHashes(sha256=lora["sha256"].upper())),
+            models_pb2.InventoryFile(path="/srv/ckpt/sdxl_base.safetensors"),
+            models_pb2.InventoryFile(path="/srv/ckpt/mystery.safetensors"),
+        )  # fmt: skip
+        assert (reply.files_received, reply.models_matched) == (3, 2)
+        # Matched by name only, or not at all: the sender should hash these.
+        assert list(reply.needs_hash) == [
+            "/srv/ckpt/mystery.safetensors", "/srv/ckpt/sdxl_base.safetensors"
+        ]  # fmt: skip
+        hosts = {loc.host: loc.backend_name for loc in locate(sq, "renamed").locations}
+        assert hosts["node-1"] == "renamed" and "coordinator" in hosts
+        assert "node-1" in {loc.host for loc in locate(sq, "sdxl_base").locations}
+
+        sync(sq, "node-1", models_pb2.InventoryFile(path="/srv/ckpt/mystery.safetensors"))
+        assert "node-1" not in {loc.host for loc in locate(sq, lora["sha256"]).locations}
+
+        with raises(grpc.StatusCode.INVALID_ARGUMENT, "header: must come first"):
+            only_a_file = models_pb2.InventoryItem(file=models_pb2.InventoryFile(path="x"))
+            sq.call("SyncInventory", iter([only_a_file]), "models")
+        with raises(grpc.StatusCode.INVALID_ARGUMENT, "file[0].hashes.sha256"):
+            sync(sq, "node-1", models_pb2.InventoryFile(
+                path="x", hashes=models_pb2.ModelHashes(sha256="zz")))  # fmt: skip

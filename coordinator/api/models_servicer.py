@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 
+from coordinator.backends.base import InventoryEntry
 from coordinator.errors import InvalidArgument, NotFound
 from coordinator.library.service import TYPE_NAMES, ModelLibrary, model_to_pb
 from coordinator.queue.validation import check_enum
@@ -20,6 +22,11 @@ from stablequeue.v1 import common_pb2, models_pb2, models_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext
 MAX_PAGE = 500
+MAX_INVENTORY = 200_000
+HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+APP_NAMES = {common_pb2.APP_KIND_FORGE: "forge", common_pb2.APP_KIND_COMFYUI: "comfyui",
+             common_pb2.APP_KIND_SDCPP: "sdcpp"}  # fmt: skip
 
 
 def _page(page: common_pb2.PageRequest) -> tuple[int, str]:
@@ -48,6 +55,50 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
             list(request.roots), request.force_rehash, request.fetch_civitai
         ):
             yield progress
+
+    async def SyncInventory(
+        self, request_iterator: AsyncIterator[models_pb2.InventoryItem], context: Ctx
+    ) -> models_pb2.SyncInventoryResponse:
+        """A full snapshot of one host's model files: a header, then the files."""
+        header: models_pb2.InventoryHeader | None = None
+        entries: list[InventoryEntry] = []
+        async for item in request_iterator:
+            if item.HasField("header"):
+                if header is not None:
+                    raise InvalidArgument("header", "sent twice; one stream is one host")
+                if not HOST.match(item.header.host):
+                    raise InvalidArgument(
+                        "header.host", "1-100 letters, digits, '.', '_' or '-', got "
+                        f"{item.header.host[:40]!r}"
+                    )  # fmt: skip
+                check_enum("header.app", common_pb2.AppKind, item.header.app, allow_zero=True)
+                header = item.header
+                continue
+            if header is None:
+                raise InvalidArgument("header", "must come first")
+            file = item.file
+            if not file.path or len(file.path) > 2000:
+                raise InvalidArgument(f"file[{len(entries)}].path", "required, at most 2000 chars")
+            sha = file.hashes.sha256.lower().removeprefix("0x")
+            if sha and not SHA256.match(sha):
+                raise InvalidArgument(f"file[{len(entries)}].hashes.sha256", "not 64 hex digits")
+            entries.append(
+                InventoryEntry(
+                    path=file.path,
+                    backend_name=file.backend_name or file.path,
+                    type=TYPE_NAMES.get(file.type, "other"),
+                    sha256=sha,
+                )
+            )
+            if len(entries) > MAX_INVENTORY:
+                raise InvalidArgument("file", f"at most {MAX_INVENTORY} files per inventory")
+        if header is None:
+            raise InvalidArgument("header", "required")
+        app = APP_NAMES.get(header.app, "")
+        matched, unknown = await self._library.sync_inventory(header.host, app, entries)
+        return models_pb2.SyncInventoryResponse(
+            files_received=len(entries), models_matched=matched, needs_hash=unknown
+        )
 
     async def RefreshMetadata(
         self, request: models_pb2.RefreshMetadataRequest, context: Ctx

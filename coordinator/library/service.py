@@ -301,6 +301,29 @@ class ModelLibrary:
         else:
             self.lora_hosts.discard(host)
 
+    async def sync_inventory(
+        self, host: str, app: str, entries: list[InventoryEntry]
+    ) -> tuple[int, list[str]]:
+        """An extension's or agent's snapshot: stored like a probe's; returns how many
+        files matched a known model and the paths the sender should hash (content
+        unknown, or only presumed from the file name)."""
+        await self.replace_inventory(host, app, entries)
+
+        def read(session: Session) -> tuple[int, list[str]]:
+            rows = session.exec(
+                select(LocationRow.path, LocationRow.sha256, LocationRow.verified).where(
+                    LocationRow.host == host
+                )
+            )
+            matched, unverified = 0, []
+            for path, sha, verified in rows:
+                matched += bool(sha)
+                if not verified:  # unknown, or only matched by name
+                    unverified.append(path)
+            return matched, sorted(unverified)
+
+        return await self._db.run(read)
+
     async def hosts_for(self, reference: str) -> Placement | None:
         """Where the model `reference` names is: its SHA-256 when known, and host -> the
         exact name that host's backend uses. None when no host reported an inventory."""
