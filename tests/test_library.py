@@ -88,10 +88,10 @@ def model_tree(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def library_server(tmp_path: Path, model_tree: Path) -> Iterator[CoordinatorThread]:
-    settings = make_settings(
-        tmp_path, f"sqlite:///{tmp_path / 'sq.db'}", model_roots=[model_tree], hash_workers=2
-    )
+def library_server(
+    tmp_path: Path, model_tree: Path, database_url: str
+) -> Iterator[CoordinatorThread]:
+    settings = make_settings(tmp_path, database_url, model_roots=[model_tree], hash_workers=2)
     running = CoordinatorThread(settings)
     yield running
     running.close()
@@ -290,3 +290,23 @@ def test_inventory_sync_matches_by_hash_then_name_and_asks_for_the_rest(
         with raises(grpc.StatusCode.INVALID_ARGUMENT, "file[0].hashes.sha256"):
             sync(sq, "node-1", models_pb2.InventoryFile(
                 path="x", hashes=models_pb2.ModelHashes(sha256="zz")))  # fmt: skip
+
+
+def test_sq_models_commands(
+    capsys: pytest.CaptureFixture[str], library_server: CoordinatorThread, model_tree: Path
+) -> None:
+    from tests.test_cli import sq as run_sq
+
+    code, out, _ = run_sq(capsys, library_server, "models", "scan", "--json")
+    assert code == 1  # the tree holds broken files: reported, exit 1
+    summary = json.loads(out)
+    assert summary["done"] and summary["files_hashed"] == "5" and summary["errors"]  # int64
+    code, out, _ = run_sq(capsys, library_server, "models", "list", "--type", "lora", "--json")
+    assert code == 0 and "Detail Tweaker" in {m["name"] for m in json.loads(out)}
+    code, out, _ = run_sq(capsys, library_server, "models", "show", "detail_tweaker", "--json")
+    assert json.loads(out)["hashes"]["autov2"] == json.loads(out)["id"][:10]
+    code, out, _ = run_sq(capsys, library_server, "models", "where", "sdxl_base", "--json")
+    assert len(json.loads(out)) == 2
+    assert run_sq(capsys, library_server, "models", "refresh", "sdxl_base")[0] == 0
+    code, _, err = run_sq(capsys, library_server, "models", "show", "no-such-model")
+    assert code == 1 and "NOT_FOUND: no model matches 'no-such-model'" in err

@@ -39,6 +39,7 @@ def models(tmp_path: Path) -> Path:
 
 
 def coordinator(tmp_path: Path, models: Path, url: str, token: str = "") -> CoordinatorThread:
+    # SQLite only: what is tested here is the Civitai client, not the store.
     settings = make_settings(
         tmp_path, f"sqlite:///{tmp_path / 'sq.db'}", model_roots=[models],
         civitai_url=url, civitai_token=token, civitai_interval=INTERVAL,
