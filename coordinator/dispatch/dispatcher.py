@@ -32,6 +32,7 @@ from stablequeue.v1 import queue_pb2
 log = logging.getLogger(__name__)
 LOOKAHEAD = 200
 MAX_FRESH = 1000
+SLOT_WAIT = "waiting for a free slot"
 MAX_REASONS = 50  # waiting jobs told why on each round
 NOTE_DELAY_S = 0.25
 PREVIEW_EVERY_S = 0.5
@@ -226,9 +227,23 @@ class Dispatcher:
             log.exception("could not record why jobs wait")
 
     async def _note_waiting(self, reasons: dict[str, str]) -> None:
-        changed = {k: v for k, v in reasons.items() if v and self._waiting.get(k) != v}
+        """Records why jobs wait. Merely waiting for a busy server's turn is what QUEUED
+        already says: that is written only to clear an earlier reason (one write per
+        job saved while the queue drains)."""
+        changed = {}
+        for job_id, reason in reasons.items():
+            if reason.startswith(SLOT_WAIT):
+                reason = ""
+                if job_id not in self._waiting:
+                    continue
+            if self._waiting.get(job_id) != reason:
+                changed[job_id] = reason
         if changed:
-            self._waiting.update(changed)
+            for job_id, reason in changed.items():
+                if reason:
+                    self._waiting[job_id] = reason
+                else:
+                    self._waiting.pop(job_id, None)
             await self._queue.note_waiting(changed)
 
     async def _placed(

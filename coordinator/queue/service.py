@@ -373,7 +373,8 @@ class QueueService:
             self._publish(row, ET.JOB_EVENT_TYPE_STATUS)
 
     async def note_waiting(self, reasons: dict[str, str]) -> None:
-        """Marks pending jobs WAITING_FOR_SERVER with why, in one transaction."""
+        """Marks pending jobs WAITING_FOR_SERVER with why (an empty reason: back to
+        QUEUED), in one transaction."""
 
         def work(session: Session) -> list[JobRow]:
             now, changed = utcnow(), []
