@@ -308,5 +308,47 @@ def test_sq_models_commands(
     code, out, _ = run_sq(capsys, library_server, "models", "where", "sdxl_base", "--json")
     assert len(json.loads(out)) == 2
     assert run_sq(capsys, library_server, "models", "refresh", "sdxl_base")[0] == 0
+    code, out, _ = run_sq(capsys, library_server, "models", "list", "--missing-metadata", "--json")
+    assert "SDXL Base" in {m["name"] for m in json.loads(out)}
+    copy = model_tree / "comfy" / "checkpoints" / "copy_of_base.safetensors"
+    code, out, _ = run_sq(
+        capsys, library_server, "models", "delete", "sdxl_base", "--path", str(copy)
+    )
+    assert code == 0 and "deleted" in out and not copy.exists()
     code, _, err = run_sq(capsys, library_server, "models", "show", "no-such-model")
     assert code == 1 and "NOT_FOUND: no model matches 'no-such-model'" in err
+
+
+def test_incremental_sync_missing_metadata_and_delete(
+    library_server: CoordinatorThread, model_tree: Path
+) -> None:
+    lora = independent_hashes(model_tree / "Lora" / "detail_tweaker.safetensors")
+    with library_server.client() as sq:
+        scan(sq)
+        sync(sq, "node-1", models_pb2.InventoryFile(path="/a/sdxl_base.safetensors"))
+        header = models_pb2.InventoryHeader(host="node-1", incremental=True)
+        items = [
+            models_pb2.InventoryItem(header=header),
+            models_pb2.InventoryItem(file=models_pb2.InventoryFile(
+                path="/a/new.safetensors", hashes=models_pb2.ModelHashes(sha256=lora["sha256"]))),
+            models_pb2.InventoryItem(file=models_pb2.InventoryFile(
+                path="/a/sdxl_base.safetensors", removed=True)),
+        ]  # fmt: skip
+        sq.call("SyncInventory", iter(items), "models")
+        assert "node-1" not in {loc.host for loc in locate(sq, "sdxl_base").locations}
+        assert "node-1" in {loc.host for loc in locate(sq, lora["sha256"]).locations}
+
+        request = models_pb2.ListModelsRequest(missing_metadata=True)
+        bare = {m.name for m in sq.call("ListModels", request, "models").models}
+        assert "SDXL Base" in bare and "Detail Tweaker" not in bare
+
+        copy = model_tree / "comfy" / "checkpoints" / "copy_of_base.safetensors"
+        with raises(grpc.StatusCode.INVALID_ARGUMENT, "path: not a copy"):
+            outside = models_pb2.DeleteModelRequest(id="sdxl_base", path="/etc/passwd")
+            sq.call("DeleteModel", outside, "models")
+        reply = sq.call(
+            "DeleteModel", models_pb2.DeleteModelRequest(id="sdxl_base", path=str(copy)), "models"
+        )
+        assert list(reply.deleted_paths) == [str(copy)] and not copy.exists()
+        assert (model_tree / "Stable-diffusion" / "sdxl_base.safetensors").exists()
+        assert len(locate(sq, "sdxl_base").model.locations) == 1

@@ -62,6 +62,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
         """A full snapshot of one host's model files: a header, then the files."""
         header: models_pb2.InventoryHeader | None = None
         entries: list[InventoryEntry] = []
+        removed: list[str] = []
         async for item in request_iterator:
             if item.HasField("header"):
                 if header is not None:
@@ -79,6 +80,13 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
             file = item.file
             if not file.path or len(file.path) > 2000:
                 raise InvalidArgument(f"file[{len(entries)}].path", "required, at most 2000 chars")
+            if file.removed:
+                if not header.incremental:
+                    raise InvalidArgument(
+                        f"file[{len(entries)}].removed", "only in an incremental sync"
+                    )
+                removed.append(file.path)
+                continue
             sha = file.hashes.sha256.lower().removeprefix("0x")
             if sha and not SHA256.match(sha):
                 raise InvalidArgument(f"file[{len(entries)}].hashes.sha256", "not 64 hex digits")
@@ -95,9 +103,13 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
         if header is None:
             raise InvalidArgument("header", "required")
         app = APP_NAMES.get(header.app, "")
-        matched, unknown = await self._library.sync_inventory(header.host, app, entries)
+        matched, unknown = await self._library.sync_inventory(
+            header.host, app, entries, header.incremental, removed
+        )
         return models_pb2.SyncInventoryResponse(
-            files_received=len(entries), models_matched=matched, needs_hash=unknown
+            files_received=len(entries) + len(removed),
+            models_matched=matched,
+            needs_hash=unknown,
         )
 
     async def RefreshMetadata(
@@ -114,7 +126,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
         size, token = _page(request.page)
         found, next_token = await self._library.list(
             type_name=_type(request.type), base_model=request.base_model, host=request.host,
-            page_size=size, page_token=token,
+            page_size=size, page_token=token, missing_metadata=request.missing_metadata,
         )  # fmt: skip
         return models_pb2.ListModelsResponse(
             models=[model_to_pb(m, locs) for m, locs in found], next_page_token=next_token
@@ -160,6 +172,14 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
         return models_pb2.ResolveModelResponse(
             model=model_to_pb(model, locations), backend_name=names[0] if names else ""
         )
+
+    async def DeleteModel(
+        self, request: models_pb2.DeleteModelRequest, context: Ctx
+    ) -> models_pb2.DeleteModelResponse:
+        if not request.id.strip():
+            raise InvalidArgument("id", "required")
+        deleted = await self._library.delete_files(request.id, request.path)
+        return models_pb2.DeleteModelResponse(deleted_paths=deleted)
 
     async def GetModelPreview(
         self, request: models_pb2.GetModelPreviewRequest, context: Ctx

@@ -47,6 +47,7 @@ METHOD_SCOPES: dict[str, frozenset[Scope]] = {
     "/stablequeue.v1.ModelsService/SyncInventory": NODE_SCOPES,
     "/stablequeue.v1.ModelsService/ScanLibrary": ADMIN_ONLY,
     "/stablequeue.v1.ModelsService/RefreshMetadata": ADMIN_ONLY,
+    "/stablequeue.v1.ModelsService/DeleteModel": ADMIN_ONLY,
 }
 SERVICE_SCOPES: dict[str, frozenset[Scope]] = {
     "stablequeue.v1.QueueService": USER_SCOPES,

@@ -207,6 +207,41 @@ class ModelLibrary:
                     last = time.monotonic()
                     yield _copy(progress)
 
+    async def delete_files(self, reference: str, path: str = "") -> list[str]:
+        """Deletes the model's files under the coordinator's model roots (one copy when
+        `path` is given) and forgets those locations; the model record stays.
+
+        Raises:
+            NotFound: no such model, or no such copy of it here.
+            InvalidArgument: `path` is not a copy of this model under a model root.
+        """
+        model, locations = await self.get(reference)
+        local = [loc for loc in locations if loc.host == LOCAL_HOST]
+        if path:
+            local = [loc for loc in local if loc.path == path]
+            if not local:
+                raise InvalidArgument("path", f"not a copy of {model.name!r} on the coordinator")
+        if not local:
+            raise NotFound(f"model {model.name!r} has no files on the coordinator")
+        deleted = []
+        for loc in local:
+            target = await asyncio.to_thread(Path(loc.path).resolve)
+            if not any(target.is_relative_to(root) for root in self.roots):
+                raise InvalidArgument("path", f"{loc.path} is outside the model roots")
+            try:
+                await asyncio.to_thread(target.unlink)
+            except FileNotFoundError:
+                pass  # already gone: forget it all the same
+            except OSError as e:
+                raise InvalidArgument("path", f"{loc.path}: {e.strerror}") from e
+            deleted.append(loc.path)
+        ids = [loc.id for loc in local]
+        await self._db.run(
+            lambda s: s.execute(delete(LocationRow).where(col(LocationRow.id).in_(ids)))
+        )
+        self.version += 1
+        return deleted
+
     async def close(self) -> None:
         if self._civitai is not None:
             await self._civitai.close()
@@ -289,11 +324,18 @@ class ModelLibrary:
     # ---- server inventories -----------------------------------------------
 
     async def replace_inventory(
-        self, host: str, app: str, entries: Iterable[InventoryEntry]
+        self,
+        host: str,
+        app: str,
+        entries: Iterable[InventoryEntry],
+        incremental: bool = False,
+        removed: Iterable[str] = (),
     ) -> None:
-        """Makes `entries` the complete list of model files on `host`."""
+        """Makes `entries` the complete list of model files on `host` — or, when
+        `incremental`, adds them and drops the `removed` paths."""
         items = list(entries)
-        if await self._db.run(lambda s: _replace_inventory(s, host, app, items)):
+        gone = set(removed)
+        if await self._db.run(lambda s: _replace_inventory(s, host, app, items, incremental, gone)):
             self.version += 1
         self.inventoried.add(host)
         if any(item.type == "lora" for item in items):
@@ -302,12 +344,17 @@ class ModelLibrary:
             self.lora_hosts.discard(host)
 
     async def sync_inventory(
-        self, host: str, app: str, entries: list[InventoryEntry]
+        self,
+        host: str,
+        app: str,
+        entries: list[InventoryEntry],
+        incremental: bool = False,
+        removed: Iterable[str] = (),
     ) -> tuple[int, list[str]]:
         """An extension's or agent's snapshot: stored like a probe's; returns how many
         files matched a known model and the paths the sender should hash (content
         unknown, or only presumed from the file name)."""
-        await self.replace_inventory(host, app, entries)
+        await self.replace_inventory(host, app, entries, incremental, removed)
 
         def read(session: Session) -> tuple[int, list[str]]:
             rows = session.exec(
@@ -355,7 +402,7 @@ class ModelLibrary:
 
     async def list(
         self, type_name: str = "", base_model: str = "", host: str = "", text: str = "",
-        page_size: int = 50, page_token: str = "",
+        page_size: int = 50, page_token: str = "", missing_metadata: bool = False,
     ) -> tuple[list[tuple[ModelRow, list[LocationRow]]], str]:  # fmt: skip
         """Models by name (then id), filtered; a cursor token for the next page."""
 
@@ -365,6 +412,12 @@ class ModelLibrary:
                 stmt = stmt.where(ModelRow.type == type_name)
             if base_model:
                 stmt = stmt.where(func.lower(ModelRow.base_model) == base_model.lower())
+            if missing_metadata:
+                stmt = stmt.where(
+                    ModelRow.description == "",
+                    ModelRow.trained_words == "[]",
+                    ModelRow.civitai_version_id == 0,
+                )
             if host:
                 stmt = stmt.where(
                     col(ModelRow.sha256).in_(
@@ -540,7 +593,12 @@ def _model_fields(e: Examined) -> dict[str, Any]:
 
 
 def _replace_inventory(
-    session: Session, host: str, app: str, entries: list[InventoryEntry]
+    session: Session,
+    host: str,
+    app: str,
+    entries: list[InventoryEntry],
+    incremental: bool = False,
+    removed: set[str] | None = None,
 ) -> bool:
     """Upserts `host`'s locations (only rows that change) and drops the ones it no longer
     reports; True when anything changed. Entries without a hash are matched to a
@@ -587,7 +645,7 @@ def _replace_inventory(
         session.add(loc)
         changed = True
     for path, loc in existing.items():
-        if path not in seen:
+        if (path in (removed or set())) if incremental else (path not in seen):
             session.delete(loc)
             changed = True
     return changed

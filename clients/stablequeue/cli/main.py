@@ -359,13 +359,19 @@ def cmd_models(sq: Client, args: argparse.Namespace) -> int:
             models = sq.call("SearchModels", request, "models").models
         else:
             listing = models_pb2.ListModelsRequest(
-                type=request.type, base_model=args.base, host=args.host, page=request.page
-            )
+                type=request.type, base_model=args.base, host=args.host, page=request.page,
+                missing_metadata=args.missing_metadata,
+            )  # fmt: skip
             models = sq.call("ListModels", listing, "models").models
         if args.json:
             render.print_json(list(models))
         else:
             render.console.print(render.models_table(models))
+        return 0
+    if action == "delete":
+        request = models_pb2.DeleteModelRequest(id=args.ref, path=args.path)
+        for path in sq.call("DeleteModel", request, "models").deleted_paths:
+            render.console.print(f"deleted {path}")
         return 0
     if action == "refresh":
         request = models_pb2.RefreshMetadataRequest(id=args.ref, fetch_civitai=args.civitai)
@@ -511,6 +517,7 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--base", default="", help="base model family, e.g. SDXL")
     k.add_argument("--host", default="", help="only models on this server or node")
     k.add_argument("--search", default="", help="text in names, trigger words or tags")
+    k.add_argument("--missing-metadata", action="store_true", help="only models without any")
     k.add_argument("--limit", type=int, default=100)
     k.add_argument("--json", action="store_true")
     for name, text in (
@@ -523,6 +530,9 @@ def parser() -> argparse.ArgumentParser:
         k.add_argument("--json", action="store_true")
         if name == "refresh":
             k.add_argument("--civitai", action="store_true")
+    k = models.add_parser("delete", help="delete a model's files from the coordinator's roots")
+    k.add_argument("ref")
+    k.add_argument("--path", default="", help="only this copy")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("servers", help="backend servers (Forge, ComfyUI, sd-server)")

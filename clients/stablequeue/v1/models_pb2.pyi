@@ -134,16 +134,18 @@ class ScanProgress(_message.Message):
     def __init__(self, files_found: _Optional[int] = ..., files_hashed: _Optional[int] = ..., files_cached: _Optional[int] = ..., bytes_hashed: _Optional[int] = ..., bytes_total: _Optional[int] = ..., current_path: _Optional[str] = ..., done: _Optional[bool] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
-    __slots__ = ("type", "base_model", "host", "page")
+    __slots__ = ("type", "base_model", "host", "page", "missing_metadata")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_METADATA_FIELD_NUMBER: _ClassVar[int]
     type: ModelType
     base_model: str
     host: str
     page: _common_pb2.PageRequest
-    def __init__(self, type: _Optional[_Union[ModelType, str]] = ..., base_model: _Optional[str] = ..., host: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+    missing_metadata: bool
+    def __init__(self, type: _Optional[_Union[ModelType, str]] = ..., base_model: _Optional[str] = ..., host: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., missing_metadata: _Optional[bool] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models", "next_page_token")
@@ -206,28 +208,32 @@ class InventoryItem(_message.Message):
     def __init__(self, header: _Optional[_Union[InventoryHeader, _Mapping]] = ..., file: _Optional[_Union[InventoryFile, _Mapping]] = ...) -> None: ...
 
 class InventoryHeader(_message.Message):
-    __slots__ = ("host", "app")
+    __slots__ = ("host", "app", "incremental")
     HOST_FIELD_NUMBER: _ClassVar[int]
     APP_FIELD_NUMBER: _ClassVar[int]
+    INCREMENTAL_FIELD_NUMBER: _ClassVar[int]
     host: str
     app: _common_pb2.AppKind
-    def __init__(self, host: _Optional[str] = ..., app: _Optional[_Union[_common_pb2.AppKind, str]] = ...) -> None: ...
+    incremental: bool
+    def __init__(self, host: _Optional[str] = ..., app: _Optional[_Union[_common_pb2.AppKind, str]] = ..., incremental: _Optional[bool] = ...) -> None: ...
 
 class InventoryFile(_message.Message):
-    __slots__ = ("path", "backend_name", "type", "size_bytes", "modified_at", "hashes")
+    __slots__ = ("path", "backend_name", "type", "size_bytes", "modified_at", "hashes", "removed")
     PATH_FIELD_NUMBER: _ClassVar[int]
     BACKEND_NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MODIFIED_AT_FIELD_NUMBER: _ClassVar[int]
     HASHES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
     path: str
     backend_name: str
     type: ModelType
     size_bytes: int
     modified_at: _timestamp_pb2.Timestamp
     hashes: ModelHashes
-    def __init__(self, path: _Optional[str] = ..., backend_name: _Optional[str] = ..., type: _Optional[_Union[ModelType, str]] = ..., size_bytes: _Optional[int] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hashes: _Optional[_Union[ModelHashes, _Mapping]] = ...) -> None: ...
+    removed: bool
+    def __init__(self, path: _Optional[str] = ..., backend_name: _Optional[str] = ..., type: _Optional[_Union[ModelType, str]] = ..., size_bytes: _Optional[int] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hashes: _Optional[_Union[ModelHashes, _Mapping]] = ..., removed: _Optional[bool] = ...) -> None: ...
 
 class SyncInventoryResponse(_message.Message):
     __slots__ = ("files_received", "models_matched", "needs_hash")
@@ -268,6 +274,20 @@ class RefreshMetadataResponse(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     model: Model
     def __init__(self, model: _Optional[_Union[Model, _Mapping]] = ...) -> None: ...
+
+class DeleteModelRequest(_message.Message):
+    __slots__ = ("id", "path")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    path: str
+    def __init__(self, id: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class DeleteModelResponse(_message.Message):
+    __slots__ = ("deleted_paths",)
+    DELETED_PATHS_FIELD_NUMBER: _ClassVar[int]
+    deleted_paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, deleted_paths: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetModelPreviewRequest(_message.Message):
     __slots__ = ("id",)

@@ -81,6 +81,11 @@ class ModelsServiceStub:
                 request_serializer=stablequeue_dot_v1_dot_models__pb2.GetModelPreviewRequest.SerializeToString,
                 response_deserializer=stablequeue_dot_v1_dot_models__pb2.GetModelPreviewResponse.FromString,
                 _registered_method=True)
+        self.DeleteModel = channel.unary_unary(
+                '/stablequeue.v1.ModelsService/DeleteModel',
+                request_serializer=stablequeue_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
+                response_deserializer=stablequeue_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
+                _registered_method=True)
         self.StartDownload = channel.unary_unary(
                 '/stablequeue.v1.ModelsService/StartDownload',
                 request_serializer=stablequeue_dot_v1_dot_models__pb2.StartDownloadRequest.SerializeToString,
@@ -177,6 +182,13 @@ class ModelsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteModel(self, request, context):
+        """Deletes a model's files from the coordinator's own model roots (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StartDownload(self, request, context):
         """Starts a download (Hugging Face, URL or Civitai).
         """
@@ -259,6 +271,11 @@ def add_ModelsServiceServicer_to_server(servicer, server):
                     servicer.GetModelPreview,
                     request_deserializer=stablequeue_dot_v1_dot_models__pb2.GetModelPreviewRequest.FromString,
                     response_serializer=stablequeue_dot_v1_dot_models__pb2.GetModelPreviewResponse.SerializeToString,
+            ),
+            'DeleteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteModel,
+                    request_deserializer=stablequeue_dot_v1_dot_models__pb2.DeleteModelRequest.FromString,
+                    response_serializer=stablequeue_dot_v1_dot_models__pb2.DeleteModelResponse.SerializeToString,
             ),
             'StartDownload': grpc.unary_unary_rpc_method_handler(
                     servicer.StartDownload,
@@ -531,6 +548,33 @@ class ModelsService:
             '/stablequeue.v1.ModelsService/GetModelPreview',
             stablequeue_dot_v1_dot_models__pb2.GetModelPreviewRequest.SerializeToString,
             stablequeue_dot_v1_dot_models__pb2.GetModelPreviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stablequeue.v1.ModelsService/DeleteModel',
+            stablequeue_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
+            stablequeue_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
