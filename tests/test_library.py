@@ -352,3 +352,18 @@ def test_incremental_sync_missing_metadata_and_delete(
         assert list(reply.deleted_paths) == [str(copy)] and not copy.exists()
         assert (model_tree / "Stable-diffusion" / "sdxl_base.safetensors").exists()
         assert len(locate(sq, "sdxl_base").model.locations) == 1
+
+
+def test_a_model_root_that_does_not_exist_is_reported_not_fatal(tmp_path: Path) -> None:
+    missing = tmp_path / "not-there"
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'sq.db'}", model_roots=[missing])
+    running = CoordinatorThread(settings)
+    try:
+        with running.client() as sq:
+            final = scan(sq)
+            assert final.files_found == 0
+            assert list(final.errors) == [
+                f"{missing}: model root does not exist or is not a folder"
+            ]
+    finally:
+        running.close()
