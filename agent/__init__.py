@@ -1,0 +1,1 @@
+"""sq-agent: supervises model servers on a GPU host for the coordinator."""
