@@ -93,6 +93,7 @@ class ModelProcess:
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self._starting: asyncio.Task[None] | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -145,6 +146,14 @@ class ModelProcess:
             raise
         self.started_at = time.monotonic()
         self._set(State.READY, self.api)
+        self._watch = asyncio.create_task(self._watch_exit(self.proc))
+
+    async def _watch_exit(self, proc: asyncio.subprocess.Process) -> None:
+        """A ready model that exits on its own has crashed."""
+        code = await proc.wait()
+        if self.proc is proc and self.state is State.READY:
+            await self._drain()
+            self._set(State.FAILED, f"exited with code {code}" + self._last_lines())
 
     async def _spawn(self) -> None:
         command = resolve_command(self.config.command, self._base_dir)

@@ -1,0 +1,136 @@
+"""A node's model processes as policies: idle stop, preload restart, crash loops,
+VRAM eviction and children left behind by a crashed agent — all with real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from agent.config import AgentConfig, ModelConfig
+from agent.process import State
+from agent.supervisor import Supervisor
+from tests.test_agent_process import SERVER, alive
+
+
+def model(*flags: str, **settings: object) -> ModelConfig:
+    return ModelConfig(
+        command=sys.executable,
+        args=[SERVER, "--listen-port", "${PORT}", *flags],
+        health_path="/sdcpp/v1/capabilities",
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+def supervisor(tmp_path: Path, free_vram: Callable[[], int] | None = None,
+               **models: ModelConfig) -> Supervisor:  # fmt: skip
+    config = AgentConfig(models=models, base_dir=tmp_path)
+    return Supervisor(config, tmp_path / "agent", free_vram, grace=1.0, restart_backoff=0.1)
+
+
+async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_on_demand_starts_for_a_job_and_stops_when_idle(tmp_path: Path) -> None:
+    agent = supervisor(tmp_path, sd=model(idle_timeout=0.5))
+    await agent.start()
+    try:
+        process = agent.processes["sd"]
+        assert process.state is State.STOPPED  # on demand: nothing runs yet
+        await agent.ensure_ready("sd")
+        agent.job_started("sd")
+        await asyncio.sleep(1.2)  # past the idle timeout, but a job is in flight
+        assert process.state is State.READY
+        agent.job_finished("sd")
+        await until(lambda: process.state is State.STOPPED, within=3)
+    finally:
+        await agent.close()
+
+
+async def test_preload_restarts_after_kill_9(tmp_path: Path) -> None:
+    agent = supervisor(tmp_path, sd=model(mode="preload"))
+    await agent.start()
+    try:
+        process = agent.processes["sd"]
+        await until(lambda: process.state is State.READY)
+        first = process.pid or 0
+        os.kill(first, signal.SIGKILL)
+        await until(lambda: process.state is State.READY and process.pid != first)
+        assert not alive(first)
+    finally:
+        await agent.close()
+
+
+async def test_a_model_that_keeps_crashing_is_left_failed_with_its_output(
+    tmp_path: Path,
+) -> None:
+    agent = supervisor(tmp_path, sd=model("--crash-after", "0.2", mode="preload"))
+    await agent.start()
+    try:
+        process = agent.processes["sd"]
+        await until(lambda: len(agent._crashes["sd"]) >= 5, within=30)
+        await asyncio.sleep(0.5)
+        assert process.state is State.FAILED and "simulated crash" in process.detail
+    finally:
+        await agent.close()
+
+
+async def test_idle_models_are_evicted_for_vram_least_recently_used_first(
+    tmp_path: Path,
+) -> None:
+    total = 8000
+    agent: Supervisor | None = None
+
+    def free() -> int:
+        assert agent is not None
+        used = sum(agent.config.models[k].vram_mb for k, p in agent.processes.items()
+                   if p.state is State.READY)  # fmt: skip
+        return total - used
+
+    agent = supervisor(tmp_path, free, a=model(vram_mb=3000), b=model(vram_mb=3000),
+                       c=model(vram_mb=5000))  # fmt: skip
+    await agent.start()
+    try:
+        await agent.ensure_ready("a")
+        await agent.ensure_ready("b")
+        agent.job_started("b")  # busy: never evicted
+        await agent.ensure_ready("c")
+        assert agent.processes["a"].state is State.STOPPED  # the idle one made room
+        assert agent.processes["b"].state is State.READY
+        assert agent.processes["c"].state is State.READY
+    finally:
+        await agent.close()
+
+
+async def test_a_restarted_agent_ends_the_children_of_a_crashed_one(tmp_path: Path) -> None:
+    crashed = supervisor(tmp_path, sd=model(mode="preload"))
+    await crashed.start()
+    process = crashed.processes["sd"]
+    await until(lambda: process.state is State.READY)
+    orphan = process.pid or 0
+    # The agent dies without stopping its child (its tasks just vanish).
+    for task in [*crashed._tasks, crashed._idle]:
+        if task:
+            task.cancel()
+    assert alive(orphan)
+
+    successor = supervisor(tmp_path, sd=model())
+    await successor.start()
+    try:
+        await until(lambda: not alive(orphan))
+    finally:
+        await successor.close()
+    # Reap what is ours in this test process (a real agent is a separate process).
+    for child in psutil.Process().children():
+        if child.pid == orphan:
+            child.wait(5)
