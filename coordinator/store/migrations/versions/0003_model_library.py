@@ -1,5 +1,4 @@
-"""The model library: models by content hash, where each file lives, and the
-model a job ran with.
+"""The model library: models by hash, their locations, and a job's model hash.
 
 Revision ID: 0003
 """
