@@ -19,6 +19,7 @@ from coordinator.config import Settings
 from coordinator.dispatch.dispatcher import Dispatcher, DispatchSettings
 from coordinator.library.civitai import CivitaiClient
 from coordinator.library.service import ModelLibrary
+from coordinator.nodes.service import NodeService
 from coordinator.outputs.store import ResultStore
 from coordinator.queue.events import EventBus
 from coordinator.queue.service import QueueService
@@ -57,6 +58,7 @@ class Coordinator:
     results: ResultStore
     dispatcher: Dispatcher
     library: ModelLibrary
+    nodes: NodeService
     stopped: bool = False
 
     @property
@@ -76,6 +78,7 @@ class Coordinator:
         self.bus.close()
         await self.server.stop(grace)
         await self.dispatcher.close()
+        await self.nodes.close()
         await self.servers.close()
         await self.queue.close()
         await self.library.close()
@@ -132,8 +135,9 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         ],
     )
     queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queue, keys, results), server)
+    nodes = NodeService()
     processes_pb2_grpc.add_ProcessesServiceServicer_to_server(
-        ProcessesServicer(servers, dispatcher.running_on), server
+        ProcessesServicer(servers, dispatcher.running_on, nodes), server
     )
     models_pb2_grpc.add_ModelsServiceServicer_to_server(ModelsServicer(library), server)
     health_servicer = health.aio.HealthServicer()
@@ -146,6 +150,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     port = _bind(server, settings)
     await server.start()
     servers.start()
+    nodes.start()
     await dispatcher.start()
     log.info(
         "coordinator listening on %s (database %s)",
@@ -154,7 +159,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     )
     return Coordinator(
         settings, server, port, db, bus, queue, keys, health_servicer, servers, results, dispatcher,
-        library,
+        library, nodes,
     )  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""ProcessesService servicer: backend servers (node agents come with the agent)."""
+"""ProcessesService servicer: backend servers, and node agents with their processes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from coordinator.errors import InvalidArgument, Unimplemented
+from coordinator.errors import InvalidArgument
+from coordinator.nodes.service import NodeService
 from coordinator.queue.convert import timestamp
 from coordinator.queue.validation import check_enum
 from coordinator.servers.service import ServerService, ServerSpec, ServerState
@@ -25,7 +26,6 @@ HEALTH_TO_PB = {
     "up": processes_pb2.SERVER_HEALTH_UP,
     "down": processes_pb2.SERVER_HEALTH_DOWN,
 }
-NO_AGENTS = "node agents are not supported by this coordinator yet"
 
 
 def kind_of(value: int, *, allow_zero: bool = False) -> str:
@@ -58,9 +58,12 @@ def server_to_pb(state: ServerState, running: int) -> processes_pb2.Server:
 
 
 class ProcessesServicer(processes_pb2_grpc.ProcessesServiceServicer):
-    def __init__(self, servers: ServerService, running_on: Callable[[str], int]) -> None:
+    def __init__(
+        self, servers: ServerService, running_on: Callable[[str], int], nodes: NodeService
+    ) -> None:
         self._servers = servers
         self._running_on = running_on
+        self._nodes = nodes
 
     def _pb(self, state: ServerState) -> processes_pb2.Server:
         return server_to_pb(state, self._running_on(state.row.alias))
@@ -130,30 +133,56 @@ class ProcessesServicer(processes_pb2_grpc.ProcessesServiceServicer):
     async def AgentSession(
         self, request_iterator: AsyncIterator[processes_pb2.AgentMessage], context: Ctx
     ) -> AsyncIterator[processes_pb2.CoordinatorCommand]:
-        raise Unimplemented(NO_AGENTS)
-        yield  # pragma: no cover - an async generator like the contract
+        async for command in self._nodes.session(request_iterator):
+            yield command
 
     async def ListNodes(
         self, request: processes_pb2.ListNodesRequest, context: Ctx
     ) -> processes_pb2.ListNodesResponse:
-        raise Unimplemented(NO_AGENTS)
+        nodes = sorted(self._nodes.nodes.values(), key=lambda n: n.info.name)
+        return processes_pb2.ListNodesResponse(nodes=[n.to_pb() for n in nodes])
 
     async def ListProcesses(
         self, request: processes_pb2.ListProcessesRequest, context: Ctx
     ) -> processes_pb2.ListProcessesResponse:
-        raise Unimplemented(NO_AGENTS)
+        nodes = [self._nodes.get(request.node)] if request.node else self._nodes.nodes.values()
+        processes = [p for n in nodes for _, p in sorted(n.processes.items())]
+        return processes_pb2.ListProcessesResponse(processes=processes)
 
     async def StartProcess(
         self, request: processes_pb2.StartProcessRequest, context: Ctx
     ) -> processes_pb2.StartProcessResponse:
-        raise Unimplemented(NO_AGENTS)
+        node = self._nodes.pick(request.node, _model(request.model))
+        command = processes_pb2.CoordinatorCommand(
+            start_model=processes_pb2.StartModelCommand(model=request.model)
+        )
+        result = await self._nodes.command(node, command)
+        return processes_pb2.StartProcessResponse(process=result.process)
 
     async def StopProcess(
         self, request: processes_pb2.StopProcessRequest, context: Ctx
     ) -> processes_pb2.StopProcessResponse:
-        raise Unimplemented(NO_AGENTS)
+        node = self._nodes.pick(request.node, _model(request.model))
+        command = processes_pb2.CoordinatorCommand(
+            stop_model=processes_pb2.StopModelCommand(model=request.model)
+        )
+        result = await self._nodes.command(node, command)
+        return processes_pb2.StopProcessResponse(process=result.process)
 
     async def GetProcessLogs(
         self, request: processes_pb2.GetProcessLogsRequest, context: Ctx
     ) -> processes_pb2.GetProcessLogsResponse:
-        raise Unimplemented(NO_AGENTS)
+        if not 0 <= request.lines <= 10_000:
+            raise InvalidArgument("lines", "must be within 0 .. 10000")
+        node = self._nodes.pick(request.node, _model(request.model))
+        command = processes_pb2.CoordinatorCommand(
+            logs=processes_pb2.LogsCommand(model=request.model, lines=request.lines or 200)
+        )
+        result = await self._nodes.command(node, command, wait_s=30)
+        return processes_pb2.GetProcessLogsResponse(lines=result.lines)
+
+
+def _model(value: str) -> str:
+    if not value:
+        raise InvalidArgument("model", "required")
+    return value

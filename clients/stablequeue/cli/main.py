@@ -391,6 +391,43 @@ def cmd_models(sq: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nodes(sq: Client, args: argparse.Namespace) -> int:
+    nodes = sq.call("ListNodes", processes_pb2.ListNodesRequest(), "processes").nodes
+    if args.json:
+        render.print_json(list(nodes))
+    else:
+        render.console.print(render.nodes_table(nodes))
+    return 0
+
+
+def cmd_processes(sq: Client, args: argparse.Namespace) -> int:
+    request = processes_pb2.ListProcessesRequest(node=args.node)
+    processes = sq.call("ListProcesses", request, "processes").processes
+    if args.json:
+        render.print_json(list(processes))
+    else:
+        render.console.print(render.processes_table(processes))
+    return 0
+
+
+def cmd_process(sq: Client, args: argparse.Namespace) -> int:
+    if args.command == "logs":
+        request = processes_pb2.GetProcessLogsRequest(
+            node=args.node, model=args.model, lines=args.lines
+        )
+        for line in sq.call("GetProcessLogs", request, "processes").lines:
+            print(line)
+        return 0
+    if args.command == "start":
+        start = processes_pb2.StartProcessRequest(node=args.node, model=args.model)
+        process = sq.call("StartProcess", start, "processes").process
+    else:
+        stop = processes_pb2.StopProcessRequest(node=args.node, model=args.model)
+        process = sq.call("StopProcess", stop, "processes").process
+    render.console.print(render.processes_table([process]))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="sq", description="StableQueue command line")
     root.add_argument("--addr", help="coordinator HOST:PORT (env SQ_ADDR, default 127.0.0.1:50051)")
@@ -534,6 +571,22 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("ref")
     k.add_argument("--path", default="", help="only this copy")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("nodes", help="node agents: connected or not, resources")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_nodes)
+    p = sub.add_parser("processes", help="model processes on the nodes")
+    p.add_argument("--node", default="")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_processes)
+    for name, text in (("start", "start a model on a node"), ("stop", "stop a model on a node"),
+                       ("logs", "last output lines of a model's process")):  # fmt: skip
+        p = sub.add_parser(name, help=text)
+        p.add_argument("model", help="model key from the node's models.yml")
+        p.add_argument("--node", default="", help="needed when several nodes have the model")
+        if name == "logs":
+            p.add_argument("--lines", type=int, default=200)
+        p.set_defaults(func=cmd_process)
 
     p = sub.add_parser("servers", help="backend servers (Forge, ComfyUI, sd-server)")
     servers = p.add_subparsers(dest="servers_command", required=True)

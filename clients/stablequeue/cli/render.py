@@ -230,3 +230,34 @@ def scan_summary(final: Any) -> str:
     ]
     lines += [f"[red]error[/]: {error}" for error in final.errors]
     return "\n".join(lines)
+
+
+def _enum_name(message: Any, field: str, prefix: str) -> str:
+    enum = type(message).DESCRIPTOR.fields_by_name[field].enum_type
+    return str(enum.values_by_number[getattr(message, field)].name).removeprefix(prefix).lower()
+
+
+def nodes_table(nodes: Iterable[Any]) -> Table:
+    table = Table()
+    for column in ("NODE", "STATE", "LAST HEARTBEAT", "CPUS", "MEMORY", "MODELS"):
+        table.add_column(column, overflow="fold")
+    for node in nodes:
+        data = to_dict(node)
+        table.add_row(
+            node.info.name, "online" if node.connected else "[red]offline[/]",
+            data.get("last_heartbeat_at", "-"), str(node.info.cpu_count),
+            f"{node.info.memory_total_mb:,} MB", ", ".join(m.key for m in node.info.models),
+        )  # fmt: skip
+    return table
+
+
+def processes_table(processes: Iterable[Any]) -> Table:
+    table = Table()
+    for column in ("NODE", "MODEL", "STATE", "PID", "PORT", "JOBS", "REASON"):
+        table.add_column(column, overflow="fold")
+    for p in processes:
+        table.add_row(
+            p.node, p.model, _enum_name(p, "state", "PROCESS_STATE_"), str(p.pid or "-"),
+            str(p.port or "-"), str(p.jobs_in_flight), p.reason,
+        )  # fmt: skip
+    return table

@@ -215,7 +215,7 @@ class GpuInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., vram_total_mb: _Optional[int] = ..., vram_free_mb: _Optional[int] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("name", "hostname", "os", "cpu_count", "memory_total_mb", "gpus", "agent_version")
+    __slots__ = ("name", "hostname", "os", "cpu_count", "memory_total_mb", "gpus", "agent_version", "models", "heartbeat_interval")
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     OS_FIELD_NUMBER: _ClassVar[int]
@@ -223,6 +223,8 @@ class NodeInfo(_message.Message):
     MEMORY_TOTAL_MB_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     hostname: str
     os: str
@@ -230,7 +232,25 @@ class NodeInfo(_message.Message):
     memory_total_mb: int
     gpus: _containers.RepeatedCompositeFieldContainer[GpuInfo]
     agent_version: str
-    def __init__(self, name: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., agent_version: _Optional[str] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[NodeModel]
+    heartbeat_interval: float
+    def __init__(self, name: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., agent_version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[NodeModel, _Mapping]]] = ..., heartbeat_interval: _Optional[float] = ...) -> None: ...
+
+class NodeModel(_message.Message):
+    __slots__ = ("key", "name", "description", "exec_mode", "mode", "vram_mb")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EXEC_MODE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    VRAM_MB_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    name: str
+    description: str
+    exec_mode: str
+    mode: str
+    vram_mb: int
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., exec_mode: _Optional[str] = ..., mode: _Optional[str] = ..., vram_mb: _Optional[int] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
     __slots__ = ("model", "node", "state", "pid", "port", "reason", "since", "jobs_in_flight")
@@ -291,14 +311,18 @@ class AgentMessage(_message.Message):
     def __init__(self, register: _Optional[_Union[NodeInfo, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., process_state: _Optional[_Union[ProcessInfo, _Mapping]] = ..., command_result: _Optional[_Union[CommandResult, _Mapping]] = ..., job_update: _Optional[_Union[AgentJobUpdate, _Mapping]] = ...) -> None: ...
 
 class CommandResult(_message.Message):
-    __slots__ = ("command_id", "ok", "error")
+    __slots__ = ("command_id", "ok", "error", "process", "lines")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     ok: bool
     error: str
-    def __init__(self, command_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+    process: ProcessInfo
+    lines: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, command_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., lines: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentJobUpdate(_message.Message):
     __slots__ = ("job_id", "step", "total_steps", "preview_image", "image", "done", "error")
@@ -319,18 +343,28 @@ class AgentJobUpdate(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., preview_image: _Optional[bytes] = ..., image: _Optional[bytes] = ..., done: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class CoordinatorCommand(_message.Message):
-    __slots__ = ("command_id", "start_model", "stop_model", "run_job", "download")
+    __slots__ = ("command_id", "start_model", "stop_model", "run_job", "download", "logs")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     START_MODEL_FIELD_NUMBER: _ClassVar[int]
     STOP_MODEL_FIELD_NUMBER: _ClassVar[int]
     RUN_JOB_FIELD_NUMBER: _ClassVar[int]
     DOWNLOAD_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     start_model: StartModelCommand
     stop_model: StopModelCommand
     run_job: RunJobCommand
     download: DownloadCommand
-    def __init__(self, command_id: _Optional[str] = ..., start_model: _Optional[_Union[StartModelCommand, _Mapping]] = ..., stop_model: _Optional[_Union[StopModelCommand, _Mapping]] = ..., run_job: _Optional[_Union[RunJobCommand, _Mapping]] = ..., download: _Optional[_Union[DownloadCommand, _Mapping]] = ...) -> None: ...
+    logs: LogsCommand
+    def __init__(self, command_id: _Optional[str] = ..., start_model: _Optional[_Union[StartModelCommand, _Mapping]] = ..., stop_model: _Optional[_Union[StopModelCommand, _Mapping]] = ..., run_job: _Optional[_Union[RunJobCommand, _Mapping]] = ..., download: _Optional[_Union[DownloadCommand, _Mapping]] = ..., logs: _Optional[_Union[LogsCommand, _Mapping]] = ...) -> None: ...
+
+class LogsCommand(_message.Message):
+    __slots__ = ("model", "lines")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    lines: int
+    def __init__(self, model: _Optional[str] = ..., lines: _Optional[int] = ...) -> None: ...
 
 class StartModelCommand(_message.Message):
     __slots__ = ("model",)

@@ -1,0 +1,244 @@
+"""`sq-agent`: runs a node's models for the coordinator.
+
+    sq-agent --coordinator HOST:PORT --key KEY --config models.yml [--name NODE]
+
+It validates models.yml, starts preload models, then holds one session with the
+coordinator (ProcessesService.AgentSession): registers the node and its models,
+sends heartbeats and every process state change, and carries out the commands it
+receives (start, stop, logs). A lost connection is retried with backoff and the
+node registers again. SIGTERM/SIGINT stop every model process before exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import psutil
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agent.config import ConfigError, load_config
+from agent.process import StartFailed, State
+from agent.supervisor import Supervisor
+from stablequeue.v1 import processes_pb2, processes_pb2_grpc
+
+log = logging.getLogger("sq-agent")
+VERSION = "0.1"
+STATES = {
+    State.STOPPED: processes_pb2.PROCESS_STATE_STOPPED,
+    State.STARTING: processes_pb2.PROCESS_STATE_STARTING,
+    State.READY: processes_pb2.PROCESS_STATE_READY,
+    State.STOPPING: processes_pb2.PROCESS_STATE_STOPPING,
+    State.FAILED: processes_pb2.PROCESS_STATE_FAILED,
+}
+
+
+class Agent:
+    def __init__(self, args: argparse.Namespace, supervisor: Supervisor) -> None:
+        self.args = args
+        self.supervisor = supervisor
+        self._outgoing: asyncio.Queue[processes_pb2.AgentMessage] | None = None
+        self._commands: set[asyncio.Task[None]] = set()
+
+    # ---- what the coordinator hears --------------------------------------------
+
+    def node_info(self) -> processes_pb2.NodeInfo:
+        config = self.supervisor.config
+        return processes_pb2.NodeInfo(
+            name=self.args.name,
+            hostname=socket.gethostname(),
+            os=f"{platform.system()} {platform.release()}",
+            cpu_count=psutil.cpu_count() or 0,
+            memory_total_mb=psutil.virtual_memory().total // 2**20,
+            agent_version=VERSION,
+            heartbeat_interval=self.args.heartbeat,
+            models=[
+                processes_pb2.NodeModel(
+                    key=key,
+                    name=m.name or key,
+                    description=m.description,
+                    exec_mode=m.exec_mode,
+                    mode=m.mode,
+                    vram_mb=m.vram_mb,
+                )
+                for key, m in config.models.items()
+            ],
+        )
+
+    def process_info(self, key: str) -> processes_pb2.ProcessInfo:
+        process = self.supervisor.processes[key]
+        return processes_pb2.ProcessInfo(
+            model=key,
+            node=self.args.name,
+            state=STATES[process.state],
+            pid=(process.pid or 0) if process.state not in (State.STOPPED, State.FAILED) else 0,
+            port=process.port or 0,
+            reason=process.detail,
+            since=_now(),
+            jobs_in_flight=self.supervisor.in_flight[key],
+        )
+
+    def state_changed(self, key: str, state: State, detail: str) -> None:
+        if self._outgoing is not None:
+            self._outgoing.put_nowait(
+                processes_pb2.AgentMessage(process_state=self.process_info(key))
+            )
+
+    # ---- the session -------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keeps a session open until `stop`, reconnecting with backoff."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                backoff = 0.5
+            except grpc.aio.AioRpcError as e:
+                log.warning("coordinator session ended: %s %s", e.code().name, e.details())
+                if e.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                    log.error("the coordinator refused the key; check --key (scope node)")
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        outgoing: asyncio.Queue[processes_pb2.AgentMessage] = asyncio.Queue()
+        outgoing.put_nowait(processes_pb2.AgentMessage(register=self.node_info()))
+        for key in self.supervisor.processes:
+            outgoing.put_nowait(processes_pb2.AgentMessage(process_state=self.process_info(key)))
+        self._outgoing = outgoing
+        metadata = (("authorization", f"Bearer {self.args.key}"),) if self.args.key else ()
+
+        async def messages() -> AsyncIterator[processes_pb2.AgentMessage]:
+            while True:
+                yield await outgoing.get()
+
+        async with grpc.aio.insecure_channel(self.args.coordinator) as channel:
+            stub = processes_pb2_grpc.ProcessesServiceStub(channel)
+            call = stub.AgentSession(messages(), metadata=metadata)
+            beats = asyncio.create_task(self._heartbeats(outgoing))
+            stopper = asyncio.create_task(stop.wait())
+            try:
+                log.info("connected to %s as node %s", self.args.coordinator, self.args.name)
+                reader = asyncio.create_task(self._commands_from(call, outgoing))
+                await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if reader.done():
+                    reader.result()
+                else:
+                    call.cancel()
+                    reader.cancel()
+            finally:
+                self._outgoing = None
+                beats.cancel()
+                stopper.cancel()
+
+    async def _heartbeats(self, outgoing: asyncio.Queue[processes_pb2.AgentMessage]) -> None:
+        while True:
+            beat = processes_pb2.Heartbeat(
+                time=_now(),
+                cpu_percent=psutil.cpu_percent(),
+                memory_used_mb=psutil.virtual_memory().used // 2**20,
+            )
+            outgoing.put_nowait(processes_pb2.AgentMessage(heartbeat=beat))
+            await asyncio.sleep(self.args.heartbeat)
+
+    async def _commands_from(
+        self, call: object, outgoing: asyncio.Queue[processes_pb2.AgentMessage]
+    ) -> None:
+        async for command in call:  # type: ignore[attr-defined]
+            task = asyncio.create_task(self._carry_out(command, outgoing))
+            self._commands.add(task)
+            task.add_done_callback(self._commands.discard)
+
+    async def _carry_out(
+        self,
+        command: processes_pb2.CoordinatorCommand,
+        outgoing: asyncio.Queue[processes_pb2.AgentMessage],
+    ) -> None:
+        result = processes_pb2.CommandResult(command_id=command.command_id, ok=True)
+        kind = command.WhichOneof("body")
+        try:
+            if kind == "start_model":
+                key = command.start_model.model
+                await self.supervisor.ensure_ready(key)
+                result.process.CopyFrom(self.process_info(key))
+            elif kind == "stop_model":
+                key = command.stop_model.model
+                await self.supervisor.processes[key].stop()
+                result.process.CopyFrom(self.process_info(key))
+            elif kind == "logs":
+                tail = list(self.supervisor.processes[command.logs.model].tail)
+                result.lines.extend(tail[-command.logs.lines :] if command.logs.lines else tail)
+            else:
+                result.ok, result.error = False, f"{kind} is not supported by this agent yet"
+        except KeyError as e:
+            result.ok, result.error = False, f"no model {e.args[0]!r} in this node's models.yml"
+        except StartFailed as e:
+            result.ok, result.error = False, str(e)
+        outgoing.put_nowait(processes_pb2.AgentMessage(command_result=result))
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.now(UTC))
+    return stamp
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sq-agent", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--coordinator", default=os.environ.get("SQ_ADDR", "127.0.0.1:50051"))
+    parser.add_argument("--key", default=os.environ.get("SQ_API_KEY", ""), help="a node key")
+    parser.add_argument("--config", type=Path, required=True, help="models.yml")
+    parser.add_argument("--name", default=socket.gethostname(), help="node name")
+    parser.add_argument("--work-dir", type=Path, default=Path("sq-agent"), help="logs, state")
+    parser.add_argument("--heartbeat", type=float, default=5.0, help="seconds between beats")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    config = load_config(args.config)
+    holder: list[Agent] = []
+    supervisor = Supervisor(
+        config, args.work_dir, on_state=lambda k, s, d: holder[0].state_changed(k, s, d)
+    )
+    agent = Agent(args, supervisor)
+    holder.append(agent)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await supervisor.start()
+    try:
+        await agent.run(stop)
+    finally:
+        await supervisor.close()  # the agent going away stops its children
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(serve(args))
+    except ConfigError as e:
+        print(f"sq-agent: {args.config}:\n{e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Node agents connected to the coordinator."""

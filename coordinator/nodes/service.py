@@ -1,0 +1,202 @@
+"""Node agents: their sessions, heartbeats and model processes, and commands to them.
+
+An agent holds one bidirectional stream (ProcessesService.AgentSession): it
+registers, then sends heartbeats and process states; the coordinator sends
+commands and matches the replies by command id. A node is offline once three
+heartbeats are missed (or its stream ends); listeners hear about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
+from coordinator.queue.convert import timestamp
+from coordinator.queue.states import utcnow
+from stablequeue.v1 import processes_pb2
+
+log = logging.getLogger(__name__)
+MISSED_HEARTBEATS = 3
+COMMAND_TIMEOUT_S = 300.0
+
+
+class CommandFailed(FailedPrecondition):
+    """The agent could not carry out a command; the message is its reason."""
+
+
+@dataclass
+class NodeState:
+    info: processes_pb2.NodeInfo
+    connected: bool = True
+    last_heartbeat: float = field(default_factory=time.monotonic)
+    last_heartbeat_at: object = None
+    processes: dict[str, processes_pb2.ProcessInfo] = field(default_factory=dict)
+    outbox: asyncio.Queue[processes_pb2.CoordinatorCommand] = field(default_factory=asyncio.Queue)
+    pending: dict[str, asyncio.Future[processes_pb2.CommandResult]] = field(default_factory=dict)
+    session: int = 0
+
+    def to_pb(self) -> processes_pb2.Node:
+        return processes_pb2.Node(
+            info=self.info,
+            connected=self.connected,
+            last_heartbeat_at=timestamp(self.last_heartbeat_at),  # type: ignore[arg-type]
+            processes=list(self.processes.values()),
+        )
+
+
+class NodeService:
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeState] = {}
+        self._offline_listeners: list[Callable[[str], None]] = []
+        self._monitor: asyncio.Task[None] | None = None
+        self._sessions = 0
+
+    def on_offline(self, listener: Callable[[str], None]) -> None:
+        self._offline_listeners.append(listener)
+
+    def start(self) -> None:
+        self._monitor = asyncio.create_task(self._watch(), name="sq-node-monitor")
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+
+    # ---- the agent's stream -------------------------------------------------
+
+    async def session(
+        self, messages: AsyncIterator[processes_pb2.AgentMessage]
+    ) -> AsyncIterator[processes_pb2.CoordinatorCommand]:
+        """Runs one agent session: the first message must register the node."""
+        first = await anext(messages, None)
+        if first is None or not first.HasField("register"):
+            raise InvalidArgument("register", "the first message of a session must register")
+        info = first.register
+        if not info.name:
+            raise InvalidArgument("register.name", "required")
+        self._sessions += 1
+        node = NodeState(info=info, session=self._sessions, last_heartbeat_at=utcnow())
+        previous = self.nodes.get(info.name)
+        if previous is not None:
+            _fail_pending(previous, "the agent reconnected")
+        self.nodes[info.name] = node
+        log.info("node %s connected (%d models)", info.name, len(info.models))
+        reader = asyncio.create_task(self._read(node, messages))
+        get: asyncio.Task[processes_pb2.CoordinatorCommand] | None = None
+        try:
+            while not reader.done():
+                get = asyncio.create_task(node.outbox.get())
+                done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if get in done:
+                    yield get.result()
+                get.cancel()
+        finally:
+            for task in (reader, get):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            if self.nodes.get(info.name) is node:
+                self._went_offline(node, "its session ended")
+
+    async def _read(
+        self, node: NodeState, messages: AsyncIterator[processes_pb2.AgentMessage]
+    ) -> None:
+        async for message in messages:
+            kind = message.WhichOneof("body")
+            if kind == "heartbeat":
+                node.last_heartbeat = time.monotonic()
+                node.last_heartbeat_at = utcnow()
+                if not node.connected:
+                    node.connected = True
+                    log.info("node %s is back", node.info.name)
+            elif kind == "process_state":
+                state = message.process_state
+                state.node = node.info.name
+                node.processes[state.model] = state
+            elif kind == "command_result":
+                future = node.pending.pop(message.command_result.command_id, None)
+                if future is not None and not future.done():
+                    future.set_result(message.command_result)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            for node in list(self.nodes.values()):
+                limit = MISSED_HEARTBEATS * (node.info.heartbeat_interval or 5.0)
+                if node.connected and now - node.last_heartbeat > limit:
+                    self._went_offline(node, f"{MISSED_HEARTBEATS} heartbeats missed")
+
+    def _went_offline(self, node: NodeState, why: str) -> None:
+        if not node.connected:
+            return
+        node.connected = False
+        log.warning("node %s is offline: %s", node.info.name, why)
+        _fail_pending(node, f"node {node.info.name} went offline")
+        for listener in self._offline_listeners:
+            listener(node.info.name)
+
+    # ---- commands -----------------------------------------------------------
+
+    def get(self, name: str) -> NodeState:
+        node = self.nodes.get(name)
+        if node is None:
+            raise NotFound(f"no node named {name!r} has connected")
+        return node
+
+    def pick(self, name: str, model: str) -> NodeState:
+        """The node to act on: `name`, or the only connected node that has `model`."""
+        if name:
+            node = self.get(name)
+        else:
+            having = [n for n in self.nodes.values()
+                      if n.connected and any(m.key == model for m in n.info.models)]  # fmt: skip
+            if not having:
+                raise NotFound(f"no connected node has a model {model!r}")
+            if len(having) > 1:
+                names = ", ".join(sorted(n.info.name for n in having))
+                raise InvalidArgument("node", f"{model!r} is on several nodes ({names}); pick one")
+            node = having[0]
+        if not node.connected:
+            raise FailedPrecondition(f"node {node.info.name} is offline")
+        if not any(m.key == model for m in node.info.models):
+            raise NotFound(f"node {node.info.name} has no model {model!r}")
+        return node
+
+    async def command(
+        self, node: NodeState, command: processes_pb2.CoordinatorCommand, wait_s: float = 0
+    ) -> processes_pb2.CommandResult:
+        """Sends `command` and waits for the agent's reply.
+
+        Raises:
+            CommandFailed: the agent reported an error. FailedPrecondition: offline.
+        """
+        command.command_id = uuid.uuid4().hex
+        future: asyncio.Future[processes_pb2.CommandResult] = (
+            asyncio.get_running_loop().create_future()
+        )
+        node.pending[command.command_id] = future
+        await node.outbox.put(command)
+        try:
+            result = await asyncio.wait_for(future, wait_s or COMMAND_TIMEOUT_S)
+        except TimeoutError:
+            node.pending.pop(command.command_id, None)
+            raise CommandFailed(f"node {node.info.name} did not answer in time") from None
+        if not result.ok:
+            raise CommandFailed(f"node {node.info.name}: {result.error}")
+        return result
+
+
+def _fail_pending(node: NodeState, why: str) -> None:
+    for future in node.pending.values():
+        if not future.done():
+            future.set_exception(FailedPrecondition(why))
+    node.pending.clear()

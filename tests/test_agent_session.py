@@ -1,0 +1,156 @@
+"""sq-agent as a real process talking to a real coordinator: registration, start/stop/logs
+commands, heartbeats, offline after missed heartbeats, reconnection, clean exit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+
+from stablequeue import Client
+from stablequeue.v1 import processes_pb2
+from tests.conftest import CoordinatorThread, make_settings
+from tests.helpers import raises, wait_until
+from tests.test_agent_process import SERVER, alive
+
+ROOT = Path(__file__).resolve().parents[1]
+BEAT = 0.3
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path) -> Iterator[CoordinatorThread]:
+    running = CoordinatorThread(make_settings(tmp_path, f"sqlite:///{tmp_path / 'sq.db'}"))
+    yield running
+    running.close()
+
+
+def start_agent(tmp_path: Path, address: str, name: str = "gpu-a") -> subprocess.Popen[str]:
+    config = tmp_path / "models.yml"
+    config.write_text(
+        f"""
+default: sd
+models:
+  sd:
+    name: "Test model"
+    command: {sys.executable}
+    args: ["{SERVER}", "--listen-port", "${{PORT}}", "--startup-delay", "0.2"]
+    health_path: /sdcpp/v1/capabilities
+    idle_timeout: 600
+"""
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.main", "--coordinator", address, "--config", str(config),
+         "--name", name, "--work-dir", str(tmp_path / "agent"), "--heartbeat", str(BEAT)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+
+
+def nodes(sq: Client) -> list[processes_pb2.Node]:
+    return list(sq.call("ListNodes", processes_pb2.ListNodesRequest(), "processes").nodes)
+
+
+def connected(sq: Client, name: str) -> bool:
+    return any(n.info.name == name and n.connected for n in nodes(sq))
+
+
+def test_agent_registers_and_runs_commands(tmp_path: Path, coordinator: CoordinatorThread) -> None:
+    agent = start_agent(tmp_path, coordinator.address)
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-a"))
+            (node,) = nodes(sq)
+            assert [m.key for m in node.info.models] == ["sd"]
+            assert node.info.cpu_count > 0 and node.info.memory_total_mb > 0
+
+            started = sq.call("StartProcess", processes_pb2.StartProcessRequest(model="sd"),
+                              "processes").process  # fmt: skip
+            assert started.state == processes_pb2.PROCESS_STATE_READY and started.pid > 0
+            assert started.node == "gpu-a" or started.node == ""
+            logs = sq.call("GetProcessLogs", processes_pb2.GetProcessLogsRequest(model="sd"),
+                           "processes").lines  # fmt: skip
+            assert any("loading model" in line for line in logs)
+            listed = sq.call("ListProcesses", processes_pb2.ListProcessesRequest(), "processes")
+            wait_until(lambda: any(
+                p.state == processes_pb2.PROCESS_STATE_READY for p in
+                sq.call("ListProcesses", processes_pb2.ListProcessesRequest(),
+                        "processes").processes))  # fmt: skip
+            assert listed.processes
+
+            stopped = sq.call("StopProcess", processes_pb2.StopProcessRequest(model="sd"),
+                              "processes").process  # fmt: skip
+            assert stopped.state == processes_pb2.PROCESS_STATE_STOPPED
+            assert not alive(started.pid)
+            with raises(grpc.StatusCode.NOT_FOUND, "no connected node has a model 'nope'"):
+                sq.call("StartProcess", processes_pb2.StartProcessRequest(model="nope"),
+                        "processes")  # fmt: skip
+
+            # SIGTERM: the agent stops its model processes before it exits.
+            running = sq.call("StartProcess", processes_pb2.StartProcessRequest(model="sd"),
+                              "processes").process  # fmt: skip
+            agent.send_signal(signal.SIGTERM)
+            assert agent.wait(15) == 0
+            assert not alive(running.pid)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+
+
+def test_a_dead_agent_goes_offline_and_a_new_one_reconnects(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    first = start_agent(tmp_path, coordinator.address)
+    second = None
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-a"))
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(10)
+            killed_at = time.monotonic()
+            wait_until(lambda: not connected(sq, "gpu-a"), timeout=10)
+            # Offline within three heartbeat intervals (plus the check's own cadence).
+            assert time.monotonic() - killed_at < 3 * BEAT + 1.5
+            second = start_agent(tmp_path, coordinator.address)
+            wait_until(lambda: connected(sq, "gpu-a"))
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    leftovers = [c for c in psutil.Process().children(recursive=True)
+                 if c.status() == psutil.STATUS_ZOMBIE]  # fmt: skip
+    assert leftovers == []
+
+
+def test_sq_node_commands(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    import json
+
+    from tests.test_cli import sq as run_sq
+
+    agent = start_agent(tmp_path, coordinator.address, name="gpu-b")
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-b"))
+        code, out, _ = run_sq(capsys, coordinator, "nodes", "--json")
+        assert code == 0 and json.loads(out)[0]["info"]["name"] == "gpu-b"
+        assert run_sq(capsys, coordinator, "start", "sd", "--node", "gpu-b")[0] == 0
+        code, out, _ = run_sq(capsys, coordinator, "logs", "sd", "--lines", "50")
+        assert code == 0 and "loading model" in out
+        code, out, _ = run_sq(capsys, coordinator, "processes", "--json")
+        assert json.loads(out)[0]["model"] == "sd"
+        assert run_sq(capsys, coordinator, "stop", "sd")[0] == 0
+        code, _, err = run_sq(capsys, coordinator, "start", "sd", "--node", "nobody")
+        assert code == 1 and "NOT_FOUND: no node named 'nobody'" in err
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(15)
