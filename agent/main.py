@@ -31,7 +31,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from agent.config import ConfigError, load_config
 from agent.process import StartFailed, State
 from agent.supervisor import Supervisor
-from stablequeue.v1 import processes_pb2, processes_pb2_grpc
+from coordinator.backends.base import Attempt, ServerConfig
+from coordinator.backends.sdcpp import SdCppBackend
+from coordinator.errors import BackendRejected, BackendUnavailable
+from stablequeue.v1 import processes_pb2, processes_pb2_grpc, queue_pb2
 
 log = logging.getLogger("sq-agent")
 VERSION = "0.1"
@@ -179,6 +182,9 @@ class Agent:
                 key = command.stop_model.model
                 await self.supervisor.processes[key].stop()
                 result.process.CopyFrom(self.process_info(key))
+            elif kind == "run_job":
+                await self._run_job(command.run_job, outgoing)
+                return  # its updates are the answer
             elif kind == "logs":
                 tail = list(self.supervisor.processes[command.logs.model].tail)
                 result.lines.extend(tail[-command.logs.lines :] if command.logs.lines else tail)
@@ -189,6 +195,49 @@ class Agent:
         except StartFailed as e:
             result.ok, result.error = False, str(e)
         outgoing.put_nowait(processes_pb2.AgentMessage(command_result=result))
+
+    async def _run_job(
+        self,
+        command: processes_pb2.RunJobCommand,
+        outgoing: asyncio.Queue[processes_pb2.AgentMessage],
+    ) -> None:
+        """Runs one job on the model's local server, streaming progress and images."""
+
+        def update(**fields: object) -> None:
+            job_update = processes_pb2.AgentJobUpdate(job_id=command.job_id, **fields)  # type: ignore[arg-type]
+            outgoing.put_nowait(processes_pb2.AgentMessage(job_update=job_update))
+
+        key = command.model
+        try:
+            process = await self.supervisor.ensure_ready(key)
+        except KeyError:
+            update(done=True, error=f"no model {key!r} in this node's models.yml")
+            return
+        except StartFailed as e:
+            update(done=True, error=str(e))
+            return
+        self.supervisor.job_started(key)
+        spec = queue_pb2.JobSpec.FromString(command.spec)
+        spec.params.model = ""  # the node's model was chosen by its key
+        job = queue_pb2.Job(id=command.job_id, spec=spec)
+        backend = SdCppBackend(
+            ServerConfig(alias=f"{self.args.name}:{key}", kind="sdcpp", base_url=process.api)
+        )
+        attempt = Attempt(
+            job,
+            command.job_id,
+            lambda p: update(step=p.step, total_steps=p.total_steps, preview_image=p.preview_image),
+        )
+        try:
+            images = await backend.run(attempt)
+            for image in images:
+                update(image=image.data)
+            update(done=True)
+        except (BackendRejected, BackendUnavailable) as e:
+            update(done=True, error=e.message)
+        finally:
+            await backend.close()
+            self.supervisor.job_finished(key)
 
 
 def _now() -> Timestamp:

@@ -14,11 +14,13 @@ from coordinator.api.models_servicer import ModelsServicer
 from coordinator.api.processes_servicer import ProcessesServicer
 from coordinator.api.queue_servicer import QueueServicer
 from coordinator.auth.keys import KeyService
+from coordinator.backends.base import Backend, ServerConfig
 from coordinator.backends.registry import make_backend
 from coordinator.config import Settings
 from coordinator.dispatch.dispatcher import Dispatcher, DispatchSettings
 from coordinator.library.civitai import CivitaiClient
 from coordinator.library.service import ModelLibrary
+from coordinator.nodes.backend import NodeBackend, is_node_place
 from coordinator.nodes.service import NodeService
 from coordinator.outputs.store import ResultStore
 from coordinator.queue.events import EventBus
@@ -111,18 +113,25 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     )
     servers.on_inventory(library.replace_inventory)
     queue = QueueService(db, bus, servers, results, library)
+    nodes = NodeService()
+
+    def backend_for(config: ServerConfig) -> Backend:
+        return NodeBackend(nodes, config) if is_node_place(config) else make_backend(config)
+
     dispatcher = Dispatcher(
         queue,
         servers,
         results,
-        make_backend,
+        backend_for,
         DispatchSettings(
             max_attempts=settings.max_attempts,
             attempt_timeout=settings.attempt_timeout,
             retry_backoff=settings.retry_backoff,
         ),
         library,
+        nodes.places,
     )
+    nodes.on_change(dispatcher.wake)
     limit = settings.max_message_mb << 20
     server = grpc.aio.server(
         interceptors=[ApiInterceptor(keys, settings.require_auth)],
@@ -135,7 +144,6 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         ],
     )
     queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queue, keys, results), server)
-    nodes = NodeService()
     processes_pb2_grpc.add_ProcessesServiceServicer_to_server(
         ProcessesServicer(servers, dispatcher.running_on, nodes), server
     )

@@ -33,6 +33,7 @@ def coordinator(tmp_path: Path) -> Iterator[CoordinatorThread]:
 
 
 def start_agent(tmp_path: Path, address: str, name: str = "gpu-a") -> subprocess.Popen[str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "models.yml"
     config.write_text(
         f"""
@@ -42,7 +43,7 @@ models:
     name: "Test model"
     command: {sys.executable}
     args: ["{SERVER}", "--listen-port", "${{PORT}}", "--startup-delay", "0.2"]
-    health_path: /sdcpp/v1/capabilities
+    health_path: /sdapi/v1/options
     idle_timeout: 600
 """
     )
@@ -154,3 +155,39 @@ def test_sq_node_commands(
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(15)
+
+
+def test_a_job_runs_on_a_node_and_survives_the_node_dying(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    from stablequeue import txt2img
+    from stablequeue.v1 import queue_pb2
+    from tests.helpers import final_job
+
+    first = start_agent(tmp_path / "a", coordinator.address, name="gpu-a")
+    second = None
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-a"))
+            quick = final_job(sq, sq.submit(txt2img("on a node", model="sd", steps=3, seed=5)).id)
+            assert (quick.status, quick.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-a:sd")
+            assert len(quick.results) == 1 and quick.results[0].seed == 5
+
+            slow = sq.submit(txt2img("long", model="sd", steps=500, app="sdcpp"))
+            wait_until(lambda: sq.get_job(slow.id).status == queue_pb2.JOB_STATUS_PROCESSING)
+            os.kill(first.pid, signal.SIGKILL)  # the node dies mid-job
+            first.wait(10)
+            wait_until(lambda: sq.get_job(slow.id).status == queue_pb2.JOB_STATUS_PENDING)
+            second = start_agent(tmp_path / "b", coordinator.address, name="gpu-b")
+            done = final_job(sq, slow.id)
+            assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-b:sd")
+            assert done.attempts == 2 and len(done.results) == 1
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(15)
+    # The killed agent's model server is an orphan now; end it like a restarted agent would.
+    from agent.supervisor import end_orphans
+
+    end_orphans(tmp_path / "a" / "agent" / "children.json")

@@ -23,7 +23,7 @@ def model(*flags: str, **settings: object) -> ModelConfig:
     return ModelConfig(
         command=sys.executable,
         args=[SERVER, "--listen-port", "${PORT}", *flags],
-        health_path="/sdcpp/v1/capabilities",
+        health_path="/sdapi/v1/options",
         **settings,  # type: ignore[arg-type]
     )
 

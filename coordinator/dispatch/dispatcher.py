@@ -81,6 +81,7 @@ class Dispatcher:
         backends: Callable[[ServerConfig], Backend],
         settings: DispatchSettings,
         library: ModelLibrary | None = None,
+        places: Callable[[], list[ServerState]] | None = None,
     ) -> None:
         self._queue = queue
         self._servers = servers
@@ -91,6 +92,8 @@ class Dispatcher:
         self._running: dict[str, Running] = {}
         self._adapters: dict[str, tuple[ServerConfig, Backend]] = {}  # by server alias
         self._library = library
+        # More places to run jobs than registered servers (node agents' models).
+        self._places = places or (lambda: [])
         # Per job placed this round: (model SHA-256, reference -> alias -> backend name).
         self._names: dict[str, tuple[str, dict[str, dict[str, str]]]] = {}
         self._waiting: dict[str, str] = {}
@@ -171,7 +174,7 @@ class Dispatcher:
                 self.wake()
 
     async def _dispatch(self) -> None:
-        states = {s.row.alias: s for s in await self._servers.list()}
+        states = {s.row.alias: s for s in [*await self._servers.list(), *self._places()]}
         views = [self._view(s) for s in states.values()]
         fresh, self._fresh = self._fresh, []
         # Nothing can start without a free slot: skip the queue scan (submits wake

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from coordinator.queue.convert import timestamp
 from coordinator.queue.states import utcnow
+from coordinator.servers.service import Health, ServerState
+from coordinator.store.tables import ServerRow
 from stablequeue.v1 import processes_pb2
 
 log = logging.getLogger(__name__)
+NODE_SCHEME = "node://"  # base URL of a node place: node://<node>:<model>
 MISSED_HEARTBEATS = 3
 COMMAND_TIMEOUT_S = 300.0
 
@@ -54,11 +57,73 @@ class NodeService:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeState] = {}
         self._offline_listeners: list[Callable[[str], None]] = []
+        self._change_listeners: list[Callable[[], None]] = []
+        # Jobs running on nodes: job id -> the queue its updates go to (None: node lost).
+        self._jobs: dict[str, asyncio.Queue[processes_pb2.AgentJobUpdate | None]] = {}
+        self._job_nodes: dict[str, str] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._sessions = 0
 
     def on_offline(self, listener: Callable[[str], None]) -> None:
         self._offline_listeners.append(listener)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Called when a node connects, goes offline or a process changes state."""
+        self._change_listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._change_listeners:
+            listener()
+
+    def places(self) -> list[ServerState]:
+        """Each model of each node as a place the dispatcher can run a job (kind sdcpp)."""
+        places = []
+        now = utcnow()
+        for node in self.nodes.values():
+            for model in node.info.models:
+                alias = f"{node.info.name}:{model.key}"
+                row = ServerRow(alias=alias, kind="sdcpp", base_url=f"{NODE_SCHEME}{alias}",
+                                max_concurrency=1, created_at=now, updated_at=now)  # fmt: skip
+                health = Health(
+                    "up" if node.connected else "down",
+                    "" if node.connected else f"node {node.info.name} is offline",
+                    model.key,
+                    now,
+                )
+                places.append(ServerState(row, health))
+        return places
+
+    async def run_job(
+        self, node_name: str, model: str, job_id: str, spec: bytes
+    ) -> AsyncIterator[processes_pb2.AgentJobUpdate]:
+        """Has the node run a job; yields its updates until the final one.
+
+        Raises:
+            FailedPrecondition: the node is offline or went offline meanwhile.
+        """
+        node = self.get(node_name)
+        if not node.connected:
+            raise FailedPrecondition(f"node {node_name} is offline")
+        queue: asyncio.Queue[processes_pb2.AgentJobUpdate | None] = asyncio.Queue()
+        self._jobs[job_id] = queue
+        self._job_nodes[job_id] = node_name
+        try:
+            await node.outbox.put(
+                processes_pb2.CoordinatorCommand(
+                    command_id=uuid.uuid4().hex,
+                    run_job=processes_pb2.RunJobCommand(job_id=job_id, model=model, spec=spec),
+                )
+            )
+            while True:
+                update = await queue.get()
+                if update is None:
+                    raise FailedPrecondition(f"node {node_name} went offline during the job")
+                yield update
+                if update.done:
+                    return
+        finally:
+            self._jobs.pop(job_id, None)
+            self._job_nodes.pop(job_id, None)
 
     def start(self) -> None:
         self._monitor = asyncio.create_task(self._watch(), name="sq-node-monitor")
@@ -88,6 +153,7 @@ class NodeService:
             _fail_pending(previous, "the agent reconnected")
         self.nodes[info.name] = node
         log.info("node %s connected (%d models)", info.name, len(info.models))
+        self._changed()
         reader = asyncio.create_task(self._read(node, messages))
         get: asyncio.Task[processes_pb2.CoordinatorCommand] | None = None
         try:
@@ -117,10 +183,16 @@ class NodeService:
                 if not node.connected:
                     node.connected = True
                     log.info("node %s is back", node.info.name)
+                    self._changed()
             elif kind == "process_state":
                 state = message.process_state
                 state.node = node.info.name
                 node.processes[state.model] = state
+                self._changed()
+            elif kind == "job_update":
+                queue = self._jobs.get(message.job_update.job_id)
+                if queue is not None:
+                    queue.put_nowait(message.job_update)
             elif kind == "command_result":
                 future = node.pending.pop(message.command_result.command_id, None)
                 if future is not None and not future.done():
@@ -141,8 +213,12 @@ class NodeService:
         node.connected = False
         log.warning("node %s is offline: %s", node.info.name, why)
         _fail_pending(node, f"node {node.info.name} went offline")
+        for job_id, name in list(self._job_nodes.items()):
+            if name == node.info.name and job_id in self._jobs:
+                self._jobs[job_id].put_nowait(None)
         for listener in self._offline_listeners:
             listener(node.info.name)
+        self._changed()
 
     # ---- commands -----------------------------------------------------------
 

@@ -3,8 +3,9 @@
     python tests/fakes/sd_server_process.py --listen-port PORT [--startup-delay S]
         [--crash-after S] [--hang-on-start] [--ignore-sigterm] [--model PATH]
 
-It serves `/sdcpp/v1/capabilities` and a blocking `/sdapi/v1/txt2img` once
-"loaded"; the flags give the misbehaviours supervision must handle.
+Like an sd-server build from before the native async API, it serves the A1111-style
+`/sdapi/v1/options` and a blocking `/sdapi/v1/txt2img` once "loaded"; the flags give
+the misbehaviours supervision must handle.
 """
 
 from __future__ import annotations
@@ -61,13 +62,6 @@ def main() -> None:
 
     model_name = args.model.rsplit("/", 1)[-1]
 
-    async def capabilities(request: web.Request) -> web.Response:
-        return web.json_response(
-            {"model": {"name": model_name, "stem": model_name.rsplit(".", 1)[0],
-                       "path": args.model}, "loras": [], "samplers": ["euler", "euler_a"],
-             "features": {"cancel_queued": True, "cancel_generating": False}}
-        )  # fmt: skip
-
     async def options(request: web.Request) -> web.Response:
         return web.json_response({"samples_format": "png", "sd_model_checkpoint": model_name})
 
@@ -82,7 +76,6 @@ def main() -> None:
         return web.json_response({"images": [image.decode()], "parameters": body, "info": info})
 
     app = web.Application()
-    app.router.add_get("/sdcpp/v1/capabilities", capabilities)
     app.router.add_get("/sdapi/v1/options", options)
     app.router.add_post("/sdapi/v1/txt2img", txt2img)
     print(f"listening on http://{args.listen_ip}:{args.listen_port}", flush=True)

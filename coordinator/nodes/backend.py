@@ -1,0 +1,66 @@
+"""A model on a node as a backend: the job goes to the node's agent, which runs it on
+its local server and streams progress and images back over its session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from coordinator.backends.base import Attempt, Image, Probe, ServerConfig
+from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition, NotFound
+from coordinator.nodes.service import NODE_SCHEME, NodeService
+from coordinator.outputs.store import mime_of
+from stablequeue.v1 import queue_pb2
+
+log = logging.getLogger(__name__)
+
+
+def is_node_place(config: ServerConfig) -> bool:
+    return config.base_url.startswith(NODE_SCHEME)
+
+
+class NodeBackend:
+    def __init__(self, nodes: NodeService, config: ServerConfig) -> None:
+        self._nodes = nodes
+        self.node, _, self.model = config.base_url.removeprefix(NODE_SCHEME).rpartition(":")
+
+    async def probe(self) -> Probe:
+        node = self._nodes.nodes.get(self.node)
+        if node is None or not node.connected:
+            return Probe(False, f"node {self.node} is offline")
+        return Probe(True, "", self.model)
+
+    async def run(self, attempt: Attempt) -> list[Image]:
+        images: list[Image] = []
+        seed = attempt.job.spec.params.seed if attempt.job.spec.HasField("params") else -1
+        try:
+            async for update in self._nodes.run_job(
+                self.node, self.model, attempt.job.id, attempt.job.spec.SerializeToString()
+            ):
+                if update.error:
+                    raise BackendRejected(f"node {self.node}: {update.error}")
+                if update.image:
+                    n = len(images)
+                    images.append(Image(update.image, mime_of(update.image),
+                                        seed + n if seed >= 0 else -1))  # fmt: skip
+                elif update.total_steps or update.preview_image:
+                    progress = queue_pb2.JobProgress(
+                        step=update.step, total_steps=update.total_steps, eta_seconds=-1.0,
+                        fraction=update.step / update.total_steps if update.total_steps else 0.0,
+                        preview_image=update.preview_image,
+                    )  # fmt: skip
+                    result = attempt.on_progress(progress)
+                    if asyncio.iscoroutine(result):
+                        await result
+        except (FailedPrecondition, NotFound) as e:
+            raise BackendUnavailable(str(e)) from e
+        return images
+
+    async def cancel(self, attempt: Attempt) -> None:
+        log.info("job %s: cancelling on node %s is not supported yet", attempt.job.id, self.node)
+
+    async def recover(self, attempt: Attempt) -> list[Image] | None:
+        return None
+
+    async def close(self) -> None:
+        return None
