@@ -34,7 +34,11 @@ LOOKAHEAD = 200
 MAX_FRESH = 1000
 SLOT_WAIT = "waiting for a free slot"
 MAX_REASONS = 50  # waiting jobs told why on each round
-NOTE_DELAY_S = 0.25
+NOTE_DELAY_S = 0.5
+# At most this many newly submitted jobs are told why they wait per NOTE_DELAY_S
+# while no server can take work: a burst of thousands would otherwise cost a row
+# update each (measured: submit throughput fell by a fifth).
+FRESH_REASONS = 20
 PREVIEW_EVERY_S = 0.5
 # Events that can change a decision. A status change only can when a job (re)enters
 # the queue (retry, re-queue); a job leaving a server wakes us from its attempt.
@@ -187,7 +191,7 @@ class Dispatcher:
             return
         paused = await self._queue.is_paused()
         if paused or no_slot:
-            for job in fresh:
+            for job in fresh[: max(0, FRESH_REASONS - len(self._later))]:
                 self._later[job.id] = (
                     "the queue is paused" if paused else choose_server(views, _job_view(job))[1]
                 )
