@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -53,3 +54,11 @@ def final_job(sq: Client, job_id: str) -> queue_pb2.Job:
         last = event
     assert last is not None
     return sq.get_job(last.job.id)
+
+
+def kill_all(*processes: subprocess.Popen[str] | None) -> None:
+    """Kills and reaps the child processes a test started that are still running."""
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()

@@ -18,7 +18,7 @@ import pytest
 from stablequeue import Client
 from stablequeue.v1 import processes_pb2
 from tests.conftest import CoordinatorThread, make_settings
-from tests.helpers import raises, wait_until
+from tests.helpers import kill_all, raises, wait_until
 from tests.test_agent_process import SERVER, alive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,10 +122,7 @@ def test_a_dead_agent_goes_offline_and_a_new_one_reconnects(
             second = start_agent(tmp_path, coordinator.address)
             wait_until(lambda: connected(sq, "gpu-a"))
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
+        kill_all(first, second)
     leftovers = [c for c in psutil.Process().children(recursive=True)
                  if c.status() == psutil.STATUS_ZOMBIE]  # fmt: skip
     assert leftovers == []

@@ -16,7 +16,7 @@ from stablequeue.v1 import queue_pb2
 from tests.conftest import CoordinatorThread
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.forge import png
-from tests.helpers import final_job, raises, register_server, wait_until
+from tests.helpers import final_job, kill_all, raises, register_server, wait_until
 from tests.test_durability import CoordinatorProcess
 
 # EmptyImage → ImageBlur (takes `blur_seconds`) → SaveImage: no model weights needed.
@@ -181,10 +181,7 @@ def test_coordinator_sigkill_recovers_the_comfyui_job_without_running_it_again(
             assert len(done.results) == 2
             assert len(list((tmp_path / "data" / "outputs").rglob("*.png"))) == 2
     finally:
-        for process in (first, second):
-            if process is not None and process.proc.poll() is None:
-                process.proc.kill()
-                process.proc.wait()
+        kill_all(first.proc, second.proc if second else None)
         comfy.close()
 
 
@@ -207,10 +204,7 @@ def test_prompt_finished_while_the_coordinator_was_down_is_collected(
             assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
             assert (done.attempts, len(done.results), len(comfy.executions)) == (1, 2, 1)
     finally:
-        for process in (first, second):
-            if process is not None and process.proc.poll() is None:
-                process.proc.kill()
-                process.proc.wait()
+        kill_all(first.proc, second.proc if second else None)
         comfy.close()
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from stablequeue import Client, txt2img
 from stablequeue.v1 import common_pb2, processes_pb2, queue_pb2
 from tests.fakes.forge import FakeForge
+from tests.helpers import kill_all
 from tests.test_durability import CoordinatorProcess
 
 
@@ -38,8 +39,5 @@ def test_sigkill_mid_job_requeues_the_forge_job_and_it_completes_once(
             outputs = list((tmp_path / "data" / "outputs").rglob("*.png"))
             assert len(outputs) == 1
     finally:
-        for process in (first, second):
-            if process is not None and process.proc.poll() is None:
-                process.proc.kill()
-                process.proc.wait()
+        kill_all(first.proc, second.proc if second else None)
         forge.close()
