@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_queue.py
 	$(BIN)/python bench/bench_dispatch.py
 	$(BIN)/python bench/bench_library.py
+	$(BIN)/python bench/bench_agent.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
