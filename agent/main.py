@@ -217,6 +217,7 @@ class Agent:
             update(done=True, error=str(e))
             return
         self.supervisor.job_started(key)
+        update(step=0)  # the model is ready: generation starts
         spec = queue_pb2.JobSpec.FromString(command.spec)
         spec.params.model = ""  # the node's model was chosen by its key
         job = queue_pb2.Job(id=command.job_id, spec=spec)

@@ -166,7 +166,12 @@ def test_a_job_runs_on_a_node_and_survives_the_node_dying(
     try:
         with coordinator.client() as sq:
             wait_until(lambda: connected(sq, "gpu-a"))
-            quick = final_job(sq, sq.submit(txt2img("on a node", model="sd", steps=3, seed=5)).id)
+            job = sq.submit(txt2img("on a node", model="sd", steps=3, seed=5))
+            stages = [event.job.stage for event in sq.watch_job(job.id)]
+            # The node's model was stopped: the job shows it starting, then generating.
+            starting = stages.index(queue_pb2.JOB_STAGE_STARTING_MODEL)
+            assert queue_pb2.JOB_STAGE_GENERATING in stages[starting:]
+            quick = sq.get_job(job.id)
             assert (quick.status, quick.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-a:sd")
             assert len(quick.results) == 1 and quick.results[0].seed == 5
 

@@ -19,9 +19,12 @@ import certifi
 import httpx
 
 from coordinator.errors import BackendRejected, BackendUnavailable
+from coordinator.queue.states import JobStage
 from stablequeue.v1 import queue_pb2
 
 ProgressCallback = Callable[[queue_pb2.JobProgress], Awaitable[None] | None]
+# Reports what a running job is doing (stage, human-readable reason).
+StageCallback = Callable[[JobStage, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,11 @@ class Attempt:
     # the job names (absent when the library does not know), and the model's hash.
     names: dict[str, str] = field(default_factory=dict)
     model_sha256: str = ""
+    on_stage: StageCallback | None = None
+
+    async def stage(self, stage: JobStage, reason: str = "") -> None:
+        if self.on_stage is not None:
+            await self.on_stage(stage, reason)
 
 
 class Backend(Protocol):

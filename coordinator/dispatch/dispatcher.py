@@ -321,6 +321,9 @@ class Dispatcher:
         attempt.names = {ref: hosts[alias] for ref, hosts in names.items() if alias in hosts}
         running = Running(job, server, attempt, backend)
         attempt.on_progress = self._progress_relay(running)
+        attempt.on_stage = lambda stage, reason: self._queue.note(
+            job_id, JobStatus.PROCESSING, stage, reason
+        )
         self._running[job.id] = running
         running.task = asyncio.create_task(self._attempt(running), name=f"sq-job-{job.id}")
 

@@ -10,7 +10,8 @@ from coordinator.backends.base import Attempt, Image, Probe, ServerConfig
 from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition, NotFound
 from coordinator.nodes.service import NODE_SCHEME, NodeService
 from coordinator.outputs.store import mime_of
-from stablequeue.v1 import queue_pb2
+from coordinator.queue.states import JobStage
+from stablequeue.v1 import processes_pb2, queue_pb2
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,20 @@ class NodeBackend:
     async def run(self, attempt: Attempt) -> list[Image]:
         images: list[Image] = []
         seed = attempt.job.spec.params.seed if attempt.job.spec.HasField("params") else -1
+        node = self._nodes.nodes.get(self.node)
+        process = node.processes.get(self.model) if node is not None else None
+        starting = process is None or process.state != processes_pb2.PROCESS_STATE_READY
+        if starting:
+            await attempt.stage(JobStage.STARTING_MODEL, f"starting {self.model} on {self.node}")
         try:
             async for update in self._nodes.run_job(
                 self.node, self.model, attempt.job.id, attempt.job.spec.SerializeToString()
             ):
                 if update.error:
                     raise BackendRejected(f"node {self.node}: {update.error}")
+                if starting:  # the first update means the model is up and working
+                    starting = False
+                    await attempt.stage(JobStage.GENERATING)
                 if update.image:
                     n = len(images)
                     images.append(Image(update.image, mime_of(update.image),
