@@ -133,6 +133,9 @@ def test_sq_node_commands(
 ) -> None:
     import json
 
+    from stablequeue import txt2img
+    from stablequeue.v1 import queue_pb2
+    from tests.helpers import final_job
     from tests.test_cli import sq as run_sq
 
     agent = start_agent(tmp_path, coordinator.address, name="gpu-b")
@@ -149,6 +152,16 @@ def test_sq_node_commands(
         assert run_sq(capsys, coordinator, "stop", "sd")[0] == 0
         code, _, err = run_sq(capsys, coordinator, "start", "sd", "--node", "nobody")
         assert code == 1 and "NOT_FOUND: no node named 'nobody'" in err
+
+        # A drained node takes no new job; undrained, it runs it.
+        assert run_sq(capsys, coordinator, "drain", "gpu-b")[0] == 0
+        with coordinator.client() as sq:
+            job = sq.submit(txt2img("held", model="sd", steps=2, app="sdcpp"))
+            wait_until(lambda: "gpu-b:sd is paused" in sq.get_job(job.id).reason)
+            assert sq.get_job(job.id).status == queue_pb2.JOB_STATUS_PENDING
+            assert run_sq(capsys, coordinator, "drain", "gpu-b", "--undo")[0] == 0
+            done = final_job(sq, job.id)
+            assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-b:sd")
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(15)

@@ -181,6 +181,15 @@ class ProcessesServicer(processes_pb2_grpc.ProcessesServiceServicer):
         result = await self._nodes.command(node, command, wait_s=30)
         return processes_pb2.GetProcessLogsResponse(lines=result.lines)
 
+    async def DrainNode(
+        self, request: processes_pb2.DrainNodeRequest, context: Ctx
+    ) -> processes_pb2.DrainNodeResponse:
+        if not request.node:
+            raise InvalidArgument("node", "required")
+        return processes_pb2.DrainNodeResponse(
+            node=self._nodes.drain(request.node, request.drain).to_pb()
+        )
+
 
 def _model(value: str) -> str:
     if not value:

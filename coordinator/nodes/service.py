@@ -43,6 +43,7 @@ class NodeState:
     outbox: asyncio.Queue[processes_pb2.CoordinatorCommand] = field(default_factory=asyncio.Queue)
     pending: dict[str, asyncio.Future[processes_pb2.CommandResult]] = field(default_factory=dict)
     session: int = 0
+    draining: bool = False
 
     def to_pb(self) -> processes_pb2.Node:
         return processes_pb2.Node(
@@ -50,6 +51,7 @@ class NodeState:
             connected=self.connected,
             last_heartbeat_at=timestamp(self.last_heartbeat_at),  # type: ignore[arg-type]
             processes=list(self.processes.values()),
+            draining=self.draining,
         )
 
 
@@ -83,7 +85,8 @@ class NodeService:
             for model in node.info.models:
                 alias = f"{node.info.name}:{model.key}"
                 row = ServerRow(alias=alias, kind="sdcpp", base_url=f"{NODE_SCHEME}{alias}",
-                                max_concurrency=1, created_at=now, updated_at=now)  # fmt: skip
+                                max_concurrency=1, paused=node.draining,
+                                created_at=now, updated_at=now)  # fmt: skip
                 health = Health(
                     "up" if node.connected else "down",
                     "" if node.connected else f"node {node.info.name} is offline",
@@ -151,6 +154,7 @@ class NodeService:
         previous = self.nodes.get(info.name)
         if previous is not None:
             _fail_pending(previous, "the agent reconnected")
+            node.draining = previous.draining  # a reconnect does not undo a drain
         self.nodes[info.name] = node
         log.info("node %s connected (%d models)", info.name, len(info.models))
         self._changed()
@@ -221,6 +225,14 @@ class NodeService:
         self._changed()
 
     # ---- commands -----------------------------------------------------------
+
+    def drain(self, name: str, drain: bool) -> NodeState:
+        """Stops (or resumes) sending new jobs to `name`; running jobs finish."""
+        node = self.get(name)
+        node.draining = drain
+        log.info("node %s %s", name, "draining" if drain else "takes jobs again")
+        self._changed()
+        return node
 
     def get(self, name: str) -> NodeState:
         node = self.nodes.get(name)

@@ -400,6 +400,13 @@ def cmd_nodes(sq: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drain(sq: Client, args: argparse.Namespace) -> int:
+    request = processes_pb2.DrainNodeRequest(node=args.node, drain=not args.undo)
+    node = sq.call("DrainNode", request, "processes").node
+    render.console.print(render.nodes_table([node]))
+    return 0
+
+
 def cmd_processes(sq: Client, args: argparse.Namespace) -> int:
     request = processes_pb2.ListProcessesRequest(node=args.node)
     processes = sq.call("ListProcesses", request, "processes").processes
@@ -575,6 +582,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("nodes", help="node agents: connected or not, resources")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_nodes)
+    p = sub.add_parser("drain", help="let a node finish its jobs and take no new ones")
+    p.add_argument("node")
+    p.add_argument("--undo", action="store_true", help="take jobs again")
+    p.set_defaults(func=cmd_drain)
     p = sub.add_parser("processes", help="model processes on the nodes")
     p.add_argument("--node", default="")
     p.add_argument("--json", action="store_true")

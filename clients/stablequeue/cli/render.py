@@ -244,7 +244,9 @@ def nodes_table(nodes: Iterable[Any]) -> Table:
     for node in nodes:
         data = to_dict(node)
         table.add_row(
-            node.info.name, "online" if node.connected else "[red]offline[/]",
+            node.info.name,
+            ("online" if node.connected else "[red]offline[/]")
+            + (", draining" if node.draining else ""),
             data.get("last_heartbeat_at", "-"), str(node.info.cpu_count),
             f"{node.info.memory_total_mb:,} MB", ", ".join(m.key for m in node.info.models),
         )  # fmt: skip

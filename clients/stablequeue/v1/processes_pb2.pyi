@@ -273,16 +273,32 @@ class ProcessInfo(_message.Message):
     def __init__(self, model: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., port: _Optional[int] = ..., reason: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jobs_in_flight: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("info", "connected", "last_heartbeat_at", "processes")
+    __slots__ = ("info", "connected", "last_heartbeat_at", "processes", "draining")
     INFO_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_AT_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     info: NodeInfo
     connected: bool
     last_heartbeat_at: _timestamp_pb2.Timestamp
     processes: _containers.RepeatedCompositeFieldContainer[ProcessInfo]
-    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., connected: _Optional[bool] = ..., last_heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ...) -> None: ...
+    draining: bool
+    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., connected: _Optional[bool] = ..., last_heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ..., draining: _Optional[bool] = ...) -> None: ...
+
+class DrainNodeRequest(_message.Message):
+    __slots__ = ("node", "drain")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    drain: bool
+    def __init__(self, node: _Optional[str] = ..., drain: _Optional[bool] = ...) -> None: ...
+
+class DrainNodeResponse(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("time", "cpu_percent", "memory_used_mb", "gpus")

@@ -100,6 +100,11 @@ class ProcessesServiceStub:
                 request_serializer=stablequeue_dot_v1_dot_processes__pb2.GetProcessLogsRequest.SerializeToString,
                 response_deserializer=stablequeue_dot_v1_dot_processes__pb2.GetProcessLogsResponse.FromString,
                 _registered_method=True)
+        self.DrainNode = channel.unary_unary(
+                '/stablequeue.v1.ProcessesService/DrainNode',
+                request_serializer=stablequeue_dot_v1_dot_processes__pb2.DrainNodeRequest.SerializeToString,
+                response_deserializer=stablequeue_dot_v1_dot_processes__pb2.DrainNodeResponse.FromString,
+                _registered_method=True)
 
 
 class ProcessesServiceServicer:
@@ -198,6 +203,13 @@ class ProcessesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainNode(self, request, context):
+        """Drains a node: running jobs finish, no new ones are sent (undrain to resume).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProcessesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -265,6 +277,11 @@ def add_ProcessesServiceServicer_to_server(servicer, server):
                     servicer.GetProcessLogs,
                     request_deserializer=stablequeue_dot_v1_dot_processes__pb2.GetProcessLogsRequest.FromString,
                     response_serializer=stablequeue_dot_v1_dot_processes__pb2.GetProcessLogsResponse.SerializeToString,
+            ),
+            'DrainNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainNode,
+                    request_deserializer=stablequeue_dot_v1_dot_processes__pb2.DrainNodeRequest.FromString,
+                    response_serializer=stablequeue_dot_v1_dot_processes__pb2.DrainNodeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -619,6 +636,33 @@ class ProcessesService:
             '/stablequeue.v1.ProcessesService/GetProcessLogs',
             stablequeue_dot_v1_dot_processes__pb2.GetProcessLogsRequest.SerializeToString,
             stablequeue_dot_v1_dot_processes__pb2.GetProcessLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stablequeue.v1.ProcessesService/DrainNode',
+            stablequeue_dot_v1_dot_processes__pb2.DrainNodeRequest.SerializeToString,
+            stablequeue_dot_v1_dot_processes__pb2.DrainNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,
