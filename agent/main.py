@@ -20,7 +20,7 @@ import platform
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import grpc
 import psutil
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent.cli_job import CliFailed, run_cli
 from agent.config import ConfigError, load_config
 from agent.process import StartFailed, State
 from agent.supervisor import Supervisor
@@ -208,6 +209,10 @@ class Agent:
             outgoing.put_nowait(processes_pb2.AgentMessage(job_update=job_update))
 
         key = command.model
+        model = self.supervisor.config.models.get(key)
+        if model is not None and model.exec_mode == "cli":
+            await self._run_cli_job(command, key, update)
+            return
         try:
             process = await self.supervisor.ensure_ready(key)
         except KeyError:
@@ -238,6 +243,25 @@ class Agent:
             update(done=True, error=e.message)
         finally:
             await backend.close()
+            self.supervisor.job_finished(key)
+
+    async def _run_cli_job(
+        self, command: processes_pb2.RunJobCommand, key: str, update: Callable[..., None]
+    ) -> None:
+        spec = queue_pb2.JobSpec.FromString(command.spec)
+        self.supervisor.job_started(key)
+        update(step=0)
+        try:
+            images = await run_cli(
+                key, self.supervisor.config.models[key], self.supervisor.config.base_dir,
+                spec.params,
+            )  # fmt: skip
+            for data in images:
+                update(image=data)
+            update(done=True)
+        except CliFailed as e:
+            update(done=True, error=str(e))
+        finally:
             self.supervisor.job_finished(key)
 
 

@@ -206,3 +206,44 @@ def test_a_job_runs_on_a_node_and_survives_the_node_dying(
     from agent.supervisor import end_orphans
 
     end_orphans(tmp_path / "a" / "agent" / "children.json")
+
+
+def test_cli_mode_models_run_one_process_per_job(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    from stablequeue import txt2img
+    from stablequeue.v1 import queue_pb2
+    from tests.helpers import final_job
+
+    cli = Path(__file__).parent / "fakes" / "sd_cli_process.py"
+    config = tmp_path / "models.yml"
+    config.write_text(
+        f"models:\n  flux-cli:\n    command: {sys.executable}\n    exec_mode: cli\n"
+        f'    args: ["{cli}", "-m", "/models/${{MODEL}}.gguf"]\n'
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent.main", "--coordinator", coordinator.address, "--config",
+         str(config), "--name", "gpu-c", "--work-dir", str(tmp_path / "agent"),
+         "--heartbeat", str(BEAT)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-c"))
+            spec = txt2img("a lighthouse", model="flux-cli", steps=4, seed=9, batch_size=2,
+                           width=512, height=256)  # fmt: skip
+            done = final_job(sq, sq.submit(spec).id)
+            assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-c:flux-cli")
+            assert [(r.width, r.height, r.seed) for r in done.results] == [
+                (32, 16, 9),
+                (32, 16, 10),
+            ]
+            failed = final_job(sq, sq.submit(txt2img("FAIL now", model="flux-cli")).id)
+            assert failed.status == queue_pb2.JOB_STATUS_FAILED
+            assert "exited with code 1" in failed.reason and "simulated failure" in failed.reason
+        import tempfile
+
+        assert not list(Path(tempfile.gettempdir()).glob("sq-cli-*"))  # outputs removed
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(15)
