@@ -104,6 +104,26 @@ def cmd_submit(sq: Client, args: argparse.Namespace) -> int:
     return 0 if all(j.status == queue_pb2.JOB_STATUS_COMPLETED for j in finals) else 1
 
 
+def show_page(
+    command: str,
+    items: Any,
+    token: str,
+    table: Callable[[Any], Any],
+    as_json: bool,
+    key: str = "",
+) -> int:
+    """One page of a list command: JSON with the next token, or a table and a hint."""
+    if as_json:
+        render.print_json(
+            {key or command: [render.to_dict(i) for i in items], "next_page_token": token}
+        )
+        return 0
+    render.console.print(table(items))
+    if token:
+        render.console.print(f"more: sq {command} --page-token {token}", style="dim")
+    return 0
+
+
 def cmd_jobs(sq: Client, args: argparse.Namespace) -> int:
     statuses = [STATUSES[s] for s in args.status] or (
         [] if args.all_statuses else [STATUSES["pending"], STATUSES["processing"]]
@@ -117,18 +137,7 @@ def cmd_jobs(sq: Client, args: argparse.Namespace) -> int:
         "order": queue_pb2.JOB_ORDER_NEWEST if args.newest else queue_pb2.JOB_ORDER_QUEUE,
     }
     page = sq.list_jobs(page_size=args.limit, page_token=args.page_token, **filters)
-    if args.json:
-        render.print_json(
-            {
-                "jobs": [render.to_dict(j) for j in page.jobs],
-                "next_page_token": page.next_page_token,
-            }
-        )
-        return 0
-    render.console.print(render.jobs_table(page.jobs))
-    if page.next_page_token:
-        render.console.print(f"more: sq jobs --page-token {page.next_page_token}", style="dim")
-    return 0
+    return show_page("jobs", page.jobs, page.next_page_token, render.jobs_table, args.json)
 
 
 def cmd_show(sq: Client, args: argparse.Namespace) -> int:
@@ -286,18 +295,9 @@ def cmd_images(sq: Client, args: argparse.Namespace) -> int:
     if args.until:
         filters["until"] = args.until
     page = sq.list_results(page_size=args.limit, page_token=args.page_token, **filters)
-    if args.json:
-        render.print_json(
-            {
-                "results": [render.to_dict(r) for r in page.results],
-                "next_page_token": page.next_page_token,
-            }
-        )
-        return 0
-    render.console.print(render.results_table(page.results))
-    if page.next_page_token:
-        render.console.print(f"more: sq images --page-token {page.next_page_token}", style="dim")
-    return 0
+    return show_page(
+        "images", page.results, page.next_page_token, render.results_table, args.json, "results"
+    )
 
 
 def cmd_image(sq: Client, args: argparse.Namespace) -> int:
