@@ -89,7 +89,7 @@ class Agent:
             pid=(process.pid or 0) if process.state not in (State.STOPPED, State.FAILED) else 0,
             port=process.port or 0,
             reason=process.detail,
-            since=_now(),
+            since=_timestamp(process.changed_at),
             jobs_in_flight=self.supervisor.in_flight[key],
         )
 
@@ -268,6 +268,12 @@ class Agent:
 def _now() -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(datetime.now(UTC))
+    return stamp
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
     return stamp
 
 

@@ -89,6 +89,7 @@ class ModelProcess:
         self.detail = ""
         self.port: int | None = None
         self.started_at = 0.0
+        self.changed_at = time.time()  # wall clock of the last state change
         self.proc: asyncio.subprocess.Process | None = None
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self._starting: asyncio.Task[None] | None = None
@@ -105,6 +106,7 @@ class ModelProcess:
 
     def _set(self, state: State, detail: str = "") -> None:
         self.state, self.detail = state, detail
+        self.changed_at = time.time()
         log.info("model %s: %s %s", self.key, state, detail)
         if self._on_state is not None:
             self._on_state(self.key, state, detail)
