@@ -5,8 +5,9 @@
 It validates models.yml, starts preload models, then holds one session with the
 coordinator (ProcessesService.AgentSession): registers the node and its models,
 sends heartbeats and every process state change, and carries out the commands it
-receives (start, stop, logs). A lost connection is retried with backoff and the
-node registers again. SIGTERM/SIGINT stop every model process before exiting.
+receives (start, stop, logs, run and cancel jobs). A lost connection is retried
+with backoff and the node registers again. SIGHUP reloads models.yml (unchanged
+models keep running); SIGTERM/SIGINT stop every model process before exiting.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.cli_job import CliFailed, run_cli
 from agent.config import ConfigError, load_config
+from agent.gpus import Gpus, load_nvml
 from agent.process import StartFailed, State
 from agent.supervisor import Supervisor
 from coordinator.backends.base import Attempt, ServerConfig
@@ -49,11 +51,13 @@ STATES = {
 
 
 class Agent:
-    def __init__(self, args: argparse.Namespace, supervisor: Supervisor) -> None:
+    def __init__(self, args: argparse.Namespace, supervisor: Supervisor, gpus: Gpus) -> None:
         self.args = args
         self.supervisor = supervisor
+        self.gpus = gpus
         self._outgoing: asyncio.Queue[processes_pb2.AgentMessage] | None = None
         self._commands: set[asyncio.Task[None]] = set()
+        self._jobs: dict[str, asyncio.Task[None]] = {}  # job id -> the task running it
 
     # ---- what the coordinator hears --------------------------------------------
 
@@ -67,6 +71,7 @@ class Agent:
             memory_total_mb=psutil.virtual_memory().total // 2**20,
             agent_version=VERSION,
             heartbeat_interval=self.args.heartbeat,
+            gpus=self.gpu_info(),
             models=[
                 processes_pb2.NodeModel(
                     key=key,
@@ -79,6 +84,28 @@ class Agent:
                 for key, m in config.models.items()
             ],
         )
+
+    def gpu_info(self) -> list[processes_pb2.GpuInfo]:
+        return [
+            processes_pb2.GpuInfo(index=g.index, name=g.name, vram_total_mb=g.total_mb,
+                                  vram_free_mb=g.free_mb, utilization_percent=g.utilization)
+            for g in self.gpus.read()
+        ]  # fmt: skip
+
+    def reload(self) -> None:
+        """Reads models.yml again (SIGHUP); a bad file changes nothing."""
+        try:
+            config = load_config(self.args.config)
+        except ConfigError as e:
+            log.error("%s not reloaded, the running configuration stays:\n%s", self.args.config, e)
+            return
+        added, changed, removed = self.supervisor.reload(config)
+        log.info("reloaded %s: added %s, changed %s, removed %s", self.args.config,
+                 added or "none", changed or "none", removed or "none")  # fmt: skip
+        if self._outgoing is not None:
+            self._outgoing.put_nowait(processes_pb2.AgentMessage(register=self.node_info()))
+            for key in added:
+                self.state_changed(key, State.STOPPED, "")
 
     def process_info(self, key: str) -> processes_pb2.ProcessInfo:
         process = self.supervisor.processes[key]
@@ -155,6 +182,7 @@ class Agent:
                 time=_now(),
                 cpu_percent=psutil.cpu_percent(),
                 memory_used_mb=psutil.virtual_memory().used // 2**20,
+                gpus=self.gpu_info(),
             )
             outgoing.put_nowait(processes_pb2.AgentMessage(heartbeat=beat))
             await asyncio.sleep(self.args.heartbeat)
@@ -184,8 +212,10 @@ class Agent:
                 await self.supervisor.processes[key].stop()
                 result.process.CopyFrom(self.process_info(key))
             elif kind == "run_job":
-                await self._run_job(command.run_job, outgoing)
+                await self._run_job_task(command.run_job, outgoing)
                 return  # its updates are the answer
+            elif kind == "cancel_job":
+                await self._cancel_job(command.cancel_job.job_id)
             elif kind == "logs":
                 tail = list(self.supervisor.processes[command.logs.model].tail)
                 result.lines.extend(tail[-command.logs.lines :] if command.logs.lines else tail)
@@ -196,6 +226,32 @@ class Agent:
         except StartFailed as e:
             result.ok, result.error = False, str(e)
         outgoing.put_nowait(processes_pb2.AgentMessage(command_result=result))
+
+    async def _run_job_task(
+        self,
+        command: processes_pb2.RunJobCommand,
+        outgoing: asyncio.Queue[processes_pb2.AgentMessage],
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._jobs[command.job_id] = task
+        try:
+            await self._run_job(command, outgoing)
+        except asyncio.CancelledError:
+            if self._jobs.get(command.job_id) is not task:
+                raise  # the agent is going away
+            log.info("job %s cancelled", command.job_id)
+        finally:
+            if self._jobs.get(command.job_id) is task:
+                del self._jobs[command.job_id]
+
+    async def _cancel_job(self, job_id: str) -> None:
+        """Ends a running job's work; a job that is not running here is already over."""
+        task = self._jobs.get(job_id)
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=60)
 
     async def _run_job(
         self,
@@ -241,9 +297,24 @@ class Agent:
             update(done=True)
         except (BackendRejected, BackendUnavailable) as e:
             update(done=True, error=e.message)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._end_generation(key, backend, attempt))
+            raise
         finally:
             await backend.close()
             self.supervisor.job_finished(key)
+
+    async def _end_generation(self, key: str, backend: SdCppBackend, attempt: Attempt) -> None:
+        """Stops a cancelled job's work on the model's server: a queued job is dropped;
+        one being generated can only be ended by stopping the server (sd-server has no
+        interrupt), which frees the GPU for the next job."""
+        try:
+            if await backend.drop(attempt):
+                return
+        except (BackendRejected, BackendUnavailable) as e:
+            log.warning("job %s: could not cancel it on %s: %s", attempt.job.id, key, e.message)
+        log.info("job %s cancelled while generating: restarting %s to end it", attempt.job.id, key)
+        await self.supervisor.interrupt(key)
 
     async def _run_cli_job(
         self, command: processes_pb2.RunJobCommand, key: str, update: Callable[..., None]
@@ -285,6 +356,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", default=socket.gethostname(), help="node name")
     parser.add_argument("--work-dir", type=Path, default=Path("sq-agent"), help="logs, state")
     parser.add_argument("--heartbeat", type=float, default=5.0, help="seconds between beats")
+    parser.add_argument(
+        "--vram-mb", type=int, default=0,
+        help="VRAM of a GPU NVML cannot read (AMD, Intel, Apple), for VRAM-based eviction",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -293,19 +368,26 @@ async def serve(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     holder: list[Agent] = []
     supervisor = Supervisor(
-        config, args.work_dir, on_state=lambda k, s, d: holder[0].state_changed(k, s, d)
+        config,
+        args.work_dir,
+        free_vram_mb=lambda: gpus.free_vram_mb(),
+        on_state=lambda k, s, d: holder[0].state_changed(k, s, d),
     )
-    agent = Agent(args, supervisor)
+    nvml = None if args.vram_mb else load_nvml()
+    gpus = Gpus(nvml, args.vram_mb, supervisor.reserved_vram_mb)
+    agent = Agent(args, supervisor, gpus)
     holder.append(agent)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, agent.reload)
     await supervisor.start()
     try:
         await agent.run(stop)
     finally:
         await supervisor.close()  # the agent going away stops its children
+        gpus.close()
 
 
 def main(argv: list[str] | None = None) -> None:

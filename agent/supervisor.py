@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, ModelConfig
 from agent.process import ModelProcess, StartFailed, State
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class Supervisor:
     """Args:
     config: the validated models.yml.
     work_dir: logs and the record of running children live here.
-    free_vram_mb: reports free VRAM (None: no GPU figures, no eviction).
+    free_vram_mb: reports free VRAM (None, or it returning None: no eviction).
     on_state: called with (model, state, detail) on every transition.
     """
 
@@ -48,7 +48,7 @@ class Supervisor:
         self,
         config: AgentConfig,
         work_dir: Path,
-        free_vram_mb: Callable[[], int] | None = None,
+        free_vram_mb: Callable[[], int | None] | None = None,
         on_state: StateListener | None = None,
         grace: float = 5.0,
         restart_backoff: float = 1.0,
@@ -60,16 +60,23 @@ class Supervisor:
         self._on_state = on_state
         self._backoff = restart_backoff
         self._backoff_max = restart_backoff_max
-        self.processes = {
-            key: ModelProcess(key, model, config.base_dir, work_dir / "logs", self._changed, grace)
-            for key, model in config.models.items()
-        }
+        self._logs = work_dir / "logs"
+        self._grace = grace
+        self.processes = {key: self._process(key, model) for key, model in config.models.items()}
         self.in_flight: dict[str, int] = dict.fromkeys(config.models, 0)
         self.last_used: dict[str, float] = dict.fromkeys(config.models, 0.0)
         self._crashes: dict[str, list[float]] = {key: [] for key in config.models}
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle: asyncio.Task[None] | None = None
         self._closing = False
+        # Models being replaced after a reload: a job for one waits for its new process.
+        self._replacing: dict[str, asyncio.Task[None]] = {}
+        self._quiet: dict[str, asyncio.Event] = {}  # set when a model's last job ends
+
+    def _process(self, key: str, model: ModelConfig) -> ModelProcess:
+        return ModelProcess(
+            key, model, self.config.base_dir, self._logs, self._changed, self._grace
+        )
 
     async def start(self) -> None:
         """Ends leftovers of a previous agent, starts preload models, watches idleness."""
@@ -82,8 +89,10 @@ class Supervisor:
     async def close(self) -> None:
         """Stops every child (the agent is going away)."""
         self._closing = True
-        for task in [*self._tasks, *([self._idle] if self._idle else [])]:
+        tasks = [*self._tasks, *([self._idle] if self._idle else [])]
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(p.stop() for p in self.processes.values()))
         self._write_record()
 
@@ -95,6 +104,10 @@ class Supervisor:
         Raises:
             KeyError: no such model. StartFailed: it could not start.
         """
+        if key not in self.config.models:
+            raise KeyError(key)
+        if key in self._replacing:
+            await asyncio.shield(self._replacing[key])
         process = self.processes[key]
         self.last_used[key] = time.monotonic()
         if process.state is not State.READY:
@@ -105,10 +118,70 @@ class Supervisor:
     def job_started(self, key: str) -> None:
         self.in_flight[key] += 1
         self.last_used[key] = time.monotonic()
+        self._jobs_changed(key)
 
     def job_finished(self, key: str) -> None:
         self.in_flight[key] = max(0, self.in_flight[key] - 1)
         self.last_used[key] = time.monotonic()
+        if not self.in_flight[key] and key in self._quiet:
+            self._quiet[key].set()
+        self._jobs_changed(key)
+
+    def _jobs_changed(self, key: str) -> None:
+        """Listeners hear the new job count as a (same-state) report."""
+        process = self.processes.get(key)
+        if process is not None and self._on_state is not None:
+            self._on_state(key, process.state, process.detail)
+
+    async def interrupt(self, key: str) -> None:
+        """Ends whatever the model's server is doing by stopping it; a preload model is
+        started again, an on-demand one waits for its next job."""
+        await self.processes[key].stop()
+        if self.config.models[key].mode == "preload" and not self._closing:
+            self._spawn(self._start_preload(key))
+
+    # ---- reloading models.yml ------------------------------------------------
+
+    def reload(self, config: AgentConfig) -> tuple[list[str], list[str], list[str]]:
+        """Applies a new models.yml: models that did not change keep running untouched;
+        changed and removed ones are stopped once their running jobs finish (a changed
+        one then comes back with its new settings: preload at once, on-demand at its
+        next job); new preload models start. Returns (added, changed, removed)."""
+        old = self.config.models
+        added = [k for k in config.models if k not in old]
+        removed = [k for k in old if k not in config.models]
+        changed = [k for k in config.models if k in old and config.models[k] != old[k]]
+        self.config = config
+        for key in added:
+            self.processes[key] = self._process(key, config.models[key])
+            self.in_flight[key], self.last_used[key], self._crashes[key] = 0, 0.0, []
+            if config.models[key].mode == "preload":
+                self._spawn(self._start_preload(key))
+        for key in changed + removed:
+            task = asyncio.ensure_future(self._replace(key, config.models.get(key)))
+            self._replacing[key] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return added, changed, removed
+
+    async def _replace(self, key: str, model: ModelConfig | None) -> None:
+        try:
+            if self.in_flight.get(key):
+                self._quiet[key] = asyncio.Event()
+                await self._quiet[key].wait()
+            await self.processes[key].stop()
+            if model is None:
+                for table in (self.processes, self.in_flight, self.last_used, self._crashes):
+                    table.pop(key, None)  # type: ignore[attr-defined]
+                return
+            self.processes[key] = self._process(key, model)
+            self._crashes[key] = []
+            self._changed(key, State.STOPPED, "models.yml changed")
+        finally:
+            self._replacing.pop(key, None)
+            self._quiet.pop(key, None)
+        if model.mode == "preload" and not self._closing:
+            await self._start_preload(key)
 
     # ---- policies ---------------------------------------------------------
 
@@ -116,10 +189,11 @@ class Supervisor:
         while True:
             await asyncio.sleep(IDLE_CHECK_S)
             now = time.monotonic()
-            for key, process in self.processes.items():
-                model = self.config.models[key]
+            for key, process in list(self.processes.items()):
+                model = self.config.models.get(key)
                 if (
-                    model.mode == "on_demand"
+                    model is not None
+                    and model.mode == "on_demand"
                     and process.state is State.READY
                     and self.in_flight[key] == 0
                     and now - self.last_used[key] >= model.idle_timeout
@@ -134,33 +208,49 @@ class Supervisor:
         idle = sorted(
             (k for k, p in self.processes.items()
              if k != key and p.state is State.READY and self.in_flight[k] == 0
-             and self.config.models[k].mode == "on_demand"),
+             and k in self.config.models and self.config.models[k].mode == "on_demand"),
             key=lambda k: self.last_used[k],
         )  # fmt: skip
-        while self._free_vram() < need and idle:
+        free = self._free_vram()
+        while free is not None and free < need and idle:
             victim = idle.pop(0)
-            log.info("model %s needs %d MB of VRAM: stopping idle %s", key, need, victim)
+            log.info("model %s needs %d MB of VRAM, %d MB free: stopping idle %s",
+                     key, need, free, victim)  # fmt: skip
             await self.processes[victim].stop()
+            free = self._free_vram()
+
+    def reserved_vram_mb(self) -> int:
+        """The VRAM the models started or starting claim (their `vram_mb`)."""
+        return sum(
+            self.config.models[k].vram_mb
+            for k, p in self.processes.items()
+            if k in self.config.models and p.state in (State.STARTING, State.READY)
+        )
 
     async def _start_preload(self, key: str) -> None:
-        with contextlib.suppress(StartFailed):
-            await self.processes[key].start()
+        process = self.processes.get(key)
+        if process is not None:  # (not removed by a reload meanwhile)
+            with contextlib.suppress(StartFailed):
+                await process.start()
 
     def _changed(self, key: str, state: State, detail: str) -> None:
         if state in (State.READY, State.STOPPED):
             self._write_record()
         if self._on_state is not None:
             self._on_state(key, state, detail)
+        model = self.config.models.get(key)
         if (
             state is State.FAILED
             and not self._closing
-            and self.config.models[key].mode == "preload"
+            and model is not None
+            and model.mode == "preload"
+            and key not in self._replacing
         ):
             self._spawn(self._restart(key, detail))
 
     async def _restart(self, key: str, detail: str) -> None:
         now = time.monotonic()
-        crashes = [t for t in self._crashes[key] if now - t < CRASH_WINDOW_S] + [now]
+        crashes = [t for t in self._crashes.get(key, []) if now - t < CRASH_WINDOW_S] + [now]
         self._crashes[key] = crashes
         if len(crashes) >= MAX_CRASHES:
             log.error("model %s failed %d times; leaving it stopped: %s", key, len(crashes), detail)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psutil
@@ -32,25 +34,36 @@ def coordinator(tmp_path: Path) -> Iterator[CoordinatorThread]:
     running.close()
 
 
-def start_agent(tmp_path: Path, address: str, name: str = "gpu-a") -> subprocess.Popen[str]:
+def server_model(key: str, *flags: str, **settings: object) -> str:
+    """A models.yml entry running the test sd-server."""
+    lines = [
+        f"  {key}:",
+        f"    command: {sys.executable}",
+        f'    args: ["{SERVER}", "--listen-port", "${{PORT}}", {", ".join(map(repr, flags))}]',
+        "    health_path: /sdapi/v1/options",
+        *(f"    {name}: {value}" for name, value in settings.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+DEFAULT_MODELS = "default: sd\nmodels:\n" + server_model(
+    "sd", "--startup-delay", "0.2", name='"Test model"', idle_timeout=600
+)
+
+
+def start_agent(
+    tmp_path: Path, address: str, name: str = "gpu-a", models: str = DEFAULT_MODELS,
+    *extra: str,
+) -> subprocess.Popen[str]:  # fmt: skip
     tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "models.yml"
-    config.write_text(
-        f"""
-default: sd
-models:
-  sd:
-    name: "Test model"
-    command: {sys.executable}
-    args: ["{SERVER}", "--listen-port", "${{PORT}}", "--startup-delay", "0.2"]
-    health_path: /sdapi/v1/options
-    idle_timeout: 600
-"""
-    )
+    config.write_text(models)
     return subprocess.Popen(
         [sys.executable, "-m", "agent.main", "--coordinator", address, "--config", str(config),
-         "--name", name, "--work-dir", str(tmp_path / "agent"), "--heartbeat", str(BEAT)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+         "--name", name, "--work-dir", str(tmp_path / "agent"), "--heartbeat", str(BEAT),
+         *extra],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(tmp_path / "agent.log").open("w"),
+        text=True,
     )  # fmt: skip
 
 
@@ -149,6 +162,10 @@ def test_sq_node_commands(
         assert code == 0 and "loading model" in out
         code, out, _ = run_sq(capsys, coordinator, "processes", "--json")
         assert json.loads(out)[0]["model"] == "sd"
+        code, out, _ = run_sq(capsys, coordinator, "processes")
+        assert code == 0 and "ready" in out and "UPTIME" in out
+        code, out, _ = run_sq(capsys, coordinator, "nodes")
+        assert code == 0 and "online" in out and "gpu-b" in out
         assert run_sq(capsys, coordinator, "stop", "sd")[0] == 0
         code, _, err = run_sq(capsys, coordinator, "start", "sd", "--node", "nobody")
         assert code == 1 and "NOT_FOUND: no node named 'nobody'" in err
@@ -247,3 +264,135 @@ def test_cli_mode_models_run_one_process_per_job(
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(15)
+
+
+def call(sq: Client, method: str, request: object) -> Any:
+    return sq.call(method, request, "processes")
+
+
+def processes(sq: Client) -> dict[str, processes_pb2.ProcessInfo]:
+    listed = call(sq, "ListProcesses", processes_pb2.ListProcessesRequest()).processes
+    return {p.model: p for p in listed}
+
+
+def start(sq: Client, model: str) -> processes_pb2.ProcessInfo:
+    return call(sq, "StartProcess", processes_pb2.StartProcessRequest(model=model)).process
+
+
+def stop_agent(agent: subprocess.Popen[str]) -> None:
+    if agent.poll() is None:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(15)
+
+
+def test_a_cancel_reaches_the_agent_and_ends_the_generation(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    from stablequeue import txt2img
+    from stablequeue.v1 import queue_pb2
+    from tests.helpers import final_job
+
+    agent = start_agent(tmp_path, coordinator.address)
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-a"))
+            server = start(sq, "sd")
+            job = sq.submit(txt2img("five seconds of work", model="sd", steps=500, app="sdcpp"))
+            wait_until(lambda: sq.get_job(job.id).stage == queue_pb2.JOB_STAGE_GENERATING)
+            time.sleep(0.3)  # the request is on the server now
+            sq.cancel(job.id)
+            # sd-server cannot interrupt a generation: the agent stops the server.
+            wait_until(lambda: not alive(server.pid), timeout=10)
+            assert sq.get_job(job.id).status == queue_pb2.JOB_STATUS_CANCELLED
+            wait_until(lambda: processes(sq)["sd"].state == processes_pb2.PROCESS_STATE_STOPPED)
+            assert processes(sq)["sd"].jobs_in_flight == 0
+            # The model comes back for the next job.
+            done = final_job(sq, sq.submit(txt2img("after", model="sd", steps=2)).id)
+            assert done.status == queue_pb2.JOB_STATUS_COMPLETED
+    finally:
+        stop_agent(agent)
+
+
+def test_sighup_reloads_models_yml_and_unchanged_models_keep_running(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    config = "models:\n" + server_model("keep") + server_model("change") + server_model("drop")
+    agent = start_agent(tmp_path, coordinator.address, "gpu-r", config)
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-r"))
+            pids = {key: start(sq, key).pid for key in ("keep", "change", "drop")}
+            (tmp_path / "models.yml").write_text(
+                "models:\n" + server_model("keep")
+                + server_model("change", "--startup-delay", "0.1")
+                + server_model("new", mode="preload")
+            )  # fmt: skip
+            agent.send_signal(signal.SIGHUP)
+
+            def keys() -> list[str]:
+                (node,) = nodes(sq)
+                return sorted(m.key for m in node.info.models)
+
+            wait_until(lambda: keys() == ["change", "keep", "new"])
+            wait_until(lambda: not alive(pids["change"]) and not alive(pids["drop"]))
+            wait_until(lambda: processes(sq)["new"].state == processes_pb2.PROCESS_STATE_READY)
+            assert alive(pids["keep"]) and processes(sq)["keep"].pid == pids["keep"]
+            assert "drop" not in processes(sq)
+            changed = start(sq, "change")  # with its new settings
+            assert changed.state == processes_pb2.PROCESS_STATE_READY
+            assert changed.pid != pids["change"]
+
+            # A broken file changes nothing, and the log says why.
+            (tmp_path / "models.yml").write_text("models:\n  broken:\n    command: /nope\n")
+            agent.send_signal(signal.SIGHUP)
+            log = tmp_path / "agent.log"
+            wait_until(lambda: "not reloaded" in log.read_text())
+            assert "models.broken.command: '/nope' not found" in log.read_text()
+            assert keys() == ["change", "keep", "new"] and alive(pids["keep"])
+    finally:
+        stop_agent(agent)
+
+
+def test_a_taken_port_fails_the_start_and_says_so(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = "models:\n" + server_model("fixed", port=port)
+        agent = start_agent(tmp_path, coordinator.address, "gpu-p", config)
+        try:
+            with coordinator.client() as sq:
+                wait_until(lambda: connected(sq, "gpu-p"))
+                with raises(grpc.StatusCode.FAILED_PRECONDITION, f"port {port} is already in use"):
+                    start(sq, "fixed")
+                failed = processes(sq)["fixed"]
+                assert failed.state == processes_pb2.PROCESS_STATE_FAILED
+                assert f"port {port} is already in use" in failed.reason
+        finally:
+            stop_agent(agent)
+
+
+def test_a_vram_budget_evicts_the_idle_model_and_is_reported(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    config = "models:\n" + server_model("a", vram_mb=600) + server_model("b", vram_mb=600)
+    agent = start_agent(tmp_path, coordinator.address, "gpu-v", config, "--vram-mb", "1000")
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-v"))
+            (node,) = nodes(sq)
+            assert [(g.vram_total_mb, g.vram_free_mb) for g in node.info.gpus] == [(1000, 1000)]
+            first = start(sq, "a")
+            second = start(sq, "b")  # 600 + 600 > 1000: idle "a" makes room
+            assert not alive(first.pid) and alive(second.pid)
+            assert processes(sq)["a"].state == processes_pb2.PROCESS_STATE_STOPPED
+
+            def usage() -> list[tuple[int, int]]:
+                return [(g.vram_total_mb, g.vram_free_mb) for g in nodes(sq)[0].usage.gpus]
+
+            wait_until(lambda: usage() == [(1000, 400)])  # heartbeats carry the figures
+            assert nodes(sq)[0].usage.memory_used_mb > 0
+    finally:
+        stop_agent(agent)

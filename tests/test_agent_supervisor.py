@@ -134,3 +134,37 @@ async def test_a_restarted_agent_ends_the_children_of_a_crashed_one(tmp_path: Pa
     for child in psutil.Process().children():
         if child.pid == orphan:
             child.wait(5)
+
+
+async def test_a_reload_restarts_only_what_changed_and_waits_for_running_jobs(
+    tmp_path: Path,
+) -> None:
+    agent = supervisor(tmp_path, keep=model(), change=model(), drop=model())
+    await agent.start()
+    try:
+        for key in ("keep", "change", "drop"):
+            await agent.ensure_ready(key)
+        pids = {key: agent.processes[key].pid for key in ("keep", "change", "drop")}
+        agent.job_started("change")  # a job is running on the model that changes
+        new = AgentConfig(
+            models={"keep": model(), "change": model("--startup-delay", "0.1"),
+                    "fresh": model(mode="preload")},
+            base_dir=tmp_path,
+        )  # fmt: skip
+        assert agent.reload(new) == (["fresh"], ["change"], ["drop"])
+        await until(lambda: not alive(pids["drop"]) and "drop" not in agent.processes)
+        await until(lambda: agent.processes["fresh"].state is State.READY)
+        await asyncio.sleep(0.5)
+        assert alive(pids["change"])  # its job is still running
+        agent.job_finished("change")
+        await until(lambda: not alive(pids["change"]))
+        process = await agent.ensure_ready("change")  # comes back with its new settings
+        assert process.pid != pids["change"] and "--startup-delay" in process.config.args
+        assert agent.processes["keep"].pid == pids["keep"] and alive(pids["keep"])
+        try:
+            await agent.ensure_ready("drop")
+            raise AssertionError("a removed model started")
+        except KeyError:
+            pass
+    finally:
+        await agent.close()

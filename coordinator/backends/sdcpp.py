@@ -248,15 +248,20 @@ class SdCppBackend:
 
     async def cancel(self, attempt: Attempt) -> None:
         """Drops a queued job; a generating one cannot be stopped by sd-server (409)."""
+        if not await self.drop(attempt):
+            log.info("%s: job %s is generating and cannot be interrupted; its result will be "
+                     "discarded", self.config.alias, attempt.job.id)  # fmt: skip
+
+    async def drop(self, attempt: Attempt) -> bool:
+        """Asks the server to drop the attempt's job; False when it is generating (or on
+        the blocking sdapi route) and only stopping the server would end the work."""
         job_id = self._jobs.get(attempt.task_id)
         if job_id is None:
-            return  # the blocking sdapi route has no cancel
+            return False  # the blocking sdapi route has no cancel
         reply = await self._call(
             "POST", f"/sdcpp/v1/jobs/{job_id}/cancel", passthrough=(404, 409, 410)
         )
-        if reply.status_code == 409:
-            log.info("%s: job %s is generating and cannot be interrupted; its result will be "
-                     "discarded", self.config.alias, job_id)  # fmt: skip
+        return reply.status_code != 409
 
     async def recover(self, attempt: Attempt) -> list[Image] | None:
         return None  # the server's job id is not kept: run the job again

@@ -14,6 +14,7 @@ from coordinator.queue.states import JobStage
 from stablequeue.v1 import processes_pb2, queue_pb2
 
 log = logging.getLogger(__name__)
+CANCEL_WAIT_S = 30.0  # a cancel that stops the model's server waits for its grace
 
 
 def is_node_place(config: ServerConfig) -> bool:
@@ -66,7 +67,14 @@ class NodeBackend:
         return images
 
     async def cancel(self, attempt: Attempt) -> None:
-        log.info("job %s: cancelling on node %s is not supported yet", attempt.job.id, self.node)
+        """Has the agent end the job's work (it drops it, or restarts the model's server)."""
+        node = self._nodes.get(self.node)
+        if not node.connected:
+            return  # an offline node's jobs are over for it already
+        command = processes_pb2.CoordinatorCommand(
+            cancel_job=processes_pb2.CancelJobCommand(job_id=attempt.job.id)
+        )
+        await self._nodes.command(node, command, wait_s=CANCEL_WAIT_S)
 
     async def recover(self, attempt: Attempt) -> list[Image] | None:
         return None

@@ -44,6 +44,7 @@ class NodeState:
     pending: dict[str, asyncio.Future[processes_pb2.CommandResult]] = field(default_factory=dict)
     session: int = 0
     draining: bool = False
+    usage: processes_pb2.Heartbeat | None = None
 
     def to_pb(self) -> processes_pb2.Node:
         return processes_pb2.Node(
@@ -52,6 +53,7 @@ class NodeState:
             last_heartbeat_at=timestamp(self.last_heartbeat_at),  # type: ignore[arg-type]
             processes=list(self.processes.values()),
             draining=self.draining,
+            usage=self.usage,
         )
 
 
@@ -184,12 +186,25 @@ class NodeService:
             if kind == "heartbeat":
                 node.last_heartbeat = time.monotonic()
                 node.last_heartbeat_at = utcnow()
+                node.usage = message.heartbeat
                 if not node.connected:
                     node.connected = True
                     log.info("node %s is back", node.info.name)
                     self._changed()
+            elif kind == "register":  # the agent reloaded its models.yml
+                if message.register.name != node.info.name:
+                    log.warning("node %s tried to rename itself %r; ignored",
+                                node.info.name, message.register.name)  # fmt: skip
+                    continue
+                node.info = message.register
+                keys = {m.key for m in node.info.models}
+                node.processes = {k: p for k, p in node.processes.items() if k in keys}
+                log.info("node %s now has %d models", node.info.name, len(keys))
+                self._changed()
             elif kind == "process_state":
                 state = message.process_state
+                if not any(m.key == state.model for m in node.info.models):
+                    continue  # a model the agent's reloaded models.yml dropped
                 state.node = node.info.name
                 node.processes[state.model] = state
                 self._changed()

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -413,7 +414,7 @@ def cmd_processes(sq: Client, args: argparse.Namespace) -> int:
     if args.json:
         render.print_json(list(processes))
     else:
-        render.console.print(render.processes_table(processes))
+        render.console.print(render.processes_table(processes, time.time()))
     return 0
 
 
@@ -431,7 +432,7 @@ def cmd_process(sq: Client, args: argparse.Namespace) -> int:
     else:
         stop = processes_pb2.StopProcessRequest(node=args.node, model=args.model)
         process = sq.call("StopProcess", stop, "processes").process
-    render.console.print(render.processes_table([process]))
+    render.console.print(render.processes_table([process], time.time()))
     return 0
 
 

@@ -239,27 +239,55 @@ def _enum_name(message: Any, field: str, prefix: str) -> str:
 
 def nodes_table(nodes: Iterable[Any]) -> Table:
     table = Table()
-    for column in ("NODE", "STATE", "LAST HEARTBEAT", "CPUS", "MEMORY", "MODELS"):
+    for column in ("NODE", "STATE", "LAST HEARTBEAT", "CPU", "MEMORY", "GPUS", "MODELS"):
         table.add_column(column, overflow="fold")
     for node in nodes:
         data = to_dict(node)
+        usage = node.usage
+        memory = f"{node.info.memory_total_mb:,} MB"
+        if usage.memory_used_mb:
+            memory = f"{usage.memory_used_mb:,} / {memory}"
+        gpus = usage.gpus or node.info.gpus
         table.add_row(
             node.info.name,
             ("online" if node.connected else "[red]offline[/]")
             + (", draining" if node.draining else ""),
-            data.get("last_heartbeat_at", "-"), str(node.info.cpu_count),
-            f"{node.info.memory_total_mb:,} MB", ", ".join(m.key for m in node.info.models),
-        )  # fmt: skip
+            data.get("last_heartbeat_at", "-"),
+            f"{usage.cpu_percent:.0f}% of {node.info.cpu_count}",
+            memory,
+            "\n".join(
+                f"{g.name}: {g.vram_free_mb:,} of {g.vram_total_mb:,} MB free"
+                + (f", {g.utilization_percent}% busy" if g.utilization_percent > 0 else "")
+                for g in gpus
+            )
+            or "-",
+            ", ".join(m.key for m in node.info.models),
+        )
     return table
 
 
-def processes_table(processes: Iterable[Any]) -> Table:
+def duration(seconds: float) -> str:
+    """`42s`, `5m03s`, `2h05m`, `3d04h`."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def processes_table(processes: Iterable[Any], now: float) -> Table:
+    """`now`: Unix time, for the uptime of ready processes."""
     table = Table()
-    for column in ("NODE", "MODEL", "STATE", "PID", "PORT", "JOBS", "REASON"):
+    for column in ("NODE", "MODEL", "STATE", "PID", "PORT", "UPTIME", "JOBS", "DETAIL"):
         table.add_column(column, overflow="fold")
     for p in processes:
+        state = _enum_name(p, "state", "PROCESS_STATE_")
+        up = duration(now - p.since.ToNanoseconds() / 1e9) if state == "ready" else "-"
         table.add_row(
-            p.node, p.model, _enum_name(p, "state", "PROCESS_STATE_"), str(p.pid or "-"),
-            str(p.port or "-"), str(p.jobs_in_flight), p.reason,
+            p.node, p.model, state, str(p.pid or "-"), str(p.port or "-"), up,
+            str(p.jobs_in_flight), p.reason,
         )  # fmt: skip
     return table

@@ -205,14 +205,18 @@ class CheckServerResponse(_message.Message):
     def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
 
 class GpuInfo(_message.Message):
-    __slots__ = ("name", "vram_total_mb", "vram_free_mb")
+    __slots__ = ("name", "vram_total_mb", "vram_free_mb", "utilization_percent", "index")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VRAM_TOTAL_MB_FIELD_NUMBER: _ClassVar[int]
     VRAM_FREE_MB_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     name: str
     vram_total_mb: int
     vram_free_mb: int
-    def __init__(self, name: _Optional[str] = ..., vram_total_mb: _Optional[int] = ..., vram_free_mb: _Optional[int] = ...) -> None: ...
+    utilization_percent: int
+    index: int
+    def __init__(self, name: _Optional[str] = ..., vram_total_mb: _Optional[int] = ..., vram_free_mb: _Optional[int] = ..., utilization_percent: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
     __slots__ = ("name", "hostname", "os", "cpu_count", "memory_total_mb", "gpus", "agent_version", "models", "heartbeat_interval")
@@ -273,18 +277,20 @@ class ProcessInfo(_message.Message):
     def __init__(self, model: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., port: _Optional[int] = ..., reason: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jobs_in_flight: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("info", "connected", "last_heartbeat_at", "processes", "draining")
+    __slots__ = ("info", "connected", "last_heartbeat_at", "processes", "draining", "usage")
     INFO_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_AT_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     info: NodeInfo
     connected: bool
     last_heartbeat_at: _timestamp_pb2.Timestamp
     processes: _containers.RepeatedCompositeFieldContainer[ProcessInfo]
     draining: bool
-    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., connected: _Optional[bool] = ..., last_heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ..., draining: _Optional[bool] = ...) -> None: ...
+    usage: Heartbeat
+    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., connected: _Optional[bool] = ..., last_heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ..., draining: _Optional[bool] = ..., usage: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
 
 class DrainNodeRequest(_message.Message):
     __slots__ = ("node", "drain")
@@ -359,20 +365,28 @@ class AgentJobUpdate(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., preview_image: _Optional[bytes] = ..., image: _Optional[bytes] = ..., done: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class CoordinatorCommand(_message.Message):
-    __slots__ = ("command_id", "start_model", "stop_model", "run_job", "download", "logs")
+    __slots__ = ("command_id", "start_model", "stop_model", "run_job", "download", "logs", "cancel_job")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     START_MODEL_FIELD_NUMBER: _ClassVar[int]
     STOP_MODEL_FIELD_NUMBER: _ClassVar[int]
     RUN_JOB_FIELD_NUMBER: _ClassVar[int]
     DOWNLOAD_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_JOB_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     start_model: StartModelCommand
     stop_model: StopModelCommand
     run_job: RunJobCommand
     download: DownloadCommand
     logs: LogsCommand
-    def __init__(self, command_id: _Optional[str] = ..., start_model: _Optional[_Union[StartModelCommand, _Mapping]] = ..., stop_model: _Optional[_Union[StopModelCommand, _Mapping]] = ..., run_job: _Optional[_Union[RunJobCommand, _Mapping]] = ..., download: _Optional[_Union[DownloadCommand, _Mapping]] = ..., logs: _Optional[_Union[LogsCommand, _Mapping]] = ...) -> None: ...
+    cancel_job: CancelJobCommand
+    def __init__(self, command_id: _Optional[str] = ..., start_model: _Optional[_Union[StartModelCommand, _Mapping]] = ..., stop_model: _Optional[_Union[StopModelCommand, _Mapping]] = ..., run_job: _Optional[_Union[RunJobCommand, _Mapping]] = ..., download: _Optional[_Union[DownloadCommand, _Mapping]] = ..., logs: _Optional[_Union[LogsCommand, _Mapping]] = ..., cancel_job: _Optional[_Union[CancelJobCommand, _Mapping]] = ...) -> None: ...
+
+class CancelJobCommand(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class LogsCommand(_message.Message):
     __slots__ = ("model", "lines")
