@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import psycopg
 import pytest
 
@@ -120,3 +122,15 @@ def auth_server(tmp_path: Path, database_url: str) -> Iterator[CoordinatorThread
     running = CoordinatorThread(make_settings(tmp_path, database_url, require_auth=True))
     yield running
     running.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite leaves no process behind: no zombie, no model server still running."""
+    time.sleep(0.2)  # children being reaped right now
+    left = [
+        f"{c.pid} ({c.status()}): {' '.join(c.cmdline()[:4]) if c.is_running() else ''}"
+        for c in psutil.Process().children(recursive=True)
+    ]
+    if left:
+        print("\nprocesses left behind by the tests:\n  " + "\n  ".join(left))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
