@@ -76,7 +76,24 @@ class CivitaiClient:
         Raises:
             CivitaiUnavailable: network failure, or 429/5xx after the retries.
         """
-        response = await self._get(f"/model-versions/by-hash/{digest.upper()}")
+        return await self._version(f"/model-versions/by-hash/{digest.upper()}")
+
+    async def version(self, version_id: int) -> dict[str, Any] | None:
+        """A model version by id (its files, hashes and download URL), None if unknown.
+
+        Raises:
+            CivitaiUnavailable: network failure, or 429/5xx after the retries.
+        """
+        return await self._version(f"/model-versions/{version_id}")
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header, for downloads (never log it)."""
+        token = self._client.headers.get("Authorization")
+        return {"Authorization": token} if token else {}
+
+    async def _version(self, path: str) -> dict[str, Any] | None:
+        response = await self._get(path)
         if response.status_code == 404:
             return None
         if response.status_code >= 400:

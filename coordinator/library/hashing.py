@@ -43,6 +43,62 @@ class FileHashes:
         return self.sha256[:10]
 
 
+class Hasher:
+    """Every hash of one file, fed its bytes in order (any block sizes).
+
+    Args:
+        tensor_hash: also the safetensors tensor-data hash (AutoV3); only for a
+            safetensors file. Costs a second SHA-256 pass in CPU.
+        blake3: also BLAKE3 (when installed).
+    """
+
+    def __init__(self, *, tensor_hash: bool = False, blake3: bool = False) -> None:
+        self._full = hashlib.sha256()
+        self._tensors = hashlib.sha256() if tensor_hash else None
+        self._b3 = _blake3.blake3(max_threads=1) if blake3 and _blake3 is not None else None
+        self._head = bytearray()  # the first 8 bytes: the safetensors header length
+        self._data_start = -1
+        self._legacy = bytearray()
+        self.size = 0
+
+    def update(self, block: bytes | memoryview) -> None:
+        offset = self.size
+        self._full.update(block)
+        if self._b3 is not None:
+            self._b3.update(block)
+        if self._tensors is not None:
+            if self._data_start < 0 and len(self._head) < 8:
+                self._head += block[: 8 - len(self._head)]
+                if len(self._head) == 8:
+                    self._data_start = 8 + struct.unpack("<Q", bytes(self._head))[0]
+            if self._data_start >= 0 and offset + len(block) > self._data_start:
+                self._tensors.update(memoryview(block)[max(0, self._data_start - offset) :])
+        if len(self._legacy) < AUTOV1_LENGTH and offset + len(block) > AUTOV1_OFFSET:
+            start = max(0, AUTOV1_OFFSET - offset)
+            self._legacy += block[start : start + AUTOV1_LENGTH - len(self._legacy)]
+        self.size += len(block)
+
+    def result(self) -> FileHashes:
+        tensors = self._tensors
+        return FileHashes(
+            sha256=self._full.hexdigest(),
+            # A file too short for the 64 KiB at 1 MiB has no meaningful AutoV1 (A1111
+            # would hash the short or empty read, giving many files the same value;
+            # Civitai leaves it null): none is recorded.
+            autov1=hashlib.sha256(bytes(self._legacy)).hexdigest()[:8]
+            if len(self._legacy) == AUTOV1_LENGTH
+            else "",
+            autov3=tensors.hexdigest()
+            if tensors is not None and 0 <= self._data_start <= self.size
+            else "",
+            blake3=self._b3.hexdigest() if self._b3 is not None else "",
+        )
+
+
+def is_safetensors(name: str | Path) -> bool:
+    return Path(name).suffix.lower() in SAFETENSORS_SUFFIXES
+
+
 def hash_file(
     path: Path,
     *,
@@ -53,49 +109,18 @@ def hash_file(
     """Hashes `path` in one pass.
 
     Args:
-        tensor_hash: also the safetensors tensor-data hash (AutoV3); needs a
-            safetensors file (ignored otherwise). Costs a second SHA-256 pass in CPU.
+        tensor_hash: also the safetensors tensor-data hash (AutoV3); ignored for a
+            file that is not safetensors.
         blake3: also BLAKE3 (when installed).
         on_bytes: called with the byte count after each block (progress).
 
     Raises:
         OSError: the file cannot be read.
     """
-    full = hashlib.sha256()
-    tensors = hashlib.sha256() if tensor_hash else None
-    b3 = _blake3.blake3(max_threads=1) if blake3 and _blake3 is not None else None
-    data_start = -1
-    is_safetensors = path.suffix.lower() in SAFETENSORS_SUFFIXES
-    legacy = bytearray()
-    offset = 0
+    hasher = Hasher(tensor_hash=tensor_hash and is_safetensors(path), blake3=blake3)
     with open(path, "rb", buffering=0) as f:
-        while True:
-            block = f.read(BLOCK)
-            if not block:
-                break
-            full.update(block)
-            if b3 is not None:
-                b3.update(block)
-            if offset == 0 and tensors is not None and len(block) >= 8 and is_safetensors:
-                data_start = 8 + struct.unpack("<Q", block[:8])[0]
-            if tensors is not None and data_start >= 0:
-                end = offset + len(block)
-                if end > data_start:
-                    tensors.update(memoryview(block)[max(0, data_start - offset) :])
-            if len(legacy) < AUTOV1_LENGTH and offset + len(block) > AUTOV1_OFFSET:
-                start = max(0, AUTOV1_OFFSET - offset)
-                legacy += block[start : start + AUTOV1_LENGTH - len(legacy)]
-            offset += len(block)
+        while block := f.read(BLOCK):
+            hasher.update(block)
             if on_bytes is not None:
                 on_bytes(len(block))
-    return FileHashes(
-        sha256=full.hexdigest(),
-        # A file too short for the 64 KiB at 1 MiB has no meaningful AutoV1 (A1111 would
-        # hash the short or empty read, giving many files the same value; Civitai
-        # leaves it null): none is recorded.
-        autov1=hashlib.sha256(bytes(legacy)).hexdigest()[:8]
-        if len(legacy) == AUTOV1_LENGTH
-        else "",
-        autov3=tensors.hexdigest() if tensors is not None and 0 <= data_start <= offset else "",
-        blake3=b3.hexdigest() if b3 is not None else "",
-    )
+    return hasher.result()

@@ -90,9 +90,17 @@ def walk(roots: list[Path]) -> tuple[list[Found], list[str]]:
 
 
 def examine(
-    found: Found, *, tensor_hash: bool | None = None, on_bytes: Callable[[int], None] | None = None
+    found: Found,
+    *,
+    tensor_hash: bool | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+    hashes: FileHashes | None = None,
 ) -> Examined | str:
-    """Hashes and classifies one file; a string is the reason it could not be."""
+    """Hashes and classifies one file; a string is the reason it could not be.
+
+    `hashes`: already known (a download hashed the bytes as they arrived), so only
+    the header and sidecars are read.
+    """
     path = found.path
     header = None
     errors: list[str] = []
@@ -106,7 +114,8 @@ def examine(
         want_tensor_hash = (
             tensor_hash if tensor_hash is not None else found.size <= TENSOR_HASH_MAX
         ) and header is not None
-        hashes = hash_file(path, tensor_hash=want_tensor_hash, on_bytes=on_bytes)
+        if hashes is None:
+            hashes = hash_file(path, tensor_hash=want_tensor_hash, on_bytes=on_bytes)
     except OSError as e:
         return f"{path}: {e.strerror or e}"
     names = list(header.tensors) if header else []

@@ -28,7 +28,7 @@ from coordinator.errors import InvalidArgument, NotFound
 from coordinator.library import metadata
 from coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
 from coordinator.library.classify import EXTENSIONS
-from coordinator.library.hashing import SAFETENSORS_SUFFIXES
+from coordinator.library.hashing import SAFETENSORS_SUFFIXES, FileHashes
 from coordinator.library.metadata import ModelInfo
 from coordinator.library.safetensors_header import HeaderError, read_header
 from coordinator.library.scanner import Examined, Found, examine, walk
@@ -206,6 +206,36 @@ class ModelLibrary:
                 if time.monotonic() - last >= PROGRESS_EVERY_S or done:
                     last = time.monotonic()
                     yield _copy(progress)
+
+    def root_of(self, path: Path) -> Path | None:
+        """The configured model root `path` lies in (None: outside them all)."""
+        resolved = path.resolve()
+        return next((r for r in self.roots if resolved.is_relative_to(r)), None)
+
+    async def register(self, path: Path, hashes: FileHashes) -> tuple[ModelRow, list[str]]:
+        """Records a file that just arrived in a model root (a download) with the hashes
+        computed as it was written: only its header and sidecars are read. Returns the
+        model and any problems with the file (a bad header: still recorded).
+
+        Raises:
+            InvalidArgument: the file is not inside a model root.
+        """
+
+        def read() -> Examined | str:
+            root = self.root_of(path)
+            if root is None:
+                return f"{path} is not inside a model root"
+            fst = path.stat()
+            found = Found(root, path.resolve(), fst.st_size, fst.st_mtime_ns)
+            return examine(found, hashes=hashes)
+
+        examined = await asyncio.to_thread(read)
+        if isinstance(examined, str):
+            raise InvalidArgument("path", examined)
+        await self._db.run(lambda s: _store(s, [examined]))
+        self.version += 1
+        model, _ = await self.get(hashes.sha256)
+        return model, examined.errors
 
     async def delete_files(self, reference: str, path: str = "") -> list[str]:
         """Deletes the model's files under the coordinator's model roots (one copy when

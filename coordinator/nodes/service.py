@@ -219,12 +219,18 @@ class NodeService:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(0.1)
             now = time.monotonic()
+            wake = 0.1
             for node in list(self.nodes.values()):
+                if not node.connected:
+                    continue
                 limit = MISSED_HEARTBEATS * (node.info.heartbeat_interval or 5.0)
-                if node.connected and now - node.last_heartbeat > limit:
+                left = node.last_heartbeat + limit - now
+                if left <= 0:
                     self._went_offline(node, f"{MISSED_HEARTBEATS} heartbeats missed")
+                else:
+                    wake = min(wake, left)
+            await asyncio.sleep(wake + 0.001)  # (a node's deadline, or a tenth of a second)
 
     def _went_offline(self, node: NodeState, why: str) -> None:
         if not node.connected:

@@ -1,0 +1,1 @@
+"""Model downloads: Hugging Face, Civitai and URLs, resumable and verified."""

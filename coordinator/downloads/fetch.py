@@ -1,0 +1,295 @@
+"""Fetching one model file: confined to a model root, resumable, verified, atomic.
+
+Used by the coordinator and, unchanged, by node agents. A file is streamed to a
+unique `<name>.<id>.incomplete` beside its destination and hashed as it arrives
+(every library hash, in one pass, on a writer thread so receiving and hashing
+overlap). A dropped connection resumes with `Range` from what is on disk — also
+after a restart, since the partial file's name comes from the download id; a
+server that ignores `Range` (200) starts the file over. The size is checked
+against `Content-Length`, the SHA-256 when one is known (a mismatch deletes the
+file), and only then is the file linked into place, never over an existing one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+
+import httpx
+
+from coordinator.errors import InvalidArgument
+from coordinator.library.hashing import FileHashes, Hasher, hash_file, is_safetensors
+
+log = logging.getLogger(__name__)
+CHUNK = 1024 * 1024
+PENDING_WRITES = 8  # chunks received ahead of the writer thread
+SPACE_MARGIN = 64 * 1024 * 1024  # left free on the disk after a download
+ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total or 0 when unknown)
+CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class DownloadFailed(Exception):
+    """The download cannot succeed as asked; the message says why (never a secret)."""
+
+
+def confined(roots: list[Path], dest: str, name: str, field: str = "dest") -> Path:
+    """The destination file for `name` in folder `dest`, which must lie inside one of
+    the model `roots` (relative: to the first root). `name` may have sub-folders
+    (`unet/model.safetensors`), never `..`.
+
+    Raises:
+        InvalidArgument: no model root, an escape (`..`, an absolute path or a
+            symlink leading outside), or an unusable name.
+    """
+    if not roots:
+        raise InvalidArgument(field, "the coordinator has no model root to download into "
+                                     "(start it with --model-root)")  # fmt: skip
+    relative = PurePosixPath(name.replace("\\", "/"))
+    if not name or relative.is_absolute() or ".." in relative.parts or name.endswith("/"):
+        raise InvalidArgument("name", f"{name!r} is not a plain file name inside the folder")
+    folder = Path(dest) if dest else roots[0]
+    if ".." in folder.parts:
+        raise InvalidArgument(field, f"{dest!r} must not contain '..'")
+    if not folder.is_absolute():
+        folder = roots[0] / folder
+    target = (folder / relative).resolve()
+    if not any(target.is_relative_to(root.resolve()) for root in roots):
+        shown = ", ".join(str(r) for r in roots)
+        raise InvalidArgument(field, f"{folder / relative} is outside the model roots ({shown})")
+    return target
+
+
+def partial_path(target: Path, download_id: str) -> Path:
+    return target.with_name(f"{target.name}.{download_id[:12]}.incomplete")
+
+
+def check_space(folder: Path, needed: int) -> None:
+    """Raises DownloadFailed when `needed` more bytes would not fit (with a margin)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if needed and needed + SPACE_MARGIN > free:
+        raise DownloadFailed(
+            f"not enough disk space in {folder}: {needed / 2**20:,.0f} MiB needed, "
+            f"{free / 2**20:,.0f} MiB free"
+        )
+
+
+def existing(target: Path, sha256: str) -> FileHashes | None:
+    """The hashes of a file already at `target` that is the one wanted (None: absent).
+
+    Raises:
+        DownloadFailed: a different file (or one that cannot be checked) is there.
+    """
+    if not target.exists():
+        return None
+    if sha256:
+        hashes = hash_file(target, tensor_hash=True)
+        if hashes.sha256 == sha256.lower():
+            return hashes
+    raise DownloadFailed(f"{target} already exists and is not the file asked for; "
+                         "remove it or choose another destination")  # fmt: skip
+
+
+def settle(partial: Path, target: Path, hashes: FileHashes, sha256: str) -> None:
+    """Verifies and moves a finished partial file into place (never over another file).
+
+    Raises:
+        DownloadFailed: SHA-256 mismatch (the partial file is deleted) or the target
+            appeared meanwhile.
+    """
+    if sha256 and hashes.sha256 != sha256.lower():
+        partial.unlink(missing_ok=True)
+        raise DownloadFailed(
+            f"SHA-256 mismatch for {target.name}: expected {sha256.lower()}, got "
+            f"{hashes.sha256}; the downloaded file was deleted"
+        )
+    try:
+        os.link(partial, target)  # atomic, and fails rather than replace a file
+    except FileExistsError:
+        partial.unlink(missing_ok=True)
+        raise DownloadFailed(f"{target} appeared during the download; kept it") from None
+    except OSError:  # a filesystem without hard links
+        if target.exists():
+            raise DownloadFailed(f"{target} appeared during the download; kept it") from None
+        os.replace(partial, target)
+        return
+    partial.unlink()
+
+
+class _Sink:
+    """The partial file and its hashes, written on one thread in arrival order."""
+
+    def __init__(self, path: Path, offset: int, tensor_hash: bool) -> None:
+        self.hasher = Hasher(tensor_hash=tensor_hash)
+        if offset:  # resuming: the bytes already on disk are hashed first
+            with open(path, "rb") as f:
+                while block := f.read(4 * CHUNK):
+                    self.hasher.update(block)
+        self.file = open(path, "ab" if offset else "wb")  # noqa: SIM115 (closed in close())
+        self.file.truncate(offset)
+
+    def write(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+        self.hasher.update(chunk)
+
+    def close(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+
+async def fetch_url(
+    client: httpx.AsyncClient,
+    url: str,
+    target: Path,
+    partial: Path,
+    *,
+    sha256: str = "",
+    headers: dict[str, str] | None = None,
+    on_progress: ProgressFn | None = None,
+    retries: int = 5,
+    backoff: float = 0.5,
+) -> FileHashes:
+    """Downloads `url` to `target` through `partial`; returns the file's hashes.
+
+    Raises:
+        DownloadFailed: an HTTP error that retrying cannot fix, too many failures,
+            a size or SHA-256 mismatch, no disk space, or `target` taken.
+        asyncio.CancelledError: the partial file stays, for a later resume.
+    """
+    already = await asyncio.to_thread(existing, target, sha256)
+    if already is not None:
+        return already
+    failures = 0
+    delay = backoff
+    with ThreadPoolExecutor(1, thread_name_prefix="sq-download") as writer:
+        while True:
+            try:
+                hashes = await _attempt(
+                    client, url, partial, headers or {}, on_progress, writer, is_safetensors(target)
+                )
+                break
+            except _Retry as e:
+                failures += 1
+                if failures > retries:
+                    raise DownloadFailed(
+                        f"{_shown(url)}: gave up after {failures} tries: {e}"
+                    ) from e
+                log.info("download of %s: %s; retrying in %.1f s", _shown(url), e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+    await asyncio.to_thread(settle, partial, target, hashes, sha256)
+    return hashes
+
+
+class _Retry(Exception):
+    """A failure worth another try (resuming from what is on disk)."""
+
+
+async def _attempt(
+    client: httpx.AsyncClient,
+    url: str,
+    partial: Path,
+    headers: dict[str, str],
+    on_progress: ProgressFn | None,
+    writer: ThreadPoolExecutor,
+    tensor_hash: bool,
+) -> FileHashes:
+    loop = asyncio.get_running_loop()
+    offset = _size(partial)
+    request_headers = {**headers, "Accept-Encoding": "identity"}
+    if offset:
+        request_headers["Range"] = f"bytes={offset}-"
+    try:
+        async with client.stream("GET", url, headers=request_headers) as response:
+            offset, total = _opening(url, response, offset, partial)
+            check_space(partial.parent, max(0, total - offset))
+            sink = await loop.run_in_executor(writer, _Sink, partial, offset, tensor_hash)
+            done = offset
+            pending: collections.deque[asyncio.Future[None]] = collections.deque()
+            buffer = bytearray()  # gathered to CHUNK; what arrived before a cut is kept
+            try:
+                async for piece in response.aiter_raw():
+                    buffer += piece
+                    done += len(piece)
+                    if len(buffer) >= CHUNK:
+                        pending.append(loop.run_in_executor(writer, sink.write, bytes(buffer)))
+                        buffer.clear()
+                        if len(pending) > PENDING_WRITES:
+                            await pending.popleft()
+                        if on_progress is not None:
+                            on_progress(done, total)
+            finally:
+                if buffer:
+                    pending.append(loop.run_in_executor(writer, sink.write, bytes(buffer)))
+                for future in pending:
+                    with contextlib.suppress(Exception):
+                        await future
+                await loop.run_in_executor(writer, sink.close)
+            if on_progress is not None:
+                on_progress(done, total)
+    except httpx.TransportError as e:
+        raise _Retry(f"connection lost ({type(e).__name__})") from e
+    if total and done != total:
+        raise _Retry(f"the connection ended at {done:,} of {total:,} bytes")
+    return sink.hasher.result()
+
+
+def _opening(url: str, response: httpx.Response, offset: int, partial: Path) -> tuple[int, int]:
+    """Where the answer starts writing and the file's full size (0: unknown).
+
+    Raises:
+        _Retry: worth another try. DownloadFailed: not.
+    """
+    status = response.status_code
+    if status == 416 and offset:
+        _discard(partial)  # what is on disk does not fit the file any more
+        raise _Retry("the server refused to resume; starting over")
+    if status == 429 or status >= 500:
+        raise _Retry(f"HTTP {status}")
+    if status >= 400:
+        raise DownloadFailed(_refused(url, status))
+    total = int(response.headers.get("Content-Length") or 0)
+    if status == 206:
+        match = CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+        if match is None or int(match.group(1)) != offset:
+            _discard(partial)
+            raise _Retry("the server resumed at another offset; starting over")
+        return offset, int(match.group(3)) if match.group(3) != "*" else offset + total
+    if offset:
+        log.info("%s ignored Range: starting the file over", _shown(url))
+    return 0, total
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _discard(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _refused(url: str, status: int) -> str:
+    if status in (401, 403):
+        return (f"{_shown(url)}: HTTP {status}: the server wants credentials "
+                "(SQ_CIVITAI_TOKEN for Civitai, HF_TOKEN for Hugging Face)")  # fmt: skip
+    if status == 404:
+        return f"{_shown(url)}: HTTP 404: no such file"
+    return f"{_shown(url)}: HTTP {status}"
+
+
+def _shown(url: str) -> str:
+    """A URL without its query (pre-signed URLs and ?token= carry secrets)."""
+    return url.split("?", 1)[0]
