@@ -16,6 +16,7 @@ class FakeCivitai(LoopbackServer):
 
     def __init__(self) -> None:
         self.versions: dict[str, dict[str, Any]] = {}
+        self.by_id: dict[int, dict[str, Any]] = {}
         self.requests: list[tuple[float, str, str]] = []  # (time, path, Authorization)
         self.busy = 0  # answer 429 this many times first
         super().__init__()
@@ -26,6 +27,7 @@ class FakeCivitai(LoopbackServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v1/model-versions/by-hash/{hash}", self.by_hash)
+        app.router.add_get("/api/v1/model-versions/{id:\\d+}", self.version_by_id)
         app.router.add_get("/images/{name}", self.image)
 
     async def by_hash(self, request: web.Request) -> web.Response:
@@ -38,6 +40,17 @@ class FakeCivitai(LoopbackServer):
         version = self.versions.get(request.match_info["hash"].upper())
         if version is None:
             return web.json_response({"error": "Model not found"}, status=404)
+        return web.json_response(version)
+
+    async def version_by_id(self, request: web.Request) -> web.Response:
+        self.requests.append(
+            (time.monotonic(), request.path, request.headers.get("Authorization", ""))
+        )
+        version = self.by_id.get(int(request.match_info["id"]))
+        if version is None:
+            return web.json_response(
+                {"error": f"No model version with id {request.match_info['id']}"}, status=404
+            )
         return web.json_response(version)
 
     async def image(self, request: web.Request) -> web.Response:

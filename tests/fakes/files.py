@@ -76,7 +76,9 @@ class FileHost(LoopbackServer):
         if name in self.hf_redirect:
             headers = {"X-Repo-Commit": COMMIT, "X-Linked-Etag": f'"{sha}"',
                        "X-Linked-Size": str(len(data)),
-                       "Location": f"{self.url}/signed/{name}?sig=secret-signature"}  # fmt: skip
+                       # Another host, like the Hub's CDN (huggingface_hub then drops
+                       # the Authorization header and reads size and ETag from here).
+                       "Location": f"http://localhost:{self.port}/signed/{name}?sig=s"}  # fmt: skip
             return web.Response(status=302, headers=headers)
         headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{sha}"'}
         if request.method == "HEAD":
