@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     civitai_interval: float = Field(
         1.0, ge=0, description="seconds between Civitai requests (they publish no limit)"
     )
+    download_concurrency: int = Field(2, ge=1, le=16, description="downloads running at once")
 
     @field_validator("listen")
     @classmethod

@@ -18,6 +18,7 @@ from coordinator.backends.base import Backend, ServerConfig
 from coordinator.backends.registry import make_backend
 from coordinator.config import Settings
 from coordinator.dispatch.dispatcher import Dispatcher, DispatchSettings
+from coordinator.downloads.service import DownloadService
 from coordinator.library.civitai import CivitaiClient
 from coordinator.library.service import ModelLibrary
 from coordinator.nodes.backend import NodeBackend, is_node_place
@@ -61,6 +62,7 @@ class Coordinator:
     dispatcher: Dispatcher
     library: ModelLibrary
     nodes: NodeService
+    downloads: DownloadService
     stopped: bool = False
 
     @property
@@ -81,6 +83,7 @@ class Coordinator:
         await self.server.stop(grace)
         await self.dispatcher.close()
         await self.nodes.close()
+        await self.downloads.close()
         await self.servers.close()
         await self.queue.close()
         await self.library.close()
@@ -132,6 +135,9 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         nodes.places,
     )
     nodes.on_change(dispatcher.wake)
+    downloads = DownloadService(db, library, civitai, settings.download_concurrency, nodes)
+    nodes.on_download(downloads.node_update)
+    nodes.on_offline(downloads.node_lost)
     limit = settings.max_message_mb << 20
     server = grpc.aio.server(
         interceptors=[ApiInterceptor(keys, settings.require_auth)],
@@ -147,7 +153,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     processes_pb2_grpc.add_ProcessesServiceServicer_to_server(
         ProcessesServicer(servers, dispatcher.running_on, nodes), server
     )
-    models_pb2_grpc.add_ModelsServiceServicer_to_server(ModelsServicer(library), server)
+    models_pb2_grpc.add_ModelsServiceServicer_to_server(ModelsServicer(library, downloads), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVED, ""):
@@ -160,6 +166,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     servers.start()
     nodes.start()
     await dispatcher.start()
+    await downloads.start()
     log.info(
         "coordinator listening on %s (database %s)",
         settings.listen.rpartition(":")[0] + f":{port}",
@@ -167,7 +174,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     )
     return Coordinator(
         settings, server, port, db, bus, queue, keys, health_servicer, servers, results, dispatcher,
-        library, nodes,
+        library, nodes, downloads,
     )  # fmt: skip
 
 

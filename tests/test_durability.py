@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class CoordinatorProcess:
     """`sq-coordinator` as a child process on a free loopback port."""
 
-    def __init__(self, data_dir: Path, database_url: str) -> None:
+    def __init__(self, data_dir: Path, database_url: str, *extra: str) -> None:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -34,6 +34,7 @@ class CoordinatorProcess:
                 database_url,
                 "--log-level",
                 "WARNING",
+                *extra,
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,

@@ -1,8 +1,5 @@
-"""ModelsService servicer: the model library (scan, list, search, locate, resolve, preview).
-
-Inventory sync, metadata refresh from Civitai and downloads come with their own
-work and answer UNIMPLEMENTED until then.
-"""
+"""ModelsService servicer: the model library (scan, list, search, locate, resolve,
+preview, inventories, metadata) and downloads."""
 
 from __future__ import annotations
 
@@ -15,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from coordinator.backends.base import InventoryEntry
+from coordinator.downloads.service import DownloadService
 from coordinator.errors import InvalidArgument, NotFound
 from coordinator.library.service import TYPE_NAMES, ModelLibrary, model_to_pb
 from coordinator.queue.validation import check_enum
@@ -41,8 +39,9 @@ def _type(value: int) -> str:
 
 
 class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
-    def __init__(self, library: ModelLibrary) -> None:
+    def __init__(self, library: ModelLibrary, downloads: DownloadService) -> None:
         self._library = library
+        self._downloads = downloads
 
     async def ScanLibrary(
         self, request: models_pb2.ScanLibraryRequest, context: Ctx
@@ -194,3 +193,34 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
             raise NotFound(f"the preview of {model.name!r} is unreadable: {e.strerror}") from e
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return models_pb2.GetModelPreviewResponse(data=data, mime=mime)
+
+    # ---- downloads ----------------------------------------------------------
+
+    async def StartDownload(
+        self, request: models_pb2.StartDownloadRequest, context: Ctx
+    ) -> models_pb2.StartDownloadResponse:
+        return models_pb2.StartDownloadResponse(download=await self._downloads.begin(request))
+
+    async def ListDownloads(
+        self, request: models_pb2.ListDownloadsRequest, context: Ctx
+    ) -> models_pb2.ListDownloadsResponse:
+        for i, state in enumerate(request.states):
+            check_enum(f"states[{i}]", models_pb2.DownloadState, state, allow_zero=False)
+        downloads = await self._downloads.list(list(request.states))
+        return models_pb2.ListDownloadsResponse(downloads=downloads)
+
+    async def GetDownload(
+        self, request: models_pb2.GetDownloadRequest, context: Ctx
+    ) -> models_pb2.GetDownloadResponse:
+        return models_pb2.GetDownloadResponse(download=await self._downloads.get(request.id))
+
+    async def WatchDownload(
+        self, request: models_pb2.WatchDownloadRequest, context: Ctx
+    ) -> AsyncIterator[models_pb2.Download]:
+        async for download in self._downloads.watch(request.id):
+            yield download
+
+    async def CancelDownload(
+        self, request: models_pb2.CancelDownloadRequest, context: Ctx
+    ) -> models_pb2.CancelDownloadResponse:
+        return models_pb2.CancelDownloadResponse(download=await self._downloads.cancel(request.id))

@@ -48,6 +48,9 @@ METHOD_SCOPES: dict[str, frozenset[Scope]] = {
     "/stablequeue.v1.ModelsService/ScanLibrary": ADMIN_ONLY,
     "/stablequeue.v1.ModelsService/RefreshMetadata": ADMIN_ONLY,
     "/stablequeue.v1.ModelsService/DeleteModel": ADMIN_ONLY,
+    # Downloads write to the model folders.
+    "/stablequeue.v1.ModelsService/StartDownload": ADMIN_ONLY,
+    "/stablequeue.v1.ModelsService/CancelDownload": ADMIN_ONLY,
 }
 SERVICE_SCOPES: dict[str, frozenset[Scope]] = {
     "stablequeue.v1.QueueService": USER_SCOPES,

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from sqlalchemy import delete, func, or_
@@ -236,6 +236,35 @@ class ModelLibrary:
         self.version += 1
         model, _ = await self.get(hashes.sha256)
         return model, examined.errors
+
+    async def register_remote(self, host: str, path: str, hashes: FileHashes, size: int) -> None:
+        """Records a file that arrived on another host (a node's download), by the hashes
+        its agent computed: a location of the model, created if new."""
+        now = utcnow()
+        name = PurePath(path.replace("\\", "/")).name
+
+        def store(session: Session) -> None:
+            model = session.get(ModelRow, hashes.sha256)
+            if model is None:
+                model = ModelRow(
+                    sha256=hashes.sha256, autov2=hashes.autov2, autov1=hashes.autov1,
+                    autov3=hashes.autov3, blake3=hashes.blake3, name=name.rsplit(".", 1)[0],
+                    size_bytes=size, created_at=now, updated_at=now,
+                )  # fmt: skip
+                session.add(model)
+            location = session.exec(
+                select(LocationRow).where(LocationRow.host == host, LocationRow.path == path)
+            ).first() or LocationRow(host=host, path=path, seen_at=now)
+            location.backend_name = name
+            location.name_key = name_key(name)
+            location.sha256 = hashes.sha256
+            location.verified = True
+            location.size_bytes = size
+            location.seen_at = now
+            session.add(location)
+
+        await self._db.run(store)
+        self.version += 1
 
     async def delete_files(self, reference: str, path: str = "") -> list[str]:
         """Deletes the model's files under the coordinator's model roots (one copy when

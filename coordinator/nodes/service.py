@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -67,6 +67,15 @@ class NodeService:
         self._job_nodes: dict[str, str] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._sessions = 0
+        self._download_listener: (
+            Callable[[str, processes_pb2.DownloadUpdate], Awaitable[None]] | None
+        ) = None
+
+    def on_download(
+        self, listener: Callable[[str, processes_pb2.DownloadUpdate], Awaitable[None]]
+    ) -> None:
+        """Called with (node, update) for each DownloadUpdate an agent sends."""
+        self._download_listener = listener
 
     def on_offline(self, listener: Callable[[str], None]) -> None:
         self._offline_listeners.append(listener)
@@ -184,38 +193,47 @@ class NodeService:
         async for message in messages:
             kind = message.WhichOneof("body")
             if kind == "heartbeat":
-                node.last_heartbeat = time.monotonic()
-                node.last_heartbeat_at = utcnow()
-                node.usage = message.heartbeat
-                if not node.connected:
-                    node.connected = True
-                    log.info("node %s is back", node.info.name)
-                    self._changed()
+                self._heartbeat(node, message.heartbeat)
             elif kind == "register":  # the agent reloaded its models.yml
-                if message.register.name != node.info.name:
-                    log.warning("node %s tried to rename itself %r; ignored",
-                                node.info.name, message.register.name)  # fmt: skip
-                    continue
-                node.info = message.register
-                keys = {m.key for m in node.info.models}
-                node.processes = {k: p for k, p in node.processes.items() if k in keys}
-                log.info("node %s now has %d models", node.info.name, len(keys))
-                self._changed()
+                self._reregistered(node, message.register)
             elif kind == "process_state":
                 state = message.process_state
-                if not any(m.key == state.model for m in node.info.models):
-                    continue  # a model the agent's reloaded models.yml dropped
-                state.node = node.info.name
-                node.processes[state.model] = state
-                self._changed()
+                if any(m.key == state.model for m in node.info.models):
+                    state.node = node.info.name  # (not a model a reload dropped)
+                    node.processes[state.model] = state
+                    self._changed()
             elif kind == "job_update":
                 queue = self._jobs.get(message.job_update.job_id)
                 if queue is not None:
                     queue.put_nowait(message.job_update)
+            elif kind == "download" and self._download_listener is not None:
+                try:
+                    await self._download_listener(node.info.name, message.download)
+                except Exception:  # one bad update must not end the session
+                    log.exception("node %s: download update not recorded", node.info.name)
             elif kind == "command_result":
                 future = node.pending.pop(message.command_result.command_id, None)
                 if future is not None and not future.done():
                     future.set_result(message.command_result)
+
+    def _heartbeat(self, node: NodeState, beat: processes_pb2.Heartbeat) -> None:
+        node.last_heartbeat = time.monotonic()
+        node.last_heartbeat_at = utcnow()
+        node.usage = beat
+        if not node.connected:
+            node.connected = True
+            log.info("node %s is back", node.info.name)
+            self._changed()
+
+    def _reregistered(self, node: NodeState, info: processes_pb2.NodeInfo) -> None:
+        if info.name != node.info.name:
+            log.warning("node %s tried to rename itself %r; ignored", node.info.name, info.name)
+            return
+        node.info = info
+        keys = {m.key for m in info.models}
+        node.processes = {k: p for k, p in node.processes.items() if k in keys}
+        log.info("node %s now has %d models", info.name, len(keys))
+        self._changed()
 
     async def _watch(self) -> None:
         while True:
@@ -279,6 +297,18 @@ class NodeService:
         if not any(m.key == model for m in node.info.models):
             raise NotFound(f"node {node.info.name} has no model {model!r}")
         return node
+
+    async def send(self, name: str, command: processes_pb2.CoordinatorCommand) -> None:
+        """Sends a command whose answers come as their own messages (downloads).
+
+        Raises:
+            NotFound: no such node. FailedPrecondition: it is offline.
+        """
+        node = self.get(name)
+        if not node.connected:
+            raise FailedPrecondition(f"node {name} is offline")
+        command.command_id = command.command_id or uuid.uuid4().hex
+        await node.outbox.put(command)
 
     async def command(
         self, node: NodeState, command: processes_pb2.CoordinatorCommand, wait_s: float = 0

@@ -201,3 +201,28 @@ class LocationRow(SQLModel, table=True):
     size_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     mtime_ns: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     seen_at: NaiveDatetime
+
+
+class DownloadRow(SQLModel, table=True):
+    """A model download; unfinished ones resume when the coordinator starts again."""
+
+    __tablename__ = "downloads"
+    __table_args__ = (Index("ix_downloads_state", "state"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    state: str = Field(max_length=16)  # queued, downloading, verifying, completed, ...
+    # "huggingface", "url" or "civitai"; `source` is its JSON (a URL may carry a token:
+    # only `shown` is ever returned).
+    kind: str = Field(max_length=16)
+    source: str
+    shown: str = Field(default="", max_length=2000)
+    dest: str = Field(default="", max_length=2000)
+    sha256: str = Field(default="", max_length=64)
+    node: str = Field(default="", max_length=100)
+    dest_path: str = Field(default="", max_length=2000)
+    bytes_done: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    bytes_total: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    error: str = ""
+    model_id: str = Field(default="", max_length=64)
+    created_at: NaiveDatetime
+    updated_at: NaiveDatetime

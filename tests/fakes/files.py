@@ -107,23 +107,27 @@ class FileHost(LoopbackServer):
         await response.prepare(request)
         body = data[start:]
         cut = self.drop_after.get(name, -1)
-        if cut >= 0 and self.drops.get(name, 1) > 0:
+        dropping = cut >= 0 and self.drops.get(name, 1) > 0
+        if dropping:
             self.drops[name] = self.drops.get(name, 1) - 1
             body = body[:cut]
-            await self._write(response, body)
-            self.served.append((name, start, len(body)))
+        sent = [0]
+        try:
+            await self._write(response, body, sent)
+        finally:  # (also when the client goes away mid-file)
+            self.served.append((name, start, sent[0]))
+        if dropping:
             assert request.transport is not None
             request.transport.close()  # the line drops mid-file
             return response
-        await self._write(response, body)
-        self.served.append((name, start, len(body)))
         await response.write_eof()
         return response
 
-    async def _write(self, response: web.StreamResponse, body: bytes) -> None:
+    async def _write(self, response: web.StreamResponse, body: bytes, sent: list[int]) -> None:
         piece = 64 * 1024
         for at in range(0, len(body), piece):
             await response.write(body[at : at + piece])
+            sent[0] += len(body[at : at + piece])
             if self.delay:
                 await asyncio.sleep(self.delay)
 

@@ -337,6 +337,11 @@ MODEL_TYPES = {
     for name, num in models_pb2.ModelType.items()
     if num
 }
+DOWNLOAD_STATES = {
+    name.removeprefix("DOWNLOAD_STATE_").lower(): num
+    for name, num in models_pb2.DownloadState.items()
+    if num
+}
 
 
 def cmd_models(sq: Client, args: argparse.Namespace) -> int:
@@ -389,6 +394,63 @@ def cmd_models(sq: Client, args: argparse.Namespace) -> int:
         render.console.print(render.model_details(reply.model))
     else:
         render.console.print(render.locations_table(reply.locations))
+    return 0
+
+
+def cmd_download(sq: Client, args: argparse.Namespace) -> int:
+    action = args.download_command
+    if action == "cancel":
+        request = models_pb2.CancelDownloadRequest(id=_download_id(sq, args.id))
+        download = sq.call("CancelDownload", request, "models").download
+        render.console.print(f"{download.id}: {render.download_state(download)}")
+        return 0
+    request = models_pb2.StartDownloadRequest(dest=args.dest, sha256=args.sha256, node=args.node)
+    if action == "hf":
+        request.huggingface.repo = args.repo
+        request.huggingface.files.extend(args.files)
+        request.huggingface.revision = args.revision
+    elif action == "url":
+        request.url.url = args.url
+    else:
+        request.civitai.reference = args.reference
+    download = sq.call("StartDownload", request, "models").download
+    if args.no_wait:
+        render.console.print(download.id)
+        return 0
+    updates = sq.stream("WatchDownload", models_pb2.WatchDownloadRequest(id=download.id), "models")
+    final = watch.follow_download(updates, quiet=args.json)
+    if args.json:
+        render.print_json(final)
+    elif final.state == models_pb2.DOWNLOAD_STATE_COMPLETED:
+        where = f"{final.node}:{final.dest_path}" if final.node else final.dest_path
+        render.console.print(f"downloaded {where} (model {final.model_id[:10]})", soft_wrap=True)
+    else:
+        state = render.download_state(final)
+        render.console.print(f"[red]{state}[/]: {final.error}", soft_wrap=True)
+    return 0 if final.state == models_pb2.DOWNLOAD_STATE_COMPLETED else 1
+
+
+def _download_id(sq: Client, prefix: str) -> str:
+    """A download id from the start of one, as `sq downloads` shows them."""
+    if len(prefix) == 32:
+        return prefix
+    listed = sq.call("ListDownloads", models_pb2.ListDownloadsRequest(), "models").downloads
+    matches = [d.id for d in listed if d.id.startswith(prefix)]
+    if len(matches) != 1:
+        raise StableQueueError(
+            grpc.StatusCode.NOT_FOUND if not matches else grpc.StatusCode.INVALID_ARGUMENT,
+            f"{len(matches) or 'no'} downloads start with {prefix!r}",
+        )
+    return matches[0]
+
+
+def cmd_downloads(sq: Client, args: argparse.Namespace) -> int:
+    request = models_pb2.ListDownloadsRequest(states=[DOWNLOAD_STATES[s] for s in args.state])
+    downloads = sq.call("ListDownloads", request, "models").downloads
+    if args.json:
+        render.print_json(list(downloads))
+    else:
+        render.console.print(render.downloads_table(downloads))
     return 0
 
 
@@ -579,6 +641,30 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("ref")
     k.add_argument("--path", default="", help="only this copy")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("download", help="fetch a model: Hugging Face, a URL or Civitai")
+    downloads = p.add_subparsers(dest="download_command", required=True)
+    k = downloads.add_parser("hf", help="files of a Hugging Face repository")
+    k.add_argument("repo", help="OWNER/NAME")
+    k.add_argument("files", nargs="+", metavar="FILE")
+    k.add_argument("--revision", default="", help="branch, tag or commit (default main)")
+    k = downloads.add_parser("url", help="a file from a URL (resumed after a cut)")
+    k.add_argument("url")
+    k = downloads.add_parser("civitai", help="a Civitai model version (with its metadata)")
+    k.add_argument("reference", metavar="ID|AIR", help="version id or urn:air:...@VERSION")
+    for k in (downloads.choices["hf"], downloads.choices["url"], downloads.choices["civitai"]):
+        k.add_argument("--dest", default="", help="folder inside a model root (default: the first)")
+        k.add_argument("--sha256", default="", help="expected SHA-256 (verified)")
+        k.add_argument("--node", default="", help="download on this node instead")
+        k.add_argument("--no-wait", action="store_true", help="print the id and return")
+        k.add_argument("--json", action="store_true")
+    k = downloads.add_parser("cancel", help="stop a download and remove its partial file")
+    k.add_argument("id", help="download id (or its start)")
+    p.set_defaults(func=cmd_download)
+    p = sub.add_parser("downloads", help="downloads: state, progress, speed")
+    p.add_argument("--state", action="append", default=[], choices=sorted(DOWNLOAD_STATES))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_downloads)
 
     p = sub.add_parser("nodes", help="node agents: connected or not, resources")
     p.add_argument("--json", action="store_true")

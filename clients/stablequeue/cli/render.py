@@ -291,3 +291,23 @@ def processes_table(processes: Iterable[Any], now: float) -> Table:
             str(p.jobs_in_flight), p.reason,
         )  # fmt: skip
     return table
+
+
+def download_state(download: Any) -> str:
+    return _enum_name(download, "state", "DOWNLOAD_STATE_")
+
+
+def downloads_table(downloads: Iterable[Any]) -> Table:
+    table = Table()
+    table.add_column("ID", no_wrap=True, min_width=12)
+    for column in ("STATE", "SOURCE", "WHERE", "PROGRESS", "SPEED", "DETAIL"):
+        table.add_column(column, overflow="fold")
+    for d in downloads:
+        state = download_state(d)
+        size = f"{d.bytes_done / 2**20:,.1f} / {d.bytes_total / 2**20:,.1f} MiB"
+        if d.bytes_total:
+            size += f" ({100 * d.bytes_done / d.bytes_total:.0f}%)"
+        speed = f"{d.bytes_per_second / 2**20:,.1f} MiB/s" if d.bytes_per_second else "-"
+        where = (f"{d.node}: " if d.node else "") + (d.dest_path or "-")
+        table.add_row(d.id[:12], state, d.source, where, size, speed, d.error)
+    return table

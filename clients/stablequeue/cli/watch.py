@@ -105,3 +105,27 @@ def follow_scan(
                 total=update.bytes_total or None,
             )  # fmt: skip
     return final
+
+
+def follow_download(updates: Iterable[models_pb2.Download], *, quiet: bool) -> models_pb2.Download:
+    """A progress bar over a download's bytes; returns its last state."""
+    final = models_pb2.Download()
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=render.console,
+        disable=quiet,
+    )
+    with progress:
+        task = progress.add_task("queued", total=None)
+        for update in updates:
+            final = update
+            state = render.download_state(update)
+            progress.update(
+                task, description=f"{state} {update.source}"[:60], completed=update.bytes_done,
+                total=update.bytes_total or None,
+            )  # fmt: skip
+    return final

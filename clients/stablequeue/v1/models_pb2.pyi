@@ -342,7 +342,7 @@ class StartDownloadRequest(_message.Message):
     def __init__(self, huggingface: _Optional[_Union[HuggingFaceSource, _Mapping]] = ..., url: _Optional[_Union[UrlSource, _Mapping]] = ..., civitai: _Optional[_Union[CivitaiSource, _Mapping]] = ..., dest: _Optional[str] = ..., sha256: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class Download(_message.Message):
-    __slots__ = ("id", "state", "source", "dest_path", "bytes_done", "bytes_total", "bytes_per_second", "eta_seconds", "error", "model_id", "created_at", "updated_at")
+    __slots__ = ("id", "state", "source", "dest_path", "bytes_done", "bytes_total", "bytes_per_second", "eta_seconds", "error", "model_id", "created_at", "updated_at", "node")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -355,6 +355,7 @@ class Download(_message.Message):
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: DownloadState
     source: str
@@ -367,7 +368,8 @@ class Download(_message.Message):
     model_id: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[DownloadState, str]] = ..., source: _Optional[str] = ..., dest_path: _Optional[str] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., bytes_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., error: _Optional[str] = ..., model_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    node: str
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[DownloadState, str]] = ..., source: _Optional[str] = ..., dest_path: _Optional[str] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., bytes_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., error: _Optional[str] = ..., model_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ...) -> None: ...
 
 class StartDownloadResponse(_message.Message):
     __slots__ = ("download",)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from stablequeue.v1 import models_pb2 as _models_pb2
 from stablequeue.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -241,20 +242,22 @@ class NodeInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., agent_version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[NodeModel, _Mapping]]] = ..., heartbeat_interval: _Optional[float] = ...) -> None: ...
 
 class NodeModel(_message.Message):
-    __slots__ = ("key", "name", "description", "exec_mode", "mode", "vram_mb")
+    __slots__ = ("key", "name", "description", "exec_mode", "mode", "vram_mb", "missing_files")
     KEY_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     EXEC_MODE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     VRAM_MB_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FILES_FIELD_NUMBER: _ClassVar[int]
     key: str
     name: str
     description: str
     exec_mode: str
     mode: str
     vram_mb: int
-    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., exec_mode: _Optional[str] = ..., mode: _Optional[str] = ..., vram_mb: _Optional[int] = ...) -> None: ...
+    missing_files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., exec_mode: _Optional[str] = ..., mode: _Optional[str] = ..., vram_mb: _Optional[int] = ..., missing_files: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
     __slots__ = ("model", "node", "state", "pid", "port", "reason", "since", "jobs_in_flight")
@@ -319,18 +322,20 @@ class Heartbeat(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cpu_percent: _Optional[float] = ..., memory_used_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("register", "heartbeat", "process_state", "command_result", "job_update")
+    __slots__ = ("register", "heartbeat", "process_state", "command_result", "job_update", "download")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     PROCESS_STATE_FIELD_NUMBER: _ClassVar[int]
     COMMAND_RESULT_FIELD_NUMBER: _ClassVar[int]
     JOB_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_FIELD_NUMBER: _ClassVar[int]
     register: NodeInfo
     heartbeat: Heartbeat
     process_state: ProcessInfo
     command_result: CommandResult
     job_update: AgentJobUpdate
-    def __init__(self, register: _Optional[_Union[NodeInfo, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., process_state: _Optional[_Union[ProcessInfo, _Mapping]] = ..., command_result: _Optional[_Union[CommandResult, _Mapping]] = ..., job_update: _Optional[_Union[AgentJobUpdate, _Mapping]] = ...) -> None: ...
+    download: DownloadUpdate
+    def __init__(self, register: _Optional[_Union[NodeInfo, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., process_state: _Optional[_Union[ProcessInfo, _Mapping]] = ..., command_result: _Optional[_Union[CommandResult, _Mapping]] = ..., job_update: _Optional[_Union[AgentJobUpdate, _Mapping]] = ..., download: _Optional[_Union[DownloadUpdate, _Mapping]] = ...) -> None: ...
 
 class CommandResult(_message.Message):
     __slots__ = ("command_id", "ok", "error", "process", "lines")
@@ -347,7 +352,7 @@ class CommandResult(_message.Message):
     def __init__(self, command_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., lines: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentJobUpdate(_message.Message):
-    __slots__ = ("job_id", "step", "total_steps", "preview_image", "image", "done", "error")
+    __slots__ = ("job_id", "step", "total_steps", "preview_image", "image", "done", "error", "download_done", "download_total")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -355,6 +360,8 @@ class AgentJobUpdate(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_DONE_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_TOTAL_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     step: int
     total_steps: int
@@ -362,10 +369,12 @@ class AgentJobUpdate(_message.Message):
     image: bytes
     done: bool
     error: str
-    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., preview_image: _Optional[bytes] = ..., image: _Optional[bytes] = ..., done: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+    download_done: int
+    download_total: int
+    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., preview_image: _Optional[bytes] = ..., image: _Optional[bytes] = ..., done: _Optional[bool] = ..., error: _Optional[str] = ..., download_done: _Optional[int] = ..., download_total: _Optional[int] = ...) -> None: ...
 
 class CoordinatorCommand(_message.Message):
-    __slots__ = ("command_id", "start_model", "stop_model", "run_job", "download", "logs", "cancel_job")
+    __slots__ = ("command_id", "start_model", "stop_model", "run_job", "download", "logs", "cancel_job", "cancel_download")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     START_MODEL_FIELD_NUMBER: _ClassVar[int]
     STOP_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -373,6 +382,7 @@ class CoordinatorCommand(_message.Message):
     DOWNLOAD_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     CANCEL_JOB_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_DOWNLOAD_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     start_model: StartModelCommand
     stop_model: StopModelCommand
@@ -380,7 +390,14 @@ class CoordinatorCommand(_message.Message):
     download: DownloadCommand
     logs: LogsCommand
     cancel_job: CancelJobCommand
-    def __init__(self, command_id: _Optional[str] = ..., start_model: _Optional[_Union[StartModelCommand, _Mapping]] = ..., stop_model: _Optional[_Union[StopModelCommand, _Mapping]] = ..., run_job: _Optional[_Union[RunJobCommand, _Mapping]] = ..., download: _Optional[_Union[DownloadCommand, _Mapping]] = ..., logs: _Optional[_Union[LogsCommand, _Mapping]] = ..., cancel_job: _Optional[_Union[CancelJobCommand, _Mapping]] = ...) -> None: ...
+    cancel_download: CancelDownloadCommand
+    def __init__(self, command_id: _Optional[str] = ..., start_model: _Optional[_Union[StartModelCommand, _Mapping]] = ..., stop_model: _Optional[_Union[StopModelCommand, _Mapping]] = ..., run_job: _Optional[_Union[RunJobCommand, _Mapping]] = ..., download: _Optional[_Union[DownloadCommand, _Mapping]] = ..., logs: _Optional[_Union[LogsCommand, _Mapping]] = ..., cancel_job: _Optional[_Union[CancelJobCommand, _Mapping]] = ..., cancel_download: _Optional[_Union[CancelDownloadCommand, _Mapping]] = ...) -> None: ...
+
+class CancelDownloadCommand(_message.Message):
+    __slots__ = ("download_id",)
+    DOWNLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    download_id: str
+    def __init__(self, download_id: _Optional[str] = ...) -> None: ...
 
 class CancelJobCommand(_message.Message):
     __slots__ = ("job_id",)
@@ -419,20 +436,60 @@ class RunJobCommand(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., model: _Optional[str] = ..., spec: _Optional[bytes] = ...) -> None: ...
 
 class DownloadCommand(_message.Message):
-    __slots__ = ("download_id", "repo", "files", "url", "dest", "sha256")
+    __slots__ = ("download_id", "repo", "files", "url", "dest", "sha256", "revision", "civitai")
     DOWNLOAD_ID_FIELD_NUMBER: _ClassVar[int]
     REPO_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     DEST_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CIVITAI_FIELD_NUMBER: _ClassVar[int]
     download_id: str
     repo: str
     files: _containers.RepeatedScalarFieldContainer[str]
     url: str
     dest: str
     sha256: str
-    def __init__(self, download_id: _Optional[str] = ..., repo: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., url: _Optional[str] = ..., dest: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+    revision: str
+    civitai: str
+    def __init__(self, download_id: _Optional[str] = ..., repo: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., url: _Optional[str] = ..., dest: _Optional[str] = ..., sha256: _Optional[str] = ..., revision: _Optional[str] = ..., civitai: _Optional[str] = ...) -> None: ...
+
+class DownloadUpdate(_message.Message):
+    __slots__ = ("download_id", "state", "bytes_done", "bytes_total", "error", "files", "source", "model")
+    DOWNLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    download_id: str
+    state: _models_pb2.DownloadState
+    bytes_done: int
+    bytes_total: int
+    error: str
+    files: _containers.RepeatedCompositeFieldContainer[DownloadedFile]
+    source: str
+    model: str
+    def __init__(self, download_id: _Optional[str] = ..., state: _Optional[_Union[_models_pb2.DownloadState, str]] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., error: _Optional[str] = ..., files: _Optional[_Iterable[_Union[DownloadedFile, _Mapping]]] = ..., source: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class DownloadedFile(_message.Message):
+    __slots__ = ("path", "sha256", "size", "autov1", "autov3", "blake3")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    AUTOV1_FIELD_NUMBER: _ClassVar[int]
+    AUTOV3_FIELD_NUMBER: _ClassVar[int]
+    BLAKE3_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    size: int
+    autov1: str
+    autov3: str
+    blake3: str
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., autov1: _Optional[str] = ..., autov3: _Optional[str] = ..., blake3: _Optional[str] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()
