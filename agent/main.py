@@ -21,6 +21,7 @@ import platform
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,15 +32,18 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.cli_job import CliFailed, run_cli
 from agent.config import ConfigError, load_config
+from agent.downloads import NodeDownloads, missing_files
 from agent.gpus import Gpus, load_nvml
 from agent.process import StartFailed, State
 from agent.supervisor import Supervisor
 from coordinator.backends.base import Attempt, ServerConfig
 from coordinator.backends.sdcpp import SdCppBackend
+from coordinator.downloads.fetch import DownloadFailed
 from coordinator.errors import BackendRejected, BackendUnavailable
 from stablequeue.v1 import processes_pb2, processes_pb2_grpc, queue_pb2
 
 log = logging.getLogger("sq-agent")
+JOB_PROGRESS_EVERY_S = 0.25
 VERSION = "0.1"
 STATES = {
     State.STOPPED: processes_pb2.PROCESS_STATE_STOPPED,
@@ -55,6 +59,8 @@ class Agent:
         self.args = args
         self.supervisor = supervisor
         self.gpus = gpus
+        models_dir = args.models_dir or supervisor.config.base_dir
+        self.downloads = NodeDownloads(models_dir, self._send_download, self._files_arrived)
         self._outgoing: asyncio.Queue[processes_pb2.AgentMessage] | None = None
         self._commands: set[asyncio.Task[None]] = set()
         self._jobs: dict[str, asyncio.Task[None]] = {}  # job id -> the task running it
@@ -80,10 +86,20 @@ class Agent:
                     exec_mode=m.exec_mode,
                     mode=m.mode,
                     vram_mb=m.vram_mb,
+                    missing_files=missing_files(m, config.base_dir),
                 )
                 for key, m in config.models.items()
             ],
         )
+
+    def _send_download(self, update: processes_pb2.DownloadUpdate) -> None:
+        if self._outgoing is not None:
+            self._outgoing.put_nowait(processes_pb2.AgentMessage(download=update))
+
+    def _files_arrived(self, key: str) -> None:
+        """A model's files were downloaded: the coordinator hears its new model list."""
+        if self._outgoing is not None:
+            self._outgoing.put_nowait(processes_pb2.AgentMessage(register=self.node_info()))
 
     def gpu_info(self) -> list[processes_pb2.GpuInfo]:
         return [
@@ -205,6 +221,7 @@ class Agent:
         try:
             if kind == "start_model":
                 key = command.start_model.model
+                await self.downloads.ensure_files(key, self.supervisor.config)
                 await self.supervisor.ensure_ready(key)
                 result.process.CopyFrom(self.process_info(key))
             elif kind == "stop_model":
@@ -216,6 +233,11 @@ class Agent:
                 return  # its updates are the answer
             elif kind == "cancel_job":
                 await self._cancel_job(command.cancel_job.job_id)
+            elif kind == "download":
+                self.downloads.start(command.download)
+                return  # its DownloadUpdates are the answer
+            elif kind == "cancel_download":
+                await self.downloads.cancel(command.cancel_download.download_id)
             elif kind == "logs":
                 tail = list(self.supervisor.processes[command.logs.model].tail)
                 result.lines.extend(tail[-command.logs.lines :] if command.logs.lines else tail)
@@ -223,7 +245,7 @@ class Agent:
                 result.ok, result.error = False, f"{kind} is not supported by this agent yet"
         except KeyError as e:
             result.ok, result.error = False, f"no model {e.args[0]!r} in this node's models.yml"
-        except StartFailed as e:
+        except (StartFailed, DownloadFailed) as e:
             result.ok, result.error = False, str(e)
         outgoing.put_nowait(processes_pb2.AgentMessage(command_result=result))
 
@@ -266,6 +288,13 @@ class Agent:
 
         key = command.model
         model = self.supervisor.config.models.get(key)
+        if model is not None:
+            try:
+                await self._model_files(key, update)
+            except DownloadFailed as e:
+                self.supervisor.processes[key].fail(str(e))  # `sq processes` says why
+                update(done=True, error=str(e))
+                return
         if model is not None and model.exec_mode == "cli":
             await self._run_cli_job(command, key, update)
             return
@@ -303,6 +332,18 @@ class Agent:
         finally:
             await backend.close()
             self.supervisor.job_finished(key)
+
+    async def _model_files(self, key: str, update: Callable[..., None]) -> None:
+        """The model's files, downloaded first if missing; the job sees the bytes."""
+        sent = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - sent[0] >= JOB_PROGRESS_EVERY_S or (total and done >= total):
+                sent[0] = now
+                update(download_done=done, download_total=total)
+
+        await self.downloads.ensure_files(key, self.supervisor.config, progress)
 
     async def _end_generation(self, key: str, backend: SdCppBackend, attempt: Attempt) -> None:
         """Stops a cancelled job's work on the model's server: a queued job is dropped;
@@ -355,6 +396,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, required=True, help="models.yml")
     parser.add_argument("--name", default=socket.gethostname(), help="node name")
     parser.add_argument("--work-dir", type=Path, default=Path("sq-agent"), help="logs, state")
+    parser.add_argument(
+        "--models-dir", type=Path, default=None,
+        help="where `sq download --node` puts files (default: the folder of models.yml)",
+    )  # fmt: skip
     parser.add_argument("--heartbeat", type=float, default=5.0, help="seconds between beats")
     parser.add_argument(
         "--vram-mb", type=int, default=0,
@@ -372,6 +417,7 @@ async def serve(args: argparse.Namespace) -> None:
         args.work_dir,
         free_vram_mb=lambda: gpus.free_vram_mb(),
         on_state=lambda k, s, d: holder[0].state_changed(k, s, d),
+        prepare=lambda key: holder[0].downloads.ensure_files(key, supervisor.config),
     )
     nvml = None if args.vram_mb else load_nvml()
     gpus = Gpus(nvml, args.vram_mb, supervisor.reserved_vram_mb)
@@ -387,6 +433,7 @@ async def serve(args: argparse.Namespace) -> None:
         await agent.run(stop)
     finally:
         await supervisor.close()  # the agent going away stops its children
+        await agent.downloads.close()
         gpus.close()
 
 

@@ -111,6 +111,11 @@ class ModelProcess:
         if self._on_state is not None:
             self._on_state(self.key, state, detail)
 
+    def fail(self, reason: str) -> None:
+        """Marks a model that is not running as FAILED (it could not be prepared)."""
+        if self.state in (State.STOPPED, State.FAILED):
+            self._set(State.FAILED, reason)
+
     def _expand(self, text: str) -> str:
         values = {"PORT": str(self.port or ""), "HOST": "127.0.0.1", "MODEL": self.key}
         return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)

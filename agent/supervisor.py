@@ -21,13 +21,14 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
 
 from agent.config import AgentConfig, ModelConfig
 from agent.process import ModelProcess, StartFailed, State
+from coordinator.downloads.fetch import DownloadFailed
 
 log = logging.getLogger(__name__)
 MAX_CRASHES = 5
@@ -42,6 +43,8 @@ class Supervisor:
     work_dir: logs and the record of running children live here.
     free_vram_mb: reports free VRAM (None, or it returning None: no eviction).
     on_state: called with (model, state, detail) on every transition.
+    prepare: called before a model starts (its files are downloaded); raising
+        DownloadFailed fails the start with that reason.
     """
 
     def __init__(
@@ -53,8 +56,10 @@ class Supervisor:
         grace: float = 5.0,
         restart_backoff: float = 1.0,
         restart_backoff_max: float = 60.0,
+        prepare: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
+        self._prepare = prepare
         self._record = work_dir / "children.json"
         self._free_vram = free_vram_mb
         self._on_state = on_state
@@ -111,9 +116,19 @@ class Supervisor:
         process = self.processes[key]
         self.last_used[key] = time.monotonic()
         if process.state is not State.READY:
+            await self._prepared(key, process)
             await self._make_room(key)
             await process.start()
         return process
+
+    async def _prepared(self, key: str, process: ModelProcess) -> None:
+        if self._prepare is None:
+            return
+        try:
+            await self._prepare(key)
+        except DownloadFailed as e:
+            process.fail(str(e))
+            raise StartFailed(str(e)) from e
 
     def job_started(self, key: str) -> None:
         self.in_flight[key] += 1
@@ -231,6 +246,7 @@ class Supervisor:
         process = self.processes.get(key)
         if process is not None:  # (not removed by a reload meanwhile)
             with contextlib.suppress(StartFailed):
+                await self._prepared(key, process)
                 await process.start()
 
     def _changed(self, key: str, state: State, detail: str) -> None:

@@ -220,6 +220,7 @@ def _progress_class(job: Job, before: int, total: int) -> type:
     class Progress:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self.n = int(kwargs.get("initial") or 0)
+            job.on_progress(before + self.n, total)  # started (it reports every 10 MiB)
 
         def __enter__(self) -> Progress:
             return self

@@ -38,7 +38,11 @@ class NodeBackend:
         node = self._nodes.nodes.get(self.node)
         process = node.processes.get(self.model) if node is not None else None
         starting = process is None or process.state != processes_pb2.PROCESS_STATE_READY
-        if starting:
+        model = next((m for m in node.info.models if m.key == self.model), None) if node else None
+        if model is not None and model.missing_files:
+            await attempt.stage(JobStage.DOWNLOADING_MODEL,
+                                f"downloading {self.model}'s files on {self.node}")  # fmt: skip
+        elif starting:
             await attempt.stage(JobStage.STARTING_MODEL, f"starting {self.model} on {self.node}")
         try:
             async for update in self._nodes.run_job(
@@ -46,6 +50,9 @@ class NodeBackend:
             ):
                 if update.error:
                     raise BackendRejected(f"node {self.node}: {update.error}")
+                if update.download_total:  # the model's files are being fetched first
+                    await self._downloading(attempt, update)
+                    continue
                 if starting:  # the first update means the model is up and working
                     starting = False
                     await attempt.stage(JobStage.GENERATING)
@@ -65,6 +72,18 @@ class NodeBackend:
         except (FailedPrecondition, NotFound) as e:
             raise BackendUnavailable(str(e)) from e
         return images
+
+    async def _downloading(self, attempt: Attempt, update: processes_pb2.AgentJobUpdate) -> None:
+        done, total = update.download_done, update.download_total
+        if done >= total:  # all there: the model starts next
+            await attempt.stage(JobStage.STARTING_MODEL, f"starting {self.model} on {self.node}")
+            return
+        detail = f"downloading {self.model}'s files on {self.node} ({total / 2**20:,.0f} MiB)"
+        await attempt.stage(JobStage.DOWNLOADING_MODEL, detail)
+        progress = queue_pb2.JobProgress(fraction=done / total, eta_seconds=-1.0)
+        result = attempt.on_progress(progress)
+        if asyncio.iscoroutine(result):
+            await result
 
     async def cancel(self, attempt: Attempt) -> None:
         """Has the agent end the job's work (it drops it, or restarts the model's server)."""

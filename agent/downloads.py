@@ -1,0 +1,251 @@
+"""Downloads on a node, with the coordinator's own downloader (resumable, verified):
+
+- a model's `huggingface:` files from models.yml, fetched before the model first
+  starts (a job for it waits, seeing the bytes); several jobs or starts for the
+  same model share one download, and a failed one is remembered for
+  `RETRY_AFTER_S` so the jobs queued behind it fail with its reason at once;
+- DownloadCommands from the coordinator (`sq download ... --node N`), into the
+  node's models folder.
+
+Each is reported to the coordinator as DownloadUpdate messages, so `sq downloads`
+shows them, and a finished file is registered there as a location on this node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from agent.config import AgentConfig, ModelConfig
+from coordinator.downloads import sources
+from coordinator.downloads.fetch import DownloadFailed
+from coordinator.errors import InvalidArgument
+from coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
+from stablequeue.v1 import models_pb2, processes_pb2
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_S = 60.0
+REPORT_EVERY_S = 0.25
+Progress = Callable[[int, int], None]
+Send = Callable[[processes_pb2.DownloadUpdate], None]
+
+
+def missing_files(model: ModelConfig, base_dir: Path) -> list[str]:
+    """The model's `huggingface:` files not on disk (paths relative to base_dir)."""
+    if model.huggingface is None:
+        return []
+    missing = []
+    for f in model.huggingface.files:
+        path = (base_dir / f.dest / f.path).resolve()
+        if not path.exists():
+            missing.append(str(Path(f.dest) / f.path))
+    return missing
+
+
+class NodeDownloads:
+    """Args:
+    models_dir: where coordinator-sent downloads go (their `dest` is relative to it).
+    send: delivers a DownloadUpdate to the coordinator (dropped while disconnected).
+    on_files: called with a model key once its files are all present.
+    """
+
+    def __init__(
+        self,
+        models_dir: Path,
+        send: Send,
+        on_files: Callable[[str], None] = lambda key: None,
+        civitai: CivitaiClient | None = None,
+    ) -> None:
+        self._models_dir = models_dir.resolve()
+        self._send = send
+        self._on_files = on_files
+        self._civitai = civitai or CivitaiClient()
+        self._http = httpx.AsyncClient(
+            follow_redirects=True, timeout=httpx.Timeout(60.0, connect=10.0)
+        )
+        self._models: dict[str, asyncio.Task[None]] = {}
+        self._listeners: dict[str, set[Progress]] = defaultdict(set)
+        self._failed: dict[str, tuple[float, str]] = {}
+        self._commands: dict[str, tuple[asyncio.Task[None], sources.Job]] = {}
+
+    async def close(self) -> None:
+        tasks = [*self._models.values(), *(task for task, _ in self._commands.values())]
+        for _, job in self._commands.values():
+            job.cancelled.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._http.aclose()
+        await self._civitai.close()
+
+    # ---- a model's files ------------------------------------------------------
+
+    async def ensure_files(
+        self, key: str, config: AgentConfig, on_progress: Progress | None = None
+    ) -> None:
+        """Returns once the model's `huggingface:` files are on disk, downloading them
+        (once, however many callers wait) if needed.
+
+        Raises:
+            DownloadFailed: the download failed (now or within the last minute).
+        """
+        model = config.models[key]
+        if not missing_files(model, config.base_dir):
+            return
+        failed = self._failed.get(key)
+        if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER_S:
+            raise DownloadFailed(failed[1])
+        if on_progress is not None:
+            self._listeners[key].add(on_progress)
+        try:
+            task = self._models.get(key)
+            if task is None or task.done():
+                task = asyncio.create_task(self._fetch_model(key, model, config.base_dir))
+                self._models[key] = task
+            await asyncio.shield(task)
+        finally:
+            if on_progress is not None:
+                self._listeners[key].discard(on_progress)
+
+    async def _fetch_model(self, key: str, model: ModelConfig, base_dir: Path) -> None:
+        assert model.huggingface is not None
+        source = model.huggingface
+        download_id = uuid.uuid4().hex
+        shown = f"hf://{source.repo} for {key}"
+        report = self._reporter(download_id, shown, key, self._listeners[key])
+        by_dest: dict[str, list[str]] = defaultdict(list)
+        for f in source.files:
+            by_dest[f.dest].append(f.path)
+        fetched: list[sources.Fetched] = []
+        log.info("model %s: downloading %s from Hugging Face", key, ", ".join(
+            f.path for f in source.files))  # fmt: skip
+        report(models_pb2.DOWNLOAD_STATE_DOWNLOADING)
+        try:
+            for dest, files in by_dest.items():
+                folder = (base_dir / dest).resolve()
+                folder.mkdir(parents=True, exist_ok=True)
+                job = sources.Job(download_id, [folder], "", on_progress=report.progress)
+                fetched += await asyncio.to_thread(
+                    sources.from_huggingface, job, source.repo, files, source.revision
+                )
+        except (DownloadFailed, InvalidArgument) as e:
+            reason = f"download of {key}'s files failed: {e}"
+            self._failed[key] = (time.monotonic(), reason)
+            report(models_pb2.DOWNLOAD_STATE_FAILED, error=reason)
+            log.warning("model %s: %s", key, reason)
+            raise DownloadFailed(reason) from e
+        self._failed.pop(key, None)
+        report(models_pb2.DOWNLOAD_STATE_COMPLETED, fetched=fetched)
+        log.info("model %s: its files are here", key)
+        self._on_files(key)
+
+    # ---- coordinator commands -----------------------------------------------
+
+    def start(self, command: processes_pb2.DownloadCommand) -> None:
+        """Begins a download the coordinator asked for; its updates are the answer."""
+        source = (f"hf://{command.repo} {' '.join(command.files)}" if command.repo else
+                  command.url.split("?", 1)[0] or f"civitai:{command.civitai}")  # fmt: skip
+        report = self._reporter(command.download_id, source, "", set())
+        job = sources.Job(command.download_id, [self._models_dir], command.dest,
+                          command.sha256, on_progress=report.progress)  # fmt: skip
+        task = asyncio.create_task(self._run_command(command, job, report))
+        self._commands[command.download_id] = (task, job)
+        task.add_done_callback(lambda _: self._commands.pop(command.download_id, None))
+
+    async def _run_command(
+        self, command: processes_pb2.DownloadCommand, job: sources.Job, report: _Reporter
+    ) -> None:
+        report(models_pb2.DOWNLOAD_STATE_DOWNLOADING)
+        try:
+            if command.repo:
+                fetched = await asyncio.to_thread(
+                    sources.from_huggingface, job, command.repo, list(command.files),
+                    command.revision,
+                )  # fmt: skip
+            elif command.url:
+                fetched = await sources.from_url(self._http, job, command.url)
+            else:
+                fetched = await sources.from_civitai(
+                    self._http, self._civitai, job, command.civitai
+                )
+        except (DownloadFailed, InvalidArgument, CivitaiUnavailable) as e:
+            report(models_pb2.DOWNLOAD_STATE_FAILED, error=str(e))
+            return
+        except (asyncio.CancelledError, sources.Cancelled):
+            await asyncio.to_thread(self._remove_partials, job)
+            report(models_pb2.DOWNLOAD_STATE_CANCELLED)
+            return
+        report(models_pb2.DOWNLOAD_STATE_COMPLETED, fetched=fetched)
+
+    async def cancel(self, download_id: str) -> None:
+        entry = self._commands.get(download_id)
+        if entry is None:
+            return
+        task, job = entry
+        job.cancelled.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    def _remove_partials(self, job: sources.Job) -> None:
+        folder = (self._models_dir / job.dest).resolve()
+        if folder.is_relative_to(self._models_dir) and folder.is_dir():
+            for partial in folder.rglob(f"*.{job.id[:12]}.incomplete"):
+                partial.unlink(missing_ok=True)
+
+    # ---- reporting ------------------------------------------------------------
+
+    def _reporter(self, download_id: str, source: str, model: str,
+                  listeners: set[Progress]) -> _Reporter:  # fmt: skip
+        return _Reporter(asyncio.get_running_loop(), self._send, download_id, source, model,
+                         listeners)  # fmt: skip
+
+
+class _Reporter:
+    """Sends a download's updates (progress at most every REPORT_EVERY_S) and tells
+    the jobs waiting for it. `progress` may be called from a worker thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, send: Send, download_id: str,
+                 source: str, model: str, listeners: set[Progress]) -> None:  # fmt: skip
+        self._loop = loop
+        self._send = send
+        self._id = download_id
+        self._source = source
+        self._model = model
+        self._listeners = listeners
+        self._sent_at = 0.0
+        self.done = self.total = 0
+
+    def progress(self, done: int, total: int) -> None:
+        self._loop.call_soon_threadsafe(self._progress, done, total)
+
+    def _progress(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        for listener in list(self._listeners):
+            listener(done, total)
+        now = time.monotonic()
+        if now - self._sent_at >= REPORT_EVERY_S or (total and done >= total):
+            self._sent_at = now
+            self(models_pb2.DOWNLOAD_STATE_DOWNLOADING)
+
+    def __call__(
+        self, state: int, error: str = "", fetched: list[sources.Fetched] | None = None
+    ) -> None:
+        update = processes_pb2.DownloadUpdate(
+            download_id=self._id, state=state, bytes_done=self.done, bytes_total=self.total,
+            error=error, source=self._source, model=self._model,
+        )  # fmt: skip
+        for f in fetched or []:
+            with contextlib.suppress(OSError):
+                update.files.append(processes_pb2.DownloadedFile(
+                    path=str(f.path), sha256=f.hashes.sha256, size=f.path.stat().st_size,
+                    autov1=f.hashes.autov1, autov3=f.hashes.autov3, blake3=f.hashes.blake3,
+                ))  # fmt: skip
+        self._send(update)

@@ -1,0 +1,154 @@
+"""Models fetched on the node that runs them: a job for a model whose `huggingface:`
+files are missing waits in a downloading stage while the agent fetches them (one
+download for two jobs), then runs there; a failed download fails the jobs behind it
+with its reason; `sq download --node` fetches onto a node. Real agent, real
+coordinator, the real huggingface_hub client against a loopback Hub."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stablequeue import txt2img
+from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
+from tests.conftest import CoordinatorThread, make_settings
+from tests.fakes.files import FileHost, random_bytes
+from tests.helpers import final_job, wait_until
+from tests.test_agent_process import SERVER
+from tests.test_agent_session import BEAT, ROOT, connected, nodes
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path) -> Iterator[CoordinatorThread]:
+    running = CoordinatorThread(make_settings(tmp_path, f"sqlite:///{tmp_path / 'sq.db'}"))
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def host() -> Iterator[FileHost]:
+    server = FileHost()
+    yield server
+    server.close()
+
+
+def hf_model(key: str, repo: str, name: str) -> str:
+    return (
+        f"  {key}:\n    command: {sys.executable}\n"
+        f'    args: ["{SERVER}", "--listen-port", "${{PORT}}", "--model", "./models/{name}"]\n'
+        "    health_path: /sdapi/v1/options\n"
+        f"    huggingface:\n      repo: {repo}\n"
+        f"      files:\n        - path: {name}\n          dest: ./models/\n"
+    )
+
+
+def start_agent(tmp_path: Path, address: str, host: FileHost, models: str) -> subprocess.Popen[str]:
+    work = tmp_path / "node"
+    work.mkdir()
+    (work / "models.yml").write_text("models:\n" + models)
+    env = {**os.environ, "HF_ENDPOINT": host.url, "HF_HOME": str(tmp_path / "hf-home"),
+           "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.main", "--coordinator", address, "--config",
+         str(work / "models.yml"), "--name", "gpu-d", "--work-dir", str(work / "state"),
+         "--heartbeat", str(BEAT)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(work / "agent.log").open("w"),
+        text=True,
+    )  # fmt: skip
+
+
+def test_jobs_for_a_missing_model_wait_for_one_download_on_the_node(
+    tmp_path: Path, coordinator: CoordinatorThread, host: FileHost
+) -> None:
+    # Over 10 MiB: huggingface_hub reports progress every 10 MiB.
+    weights = random_bytes(24_000_000, seed=30)
+    sha = host.add("city96/FLUX-gguf/flux1-q4.gguf", weights)
+    host.delay = 0.004  # ~16 MB/s: the jobs see the download
+    models = hf_model("flux", "city96/FLUX-gguf", "flux1-q4.gguf") + hf_model(
+        "broken", "city96/FLUX-gguf", "gone.gguf"
+    )
+    agent = start_agent(tmp_path, coordinator.address, host, models)
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-d"))
+            (node,) = nodes(sq)
+            missing = {m.key: list(m.missing_files) for m in node.info.models}
+            assert missing == {"flux": ["models/flux1-q4.gguf"], "broken": ["models/gone.gguf"]}
+
+            first = sq.submit(txt2img("a fox", model="flux", steps=2, app="sdcpp"))
+            second = sq.submit(txt2img("a hare", model="flux", steps=2, app="sdcpp"))
+            watched = list(sq.watch_job(first.id))
+            events = [e.job for e in watched if e.type != queue_pb2.JOB_EVENT_TYPE_PROGRESS]
+            downloading = [j for j in events if j.stage == queue_pb2.JOB_STAGE_DOWNLOADING_MODEL]
+            assert downloading and "downloading flux's files on gpu-d" in downloading[0].reason
+            assert any(0 < e.job.progress.fraction < 1 for e in watched)  # the bytes, as they came
+            stages = [j.stage for j in events]
+            assert stages.index(queue_pb2.JOB_STAGE_STARTING_MODEL) > stages.index(
+                queue_pb2.JOB_STAGE_DOWNLOADING_MODEL
+            )
+            for job_id in (first.id, second.id):
+                done = final_job(sq, job_id)
+                assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-d:flux")
+            # One download for both jobs, onto the node, verified by the Hub's ETag.
+            assert [s for s in host.served if s[0].endswith("flux1-q4.gguf")] == [
+                ("city96/FLUX-gguf/flux1-q4.gguf", 0, len(weights))
+            ]
+            assert (tmp_path / "node/models/flux1-q4.gguf").read_bytes() == weights
+            wait_until(lambda: not nodes(sq)[0].info.models[0].missing_files)
+            listed = sq.call("ListDownloads", models_pb2.ListDownloadsRequest(), "models")
+            (download,) = [
+                d for d in listed.downloads if d.state == models_pb2.DOWNLOAD_STATE_COMPLETED
+            ]
+            assert download.node == "gpu-d" and download.model_id == sha
+            located = sq.call("LocateModel", models_pb2.LocateModelRequest(reference=sha), "models")
+            assert [(loc.host, Path(loc.path).name) for loc in located.locations] == [
+                ("gpu-d", "flux1-q4.gguf")
+            ]
+
+            # A failed download fails its job with the reason, and the job behind it too.
+            broken = [sq.submit(txt2img("x", model="broken", steps=2, app="sdcpp")) for _ in "ab"]
+            for job in broken:
+                failed = final_job(sq, job.id)
+                assert failed.status == queue_pb2.JOB_STATUS_FAILED
+                assert "download of broken's files failed" in failed.reason
+                assert "has no file gone.gguf" in failed.reason
+            state = {p.model: p for p in nodes(sq)[0].processes}["broken"]
+            assert state.state == processes_pb2.PROCESS_STATE_FAILED and "gone.gguf" in state.reason
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(15)
+
+
+def test_sq_download_onto_a_node(
+    tmp_path: Path, coordinator: CoordinatorThread, host: FileHost
+) -> None:
+    data = random_bytes(700_000, seed=31)
+    sha = host.add("upscaler.pth", data)
+    agent = start_agent(tmp_path, coordinator.address, host,
+                        hf_model("flux", "city96/FLUX-gguf", "flux1-q4.gguf"))  # fmt: skip
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-d"))
+            request = models_pb2.StartDownloadRequest(
+                url=models_pb2.UrlSource(url=f"{host.url}/files/upscaler.pth"),
+                dest="ESRGAN", sha256=sha, node="gpu-d",
+            )  # fmt: skip
+            begun = sq.call("StartDownload", request, "models").download
+            assert begun.node == "gpu-d"
+            watched = list(sq.stream("WatchDownload", models_pb2.WatchDownloadRequest(id=begun.id),
+                                     "models"))  # fmt: skip
+            final = watched[-1]
+            assert final.state == models_pb2.DOWNLOAD_STATE_COMPLETED, final.error
+            assert final.dest_path == str(tmp_path / "node/ESRGAN/upscaler.pth")
+            assert (tmp_path / "node/ESRGAN/upscaler.pth").read_bytes() == data
+            located = sq.call("LocateModel", models_pb2.LocateModelRequest(reference=sha), "models")
+            assert [loc.host for loc in located.locations] == ["gpu-d"]
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(15)
