@@ -5,7 +5,8 @@
   same model share one download, and a failed one is remembered for
   `RETRY_AFTER_S` so the jobs queued behind it fail with its reason at once;
 - DownloadCommands from the coordinator (`sq download ... --node N`), into the
-  node's models folder.
+  node's models folder — including models of the coordinator's library, read over
+  gRPC (ModelsService.ReadModelFile) and resumed by offset after a cut.
 
 Each is reported to the coordinator as DownloadUpdate messages, so `sq downloads`
 shows them, and a finished file is registered there as a location on this node.
@@ -19,14 +20,14 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 
 from agent.config import AgentConfig, ModelConfig
 from coordinator.downloads import sources
-from coordinator.downloads.fetch import DownloadFailed
+from coordinator.downloads.fetch import DownloadFailed, confined, fetch_chunks, partial_path
 from coordinator.errors import InvalidArgument
 from coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
 from stablequeue.v1 import models_pb2, processes_pb2
@@ -36,6 +37,9 @@ RETRY_AFTER_S = 60.0
 REPORT_EVERY_S = 0.25
 Progress = Callable[[int, int], None]
 Send = Callable[[processes_pb2.DownloadUpdate], None]
+# A coordinator model file's bytes from an offset (sha256, offset); raises
+# ConnectionError for a cut worth resuming.
+ReadModel = Callable[[str, int], AsyncIterator[bytes]]
 
 
 def missing_files(model: ModelConfig, base_dir: Path) -> list[str]:
@@ -63,8 +67,10 @@ class NodeDownloads:
         send: Send,
         on_files: Callable[[str], None] = lambda key: None,
         civitai: CivitaiClient | None = None,
+        read_model: ReadModel | None = None,
     ) -> None:
         self._models_dir = models_dir.resolve()
+        self._read_model = read_model
         self._send = send
         self._on_files = on_files
         self._civitai = civitai or CivitaiClient()
@@ -172,6 +178,8 @@ class NodeDownloads:
                 )  # fmt: skip
             elif command.url:
                 fetched = await sources.from_url(self._http, job, command.url)
+            elif command.library_sha256:
+                fetched = await self._from_coordinator(command, job)
             else:
                 fetched = await sources.from_civitai(
                     self._http, self._civitai, job, command.civitai
@@ -184,6 +192,21 @@ class NodeDownloads:
             report(models_pb2.DOWNLOAD_STATE_CANCELLED)
             return
         report(models_pb2.DOWNLOAD_STATE_COMPLETED, fetched=fetched)
+
+    async def _from_coordinator(
+        self, command: processes_pb2.DownloadCommand, job: sources.Job
+    ) -> list[sources.Fetched]:
+        """A model of the coordinator's library, over gRPC, resumed by offset after a cut."""
+        if self._read_model is None:
+            raise DownloadFailed("this agent cannot read from the coordinator")
+        target = confined([self._models_dir], command.dest, command.library_name)
+        sha = command.library_sha256
+        hashes = await fetch_chunks(
+            lambda offset: self._read_model(sha, offset),  # type: ignore[misc]
+            command.library_size, target, partial_path(target, job.id), sha256=sha,
+            on_progress=job.on_progress, retry_on=(ConnectionError,),
+        )  # fmt: skip
+        return [sources.Fetched(target, hashes, f"coordinator:{sha}")]
 
     async def cancel(self, download_id: str) -> None:
         entry = self._commands.get(download_id)

@@ -40,10 +40,12 @@ from coordinator.backends.base import Attempt, ServerConfig
 from coordinator.backends.sdcpp import SdCppBackend
 from coordinator.downloads.fetch import DownloadFailed
 from coordinator.errors import BackendRejected, BackendUnavailable
-from stablequeue.v1 import processes_pb2, processes_pb2_grpc, queue_pb2
+from stablequeue.v1 import models_pb2, models_pb2_grpc, processes_pb2, processes_pb2_grpc, queue_pb2
 
 log = logging.getLogger("sq-agent")
 JOB_PROGRESS_EVERY_S = 0.25
+Code = grpc.StatusCode
+TRANSIENT = {Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.INTERNAL, Code.UNKNOWN, Code.ABORTED}
 VERSION = "0.1"
 STATES = {
     State.STOPPED: processes_pb2.PROCESS_STATE_STOPPED,
@@ -60,7 +62,9 @@ class Agent:
         self.supervisor = supervisor
         self.gpus = gpus
         models_dir = args.models_dir or supervisor.config.base_dir
-        self.downloads = NodeDownloads(models_dir, self._send_download, self._files_arrived)
+        self.downloads = NodeDownloads(
+            models_dir, self._send_download, self._files_arrived, read_model=self.read_model
+        )
         self._outgoing: asyncio.Queue[processes_pb2.AgentMessage] | None = None
         self._commands: set[asyncio.Task[None]] = set()
         self._jobs: dict[str, asyncio.Task[None]] = {}  # job id -> the task running it
@@ -91,6 +95,25 @@ class Agent:
                 for key, m in config.models.items()
             ],
         )
+
+    async def read_model(self, sha256: str, offset: int) -> AsyncIterator[bytes]:
+        """A coordinator model file's bytes from `offset` (ModelsService.ReadModelFile).
+
+        Raises:
+            ConnectionError: the transfer was cut (resume it). DownloadFailed: refused.
+        """
+        metadata = (("authorization", f"Bearer {self.args.key}"),) if self.args.key else ()
+        request = models_pb2.ReadModelFileRequest(sha256=sha256, offset=offset)
+        options = [("grpc.max_receive_message_length", 64 << 20)]
+        try:
+            async with grpc.aio.insecure_channel(self.args.coordinator, options=options) as channel:
+                stub = models_pb2_grpc.ModelsServiceStub(channel)
+                async for chunk in stub.ReadModelFile(request, metadata=metadata):
+                    yield chunk.data
+        except grpc.aio.AioRpcError as e:
+            if e.code() in TRANSIENT:
+                raise ConnectionError(f"{e.code().name}: {e.details()}") from e
+            raise DownloadFailed(f"the coordinator refused: {e.code().name}: {e.details()}") from e
 
     def _send_download(self, update: processes_pb2.DownloadUpdate) -> None:
         if self._outgoing is not None:

@@ -6,6 +6,7 @@ coordinator, the real huggingface_hub client against a loopback Hub."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -13,13 +14,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from stablequeue import txt2img
 from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
 from tests.conftest import CoordinatorThread, make_settings
 from tests.fakes.files import FileHost, random_bytes
-from tests.helpers import final_job, wait_until
+from tests.helpers import final_job, raises, wait_until
 from tests.test_agent_process import SERVER
 from tests.test_agent_session import BEAT, ROOT, connected, nodes
 
@@ -152,3 +154,43 @@ def test_sq_download_onto_a_node(
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(15)
+
+
+def test_a_library_model_is_sent_to_a_node_over_grpc(tmp_path: Path, host: FileHost) -> None:
+    models = tmp_path / "library"
+    models.mkdir()
+    data = random_bytes(5_000_000, seed=32)
+    (models / "juggernaut.ckpt").write_bytes(data)
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'lib.db'}", model_roots=[models])
+    coordinator = CoordinatorThread(settings)
+    agent = start_agent(tmp_path, coordinator.address, host,
+                        hf_model("flux", "city96/FLUX-gguf", "flux1-q4.gguf"))  # fmt: skip
+    try:
+        with coordinator.client() as sq:
+            list(sq.stream("ScanLibrary", models_pb2.ScanLibraryRequest(), "models"))
+            # Read from an offset: the rest of the file, in chunks.
+            tail = sq.stream("ReadModelFile", models_pb2.ReadModelFileRequest(
+                sha256=hashlib.sha256(data).hexdigest(), offset=4_000_000), "models")  # fmt: skip
+            assert b"".join(c.data for c in tail) == data[4_000_000:]
+            with raises(grpc.StatusCode.INVALID_ARGUMENT, "node: a library model is sent to"):
+                library = models_pb2.LibrarySource(reference="juggernaut")
+                sq.call("StartDownload", models_pb2.StartDownloadRequest(library=library), "models")
+
+            wait_until(lambda: connected(sq, "gpu-d"))
+            request = models_pb2.StartDownloadRequest(
+                library=models_pb2.LibrarySource(reference="juggernaut"), node="gpu-d",
+                dest="checkpoints",
+            )  # fmt: skip
+            begun = sq.call("StartDownload", request, "models").download
+            assert begun.bytes_total == len(data)
+            final = list(sq.stream("WatchDownload", models_pb2.WatchDownloadRequest(id=begun.id),
+                                   "models"))[-1]  # fmt: skip
+            assert final.state == models_pb2.DOWNLOAD_STATE_COMPLETED, final.error
+            assert (tmp_path / "node/checkpoints/juggernaut.ckpt").read_bytes() == data
+            located = sq.call("LocateModel", models_pb2.LocateModelRequest(reference="juggernaut"),
+                              "models")  # fmt: skip
+            assert sorted(loc.host for loc in located.locations) == ["coordinator", "gpu-d"]
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(15)
+        coordinator.close()

@@ -134,3 +134,30 @@ def test_destinations_stay_inside_the_model_roots(tmp_path: Path) -> None:
         assert refused.value.field == field, (dest, name)
     with pytest.raises(InvalidArgument, match="no model root"):
         confined([], "", "a.bin")
+
+
+async def test_a_cut_stream_resumes_from_the_offset_on_disk(tmp_path: Path) -> None:
+    from collections.abc import AsyncIterator
+
+    from coordinator.downloads.fetch import fetch_chunks
+
+    data = random_bytes(5_000_000, seed=12)
+    asked: list[int] = []
+
+    async def source(offset: int) -> AsyncIterator[bytes]:
+        """Like a gRPC stream of 2 MiB chunks; the first one is cut after two chunks."""
+        asked.append(offset)
+        for at in range(offset, len(data), 2 * 1024 * 1024):
+            if len(asked) == 1 and at - offset >= 4 * 1024 * 1024:
+                raise ConnectionError("cut")
+            yield data[at : at + 2 * 1024 * 1024]
+
+    target = tmp_path / "m.ckpt"
+    sha = hashlib.sha256(data).hexdigest()
+    hashes = await fetch_chunks(source, len(data), target, partial_path(target, "dl-2"),
+                                sha256=sha, retry_on=(ConnectionError,), backoff=0.01)  # fmt: skip
+    assert hashes.sha256 == sha and target.read_bytes() == data
+    assert asked == [0, 4 * 1024 * 1024]
+    with pytest.raises(DownloadFailed, match="SHA-256 mismatch"):
+        await fetch_chunks(source, len(data), tmp_path / "n.ckpt",
+                           partial_path(tmp_path / "n.ckpt", "dl-3"), sha256="0" * 64)  # fmt: skip

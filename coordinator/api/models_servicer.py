@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from stablequeue.v1 import common_pb2, models_pb2, models_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext
 MAX_PAGE = 500
+FILE_CHUNK = 2 * 1024 * 1024  # ReadModelFile message size
 MAX_INVENTORY = 200_000
 HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -224,3 +226,19 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
         self, request: models_pb2.CancelDownloadRequest, context: Ctx
     ) -> models_pb2.CancelDownloadResponse:
         return models_pb2.CancelDownloadResponse(download=await self._downloads.cancel(request.id))
+
+    async def ReadModelFile(
+        self, request: models_pb2.ReadModelFileRequest, context: Ctx
+    ) -> AsyncIterator[models_pb2.ModelFileChunk]:
+        if not SHA256.match(request.sha256):
+            raise InvalidArgument("sha256", "64 lowercase hexadecimal digits")
+        _, path = await self._library.local_file(request.sha256)
+        with open(path, "rb") as f:  # noqa: ASYNC230 (reads go through to_thread below)
+            size = os.fstat(f.fileno()).st_size
+            if not 0 <= request.offset <= size:
+                raise InvalidArgument("offset", f"must be within 0 .. {size}")
+            await asyncio.to_thread(f.seek, request.offset)
+            offset = request.offset
+            while data := await asyncio.to_thread(f.read, FILE_CHUNK):
+                yield models_pb2.ModelFileChunk(data=data, offset=offset, size=size, name=path.name)
+                offset += len(data)

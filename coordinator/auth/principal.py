@@ -51,6 +51,8 @@ METHOD_SCOPES: dict[str, frozenset[Scope]] = {
     # Downloads write to the model folders.
     "/stablequeue.v1.ModelsService/StartDownload": ADMIN_ONLY,
     "/stablequeue.v1.ModelsService/CancelDownload": ADMIN_ONLY,
+    # Nodes receive library models this way.
+    "/stablequeue.v1.ModelsService/ReadModelFile": NODE_SCOPES,
 }
 SERVICE_SCOPES: dict[str, frozenset[Scope]] = {
     "stablequeue.v1.QueueService": USER_SCOPES,

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
@@ -213,34 +213,103 @@ async def _attempt(
             offset, total = _opening(url, response, offset, partial)
             check_space(partial.parent, max(0, total - offset))
             sink = await loop.run_in_executor(writer, _Sink, partial, offset, tensor_hash)
-            done = offset
-            pending: collections.deque[asyncio.Future[None]] = collections.deque()
-            buffer = bytearray()  # gathered to CHUNK; what arrived before a cut is kept
-            try:
-                async for piece in response.aiter_raw():
-                    buffer += piece
-                    done += len(piece)
-                    if len(buffer) >= CHUNK:
-                        pending.append(loop.run_in_executor(writer, sink.write, bytes(buffer)))
-                        buffer.clear()
-                        if len(pending) > PENDING_WRITES:
-                            await pending.popleft()
-                        if on_progress is not None:
-                            on_progress(done, total)
-            finally:
-                if buffer:
-                    pending.append(loop.run_in_executor(writer, sink.write, bytes(buffer)))
-                for future in pending:
-                    with contextlib.suppress(Exception):
-                        await future
-                await loop.run_in_executor(writer, sink.close)
-            if on_progress is not None:
-                on_progress(done, total)
+            done = await _pump(response.aiter_raw(), sink, writer, offset, total, on_progress)
     except httpx.TransportError as e:
         raise _Retry(f"connection lost ({type(e).__name__})") from e
     if total and done != total:
         raise _Retry(f"the connection ended at {done:,} of {total:,} bytes")
     return sink.hasher.result()
+
+
+async def _pump(
+    pieces: AsyncIterator[bytes],
+    sink: _Sink,
+    writer: ThreadPoolExecutor,
+    done: int,
+    total: int,
+    on_progress: ProgressFn | None,
+) -> int:
+    """Writes `pieces` to `sink` on the writer thread while the next ones arrive;
+    returns the byte count reached. What arrived before an error is written."""
+    loop = asyncio.get_running_loop()
+    pending: collections.deque[asyncio.Future[None]] = collections.deque()
+    buffer = bytearray()  # gathered to CHUNK
+    try:
+        async for piece in pieces:
+            buffer += piece
+            done += len(piece)
+            if len(buffer) >= CHUNK:
+                pending.append(loop.run_in_executor(writer, sink.write, bytes(buffer)))
+                buffer.clear()
+                if len(pending) > PENDING_WRITES:
+                    await pending.popleft()
+                if on_progress is not None:
+                    on_progress(done, total)
+    finally:
+        if buffer:
+            pending.append(loop.run_in_executor(writer, sink.write, bytes(buffer)))
+        for future in pending:
+            with contextlib.suppress(Exception):
+                await future
+        await loop.run_in_executor(writer, sink.close)
+    if on_progress is not None:
+        on_progress(done, total)
+    return done
+
+
+ChunkSource = Callable[[int], AsyncIterator[bytes]]  # a file's bytes from an offset
+
+
+async def fetch_chunks(
+    open_at: ChunkSource,
+    total: int,
+    target: Path,
+    partial: Path,
+    *,
+    sha256: str = "",
+    on_progress: ProgressFn | None = None,
+    retry_on: tuple[type[BaseException], ...] = (),
+    retries: int = 5,
+    backoff: float = 0.5,
+) -> FileHashes:
+    """Like `fetch_url`, from any source that can start at an offset (a gRPC stream
+    of a coordinator's model file): a cut (an exception in `retry_on`, or the stream
+    ending early) resumes from what is on disk.
+
+    Raises:
+        DownloadFailed: too many cuts, a SHA-256 mismatch, no space, target taken.
+    """
+    already = await asyncio.to_thread(existing, target, sha256)
+    if already is not None:
+        return already
+    loop = asyncio.get_running_loop()
+    failures, delay = 0, backoff
+    with ThreadPoolExecutor(1, thread_name_prefix="sq-download") as writer:
+        while True:
+            offset = _size(partial)
+            if offset > total:
+                _discard(partial)
+                offset = 0
+            await asyncio.to_thread(check_space, partial.parent, total - offset)
+            sink = await loop.run_in_executor(
+                writer, _Sink, partial, offset, is_safetensors(target)
+            )
+            try:
+                done = await _pump(open_at(offset), sink, writer, offset, total, on_progress)
+                if done == total:
+                    break
+                why = f"the transfer ended at {done:,} of {total:,} bytes"
+            except retry_on as e:
+                why = f"the transfer was cut ({type(e).__name__})"
+            failures += 1
+            if failures > retries:
+                raise DownloadFailed(f"{target.name}: gave up after {failures} tries: {why}")
+            log.info("%s: %s; resuming in %.1f s", target.name, why, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    hashes = sink.hasher.result()
+    await asyncio.to_thread(settle, partial, target, hashes, sha256)
+    return hashes
 
 
 def _opening(url: str, response: httpx.Response, offset: int, partial: Path) -> tuple[int, int]:

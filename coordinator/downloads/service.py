@@ -148,6 +148,12 @@ class DownloadService:
                 raise NotFound(f"no node named {request.node!r} has connected")
             if not node.connected:
                 raise FailedPrecondition(f"node {request.node} is offline")
+        if kind == "library":  # which file, and its size, before anything is stored
+            model, path = await self._library.local_file(request.library.reference)
+            size = (await asyncio.to_thread(path.stat)).st_size
+            source.update(sha256=model.sha256, name=path.name, size=size)
+            row.source, row.bytes_total = json.dumps(source), size
+            row.sha256 = row.sha256 or model.sha256
         await self._db.run(lambda s: s.add(row.model_copy()))
         live = Live(row)
         if request.node:
@@ -227,18 +233,7 @@ class DownloadService:
                 raise InvalidArgument("dest", "on a node, a folder inside its models folder "
                                               "(relative, without '..')")  # fmt: skip
         if kind == "huggingface":
-            hf = request.huggingface
-            if not REPO.fullmatch(hf.repo):
-                raise InvalidArgument("huggingface.repo", f"{hf.repo!r} is not OWNER/NAME")
-            if not hf.files:
-                raise InvalidArgument("huggingface.files", "name at least one file")
-            if request.sha256 and len(hf.files) > 1:
-                raise InvalidArgument("sha256", "one hash cannot verify several files")
-            for name in hf.files:
-                self._confine(request, name)
-            source = {"repo": hf.repo, "files": list(hf.files), "revision": hf.revision}
-            rev = f"@{hf.revision}" if hf.revision else ""
-            return kind, source, f"hf://{hf.repo}{rev} {' '.join(hf.files)}"
+            return self._check_huggingface(request)
         if kind == "url":
             url = request.url.url
             parts = urlsplit(url)
@@ -246,11 +241,37 @@ class DownloadService:
                 raise InvalidArgument("url.url", "must be an http:// or https:// URL")
             self._confine(request, sources.url_file_name(url))
             return kind, {"url": url}, url.split("?", 1)[0]
+        if kind == "library":
+            if not request.node:
+                raise InvalidArgument("node", "a library model is sent to a node: name one")
+            if not request.library.reference.strip():
+                raise InvalidArgument("library.reference", "required")
+            return (
+                kind,
+                {"reference": request.library.reference},
+                f"library:{request.library.reference}",
+            )
         if kind == "civitai":
             version = sources.civitai_version_id(request.civitai.reference)
             self._confine(request, "x")
             return kind, {"reference": request.civitai.reference}, f"civitai:{version}"
-        raise InvalidArgument("source", "one of huggingface, url or civitai is required")
+        raise InvalidArgument("source", "one of huggingface, url, civitai or library is required")
+
+    def _check_huggingface(
+        self, request: models_pb2.StartDownloadRequest
+    ) -> tuple[str, dict[str, Any], str]:
+        hf = request.huggingface
+        if not REPO.fullmatch(hf.repo):
+            raise InvalidArgument("huggingface.repo", f"{hf.repo!r} is not OWNER/NAME")
+        if not hf.files:
+            raise InvalidArgument("huggingface.files", "name at least one file")
+        if request.sha256 and len(hf.files) > 1:
+            raise InvalidArgument("sha256", "one hash cannot verify several files")
+        for name in hf.files:
+            self._confine(request, name)
+        source = {"repo": hf.repo, "files": list(hf.files), "revision": hf.revision}
+        rev = f"@{hf.revision}" if hf.revision else ""
+        return "huggingface", source, f"hf://{hf.repo}{rev} {' '.join(hf.files)}"
 
     def _confine(self, request: models_pb2.StartDownloadRequest, name: str) -> None:
         if request.node:
@@ -334,7 +355,9 @@ class DownloadService:
         command = processes_pb2.DownloadCommand(
             download_id=row.id, repo=source.get("repo", ""), files=source.get("files", []),
             revision=source.get("revision", ""), url=source.get("url", ""),
-            civitai=source.get("reference", ""), dest=row.dest, sha256=row.sha256,
+            civitai=source.get("reference", "") if row.kind == "civitai" else "",
+            dest=row.dest, sha256=row.sha256, library_sha256=source.get("sha256", ""),
+            library_name=source.get("name", ""), library_size=source.get("size", 0),
         )  # fmt: skip
         await self._nodes.send(row.node, processes_pb2.CoordinatorCommand(download=command))
 

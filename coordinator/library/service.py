@@ -266,6 +266,26 @@ class ModelLibrary:
         await self._db.run(store)
         self.version += 1
 
+    async def local_file(self, reference: str) -> tuple[ModelRow, Path]:
+        """A readable copy of the model in the coordinator's model roots.
+
+        Raises:
+            NotFound: no such model, or no copy of it here.
+        """
+        model, locations = await self.get(reference)
+
+        def first_present() -> Path | None:
+            for loc in locations:
+                path = Path(loc.path)
+                if loc.host == LOCAL_HOST and self.root_of(path) is not None and path.is_file():
+                    return path
+            return None
+
+        path = await asyncio.to_thread(first_present)
+        if path is None:
+            raise NotFound(f"model {model.name!r} has no file on the coordinator")
+        return model, path
+
     async def delete_files(self, reference: str, path: str = "") -> list[str]:
         """Deletes the model's files under the coordinator's model roots (one copy when
         `path` is given) and forgets those locations; the model record stays.

@@ -51,6 +51,26 @@ DOWNLOAD_STATE_COMPLETED: DownloadState
 DOWNLOAD_STATE_FAILED: DownloadState
 DOWNLOAD_STATE_CANCELLED: DownloadState
 
+class ReadModelFileRequest(_message.Message):
+    __slots__ = ("sha256", "offset")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    offset: int
+    def __init__(self, sha256: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ModelFileChunk(_message.Message):
+    __slots__ = ("data", "offset", "size", "name")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    offset: int
+    size: int
+    name: str
+    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
 class ModelHashes(_message.Message):
     __slots__ = ("sha256", "autov2", "autov1", "autov3", "blake3")
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -319,6 +339,12 @@ class UrlSource(_message.Message):
     url: str
     def __init__(self, url: _Optional[str] = ...) -> None: ...
 
+class LibrarySource(_message.Message):
+    __slots__ = ("reference",)
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    def __init__(self, reference: _Optional[str] = ...) -> None: ...
+
 class CivitaiSource(_message.Message):
     __slots__ = ("reference",)
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
@@ -326,20 +352,22 @@ class CivitaiSource(_message.Message):
     def __init__(self, reference: _Optional[str] = ...) -> None: ...
 
 class StartDownloadRequest(_message.Message):
-    __slots__ = ("huggingface", "url", "civitai", "dest", "sha256", "node")
+    __slots__ = ("huggingface", "url", "civitai", "library", "dest", "sha256", "node")
     HUGGINGFACE_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     CIVITAI_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_FIELD_NUMBER: _ClassVar[int]
     DEST_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     huggingface: HuggingFaceSource
     url: UrlSource
     civitai: CivitaiSource
+    library: LibrarySource
     dest: str
     sha256: str
     node: str
-    def __init__(self, huggingface: _Optional[_Union[HuggingFaceSource, _Mapping]] = ..., url: _Optional[_Union[UrlSource, _Mapping]] = ..., civitai: _Optional[_Union[CivitaiSource, _Mapping]] = ..., dest: _Optional[str] = ..., sha256: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
+    def __init__(self, huggingface: _Optional[_Union[HuggingFaceSource, _Mapping]] = ..., url: _Optional[_Union[UrlSource, _Mapping]] = ..., civitai: _Optional[_Union[CivitaiSource, _Mapping]] = ..., library: _Optional[_Union[LibrarySource, _Mapping]] = ..., dest: _Optional[str] = ..., sha256: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class Download(_message.Message):
     __slots__ = ("id", "state", "source", "dest_path", "bytes_done", "bytes_total", "bytes_per_second", "eta_seconds", "error", "model_id", "created_at", "updated_at", "node")

@@ -111,6 +111,11 @@ class ModelsServiceStub:
                 request_serializer=stablequeue_dot_v1_dot_models__pb2.CancelDownloadRequest.SerializeToString,
                 response_deserializer=stablequeue_dot_v1_dot_models__pb2.CancelDownloadResponse.FromString,
                 _registered_method=True)
+        self.ReadModelFile = channel.unary_stream(
+                '/stablequeue.v1.ModelsService/ReadModelFile',
+                request_serializer=stablequeue_dot_v1_dot_models__pb2.ReadModelFileRequest.SerializeToString,
+                response_deserializer=stablequeue_dot_v1_dot_models__pb2.ModelFileChunk.FromString,
+                _registered_method=True)
 
 
 class ModelsServiceServicer:
@@ -224,6 +229,14 @@ class ModelsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadModelFile(self, request, context):
+        """The bytes of a model file in the coordinator's model roots, from an offset (how
+        a node receives a library model; a cut transfer resumes where it stopped).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -301,6 +314,11 @@ def add_ModelsServiceServicer_to_server(servicer, server):
                     servicer.CancelDownload,
                     request_deserializer=stablequeue_dot_v1_dot_models__pb2.CancelDownloadRequest.FromString,
                     response_serializer=stablequeue_dot_v1_dot_models__pb2.CancelDownloadResponse.SerializeToString,
+            ),
+            'ReadModelFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadModelFile,
+                    request_deserializer=stablequeue_dot_v1_dot_models__pb2.ReadModelFileRequest.FromString,
+                    response_serializer=stablequeue_dot_v1_dot_models__pb2.ModelFileChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -710,6 +728,33 @@ class ModelsService:
             '/stablequeue.v1.ModelsService/CancelDownload',
             stablequeue_dot_v1_dot_models__pb2.CancelDownloadRequest.SerializeToString,
             stablequeue_dot_v1_dot_models__pb2.CancelDownloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadModelFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/stablequeue.v1.ModelsService/ReadModelFile',
+            stablequeue_dot_v1_dot_models__pb2.ReadModelFileRequest.SerializeToString,
+            stablequeue_dot_v1_dot_models__pb2.ModelFileChunk.FromString,
             options,
             channel_credentials,
             insecure,

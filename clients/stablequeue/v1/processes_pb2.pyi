@@ -436,7 +436,7 @@ class RunJobCommand(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., model: _Optional[str] = ..., spec: _Optional[bytes] = ...) -> None: ...
 
 class DownloadCommand(_message.Message):
-    __slots__ = ("download_id", "repo", "files", "url", "dest", "sha256", "revision", "civitai")
+    __slots__ = ("download_id", "repo", "files", "url", "dest", "sha256", "revision", "civitai", "library_sha256", "library_name", "library_size")
     DOWNLOAD_ID_FIELD_NUMBER: _ClassVar[int]
     REPO_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
@@ -445,6 +445,9 @@ class DownloadCommand(_message.Message):
     SHA256_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     CIVITAI_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_SHA256_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_NAME_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_SIZE_FIELD_NUMBER: _ClassVar[int]
     download_id: str
     repo: str
     files: _containers.RepeatedScalarFieldContainer[str]
@@ -453,7 +456,10 @@ class DownloadCommand(_message.Message):
     sha256: str
     revision: str
     civitai: str
-    def __init__(self, download_id: _Optional[str] = ..., repo: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., url: _Optional[str] = ..., dest: _Optional[str] = ..., sha256: _Optional[str] = ..., revision: _Optional[str] = ..., civitai: _Optional[str] = ...) -> None: ...
+    library_sha256: str
+    library_name: str
+    library_size: int
+    def __init__(self, download_id: _Optional[str] = ..., repo: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., url: _Optional[str] = ..., dest: _Optional[str] = ..., sha256: _Optional[str] = ..., revision: _Optional[str] = ..., civitai: _Optional[str] = ..., library_sha256: _Optional[str] = ..., library_name: _Optional[str] = ..., library_size: _Optional[int] = ...) -> None: ...
 
 class DownloadUpdate(_message.Message):
     __slots__ = ("download_id", "state", "bytes_done", "bytes_total", "error", "files", "source", "model")
