@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_dispatch.py
 	$(BIN)/python bench/bench_library.py
 	$(BIN)/python bench/bench_agent.py
+	$(BIN)/python bench/bench_download.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

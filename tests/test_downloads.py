@@ -87,7 +87,7 @@ def test_bad_requests_name_the_field(coordinator: CoordinatorThread, host: FileH
     url = models_pb2.UrlSource(url=f"{host.url}/files/a.bin")
     with coordinator.client() as sq:
         for fields, fragment in [
-            ({}, "source: one of huggingface, url or civitai is required"),
+            ({}, "source: one of huggingface, url, civitai or library is required"),
             ({"url": url, "dest": "../../etc"}, "dest: '../../etc' must not contain '..'"),
             ({"url": url, "dest": "/etc"}, "dest: /etc/a.bin is outside the model roots"),
             ({"url": url, "sha256": "abc"}, "sha256: must be 64 hexadecimal digits"),

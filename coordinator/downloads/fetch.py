@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import httpx
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 PENDING_WRITES = 8  # chunks received ahead of the writer thread
 SPACE_MARGIN = 64 * 1024 * 1024  # left free on the disk after a download
+SYNC_EVERY = 64 * 1024 * 1024
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total or 0 when unknown)
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -125,25 +126,49 @@ def settle(partial: Path, target: Path, hashes: FileHashes, sha256: str) -> None
 
 
 class _Sink:
-    """The partial file and its hashes, written on one thread in arrival order."""
+    """The partial file and its hashes, written on one thread in arrival order. Two
+    helper threads keep that thread from waiting: one computes the tensor-data hash
+    beside the full one, one flushes written data to disk every SYNC_EVERY bytes (so
+    the final fsync waits only for the last stretch, and a crash loses little)."""
 
-    def __init__(self, path: Path, offset: int, tensor_hash: bool) -> None:
-        self.hasher = Hasher(tensor_hash=tensor_hash)
+    def __init__(self, path: Path, offset: int, tensor_hash: bool, durable: bool = True) -> None:
+        self._durable = durable
+        self._helpers = ThreadPoolExecutor(2, thread_name_prefix="sq-download-helper")
+        self._hash_helper = ThreadPoolExecutor(1) if tensor_hash else None
+        self.hasher = Hasher(tensor_hash=tensor_hash, helper=self._hash_helper)
         if offset:  # resuming: the bytes already on disk are hashed first
             with open(path, "rb") as f:
                 while block := f.read(4 * CHUNK):
                     self.hasher.update(block)
         self.file = open(path, "ab" if offset else "wb")  # noqa: SIM115 (closed in close())
         self.file.truncate(offset)
+        self._unsynced = 0
+        self._syncing: Future[None] | None = None
 
     def write(self, chunk: bytes) -> None:
         self.file.write(chunk)
         self.hasher.update(chunk)
+        self._unsynced += len(chunk)
+        if not self._durable:
+            return
+        if self._unsynced >= SYNC_EVERY and (self._syncing is None or self._syncing.done()):
+            self._unsynced = 0
+            self.file.flush()
+            self._syncing = self._helpers.submit(os.fdatasync, self.file.fileno())
 
     def close(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
+        try:
+            self.file.flush()
+            if self._syncing is not None:
+                self._syncing.result()
+            if self._durable:
+                os.fsync(self.file.fileno())
+            self.file.close()
+            self.hasher.result()  # (waits for the hash helper)
+        finally:
+            self._helpers.shutdown()
+            if self._hash_helper is not None:
+                self._hash_helper.shutdown()
 
 
 async def fetch_url(
@@ -157,8 +182,11 @@ async def fetch_url(
     on_progress: ProgressFn | None = None,
     retries: int = 5,
     backoff: float = 0.5,
+    durable: bool = True,
 ) -> FileHashes:
     """Downloads `url` to `target` through `partial`; returns the file's hashes.
+    `durable`: the bytes are on disk (fsync) before the file is put in place, so a
+    power cut never leaves a model-looking file with missing data.
 
     Raises:
         DownloadFailed: an HTTP error that retrying cannot fix, too many failures,
@@ -174,8 +202,9 @@ async def fetch_url(
         while True:
             try:
                 hashes = await _attempt(
-                    client, url, partial, headers or {}, on_progress, writer, is_safetensors(target)
-                )
+                    client, url, partial, headers or {}, on_progress, writer,
+                    (is_safetensors(target), durable),
+                )  # fmt: skip
                 break
             except _Retry as e:
                 failures += 1
@@ -201,7 +230,7 @@ async def _attempt(
     headers: dict[str, str],
     on_progress: ProgressFn | None,
     writer: ThreadPoolExecutor,
-    tensor_hash: bool,
+    sink_options: tuple[bool, bool],
 ) -> FileHashes:
     loop = asyncio.get_running_loop()
     offset = _size(partial)
@@ -212,7 +241,7 @@ async def _attempt(
         async with client.stream("GET", url, headers=request_headers) as response:
             offset, total = _opening(url, response, offset, partial)
             check_space(partial.parent, max(0, total - offset))
-            sink = await loop.run_in_executor(writer, _Sink, partial, offset, tensor_hash)
+            sink = await loop.run_in_executor(writer, _Sink, partial, offset, *sink_options)
             done = await _pump(response.aiter_raw(), sink, writer, offset, total, on_progress)
     except httpx.TransportError as e:
         raise _Retry(f"connection lost ({type(e).__name__})") from e
@@ -233,21 +262,24 @@ async def _pump(
     returns the byte count reached. What arrived before an error is written."""
     loop = asyncio.get_running_loop()
     pending: collections.deque[asyncio.Future[None]] = collections.deque()
-    buffer = bytearray()  # gathered to CHUNK
+    buffer: list[bytes] = []  # gathered to CHUNK, joined once
+    buffered = 0
     try:
         async for piece in pieces:
-            buffer += piece
+            buffer.append(piece)
+            buffered += len(piece)
             done += len(piece)
-            if len(buffer) >= CHUNK:
-                pending.append(loop.run_in_executor(writer, sink.write, bytes(buffer)))
+            if buffered >= CHUNK:
+                pending.append(loop.run_in_executor(writer, sink.write, b"".join(buffer)))
                 buffer.clear()
+                buffered = 0
                 if len(pending) > PENDING_WRITES:
                     await pending.popleft()
                 if on_progress is not None:
                     on_progress(done, total)
     finally:
         if buffer:
-            pending.append(loop.run_in_executor(writer, sink.write, bytes(buffer)))
+            pending.append(loop.run_in_executor(writer, sink.write, b"".join(buffer)))
         for future in pending:
             with contextlib.suppress(Exception):
                 await future

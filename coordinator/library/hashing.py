@@ -13,9 +13,11 @@ threads use several cores.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import struct
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +54,13 @@ class Hasher:
         blake3: also BLAKE3 (when installed).
     """
 
-    def __init__(self, *, tensor_hash: bool = False, blake3: bool = False) -> None:
+    def __init__(
+        self, *, tensor_hash: bool = False, blake3: bool = False, helper: Executor | None = None
+    ) -> None:
+        # With a helper thread, the tensor-data hash runs there, beside the full one
+        # (hashlib releases the GIL): a download hashes at the speed of one SHA-256.
+        self._helper = helper
+        self._helped: collections.deque[Future[None]] = collections.deque()
         self._full = hashlib.sha256()
         self._tensors = hashlib.sha256() if tensor_hash else None
         self._b3 = _blake3.blake3(max_threads=1) if blake3 and _blake3 is not None else None
@@ -72,13 +80,21 @@ class Hasher:
                 if len(self._head) == 8:
                     self._data_start = 8 + struct.unpack("<Q", bytes(self._head))[0]
             if self._data_start >= 0 and offset + len(block) > self._data_start:
-                self._tensors.update(memoryview(block)[max(0, self._data_start - offset) :])
+                part = memoryview(block)[max(0, self._data_start - offset) :]
+                if self._helper is None:
+                    self._tensors.update(part)
+                else:
+                    self._helped.append(self._helper.submit(self._tensors.update, part))
+                    if len(self._helped) > 8:
+                        self._helped.popleft().result()
         if len(self._legacy) < AUTOV1_LENGTH and offset + len(block) > AUTOV1_OFFSET:
             start = max(0, AUTOV1_OFFSET - offset)
             self._legacy += block[start : start + AUTOV1_LENGTH - len(self._legacy)]
         self.size += len(block)
 
     def result(self) -> FileHashes:
+        while self._helped:
+            self._helped.popleft().result()
         tensors = self._tensors
         return FileHashes(
             sha256=self._full.hexdigest(),

@@ -411,6 +411,8 @@ def cmd_download(sq: Client, args: argparse.Namespace) -> int:
         request.huggingface.revision = args.revision
     elif action == "url":
         request.url.url = args.url
+    elif action == "library":
+        request.library.reference = args.reference
     else:
         request.civitai.reference = args.reference
     download = sq.call("StartDownload", request, "models").download
@@ -652,7 +654,9 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("url")
     k = downloads.add_parser("civitai", help="a Civitai model version (with its metadata)")
     k.add_argument("reference", metavar="ID|AIR", help="version id or urn:air:...@VERSION")
-    for k in (downloads.choices["hf"], downloads.choices["url"], downloads.choices["civitai"]):
+    k = downloads.add_parser("library", help="send a model of the coordinator to a --node")
+    k.add_argument("reference", metavar="MODEL", help="SHA-256, AutoV2, name...")
+    for k in downloads.choices.values():
         k.add_argument("--dest", default="", help="folder inside a model root (default: the first)")
         k.add_argument("--sha256", default="", help="expected SHA-256 (verified)")
         k.add_argument("--node", default="", help="download on this node instead")
