@@ -89,7 +89,10 @@ def test_jobs_for_a_missing_model_wait_for_one_download_on_the_node(
             events = [e.job for e in watched if e.type != queue_pb2.JOB_EVENT_TYPE_PROGRESS]
             downloading = [j for j in events if j.stage == queue_pb2.JOB_STAGE_DOWNLOADING_MODEL]
             assert downloading and "downloading flux's files on gpu-d" in downloading[0].reason
-            assert any(0 < e.job.progress.fraction < 1 for e in watched)  # the bytes, as they came
+            # The bytes as they came, in progress events that say what is going on.
+            assert any(0 < e.job.progress.fraction < 1
+                       and e.job.stage == queue_pb2.JOB_STAGE_DOWNLOADING_MODEL
+                       for e in watched)  # fmt: skip
             stages = [j.stage for j in events]
             assert stages.index(queue_pb2.JOB_STAGE_STARTING_MODEL) > stages.index(
                 queue_pb2.JOB_STAGE_DOWNLOADING_MODEL

@@ -23,9 +23,9 @@ from coordinator.dispatch.policy import JobView, ServerView, choose_server, plan
 from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition
 from coordinator.library.service import ModelLibrary
 from coordinator.outputs.store import ResultStore
-from coordinator.queue.convert import APP_FROM_PB
+from coordinator.queue.convert import APP_FROM_PB, STAGE_TO_PB
 from coordinator.queue.service import QueueService
-from coordinator.queue.states import JobStatus, utcnow
+from coordinator.queue.states import JobStage, JobStatus, utcnow
 from coordinator.servers.service import ServerService, ServerState
 from stablequeue.v1 import queue_pb2
 
@@ -321,9 +321,12 @@ class Dispatcher:
         attempt.names = {ref: hosts[alias] for ref, hosts in names.items() if alias in hosts}
         running = Running(job, server, attempt, backend)
         attempt.on_progress = self._progress_relay(running)
-        attempt.on_stage = lambda stage, reason: self._queue.note(
-            job_id, JobStatus.PROCESSING, stage, reason
-        )
+
+        async def on_stage(stage: JobStage, reason: str) -> None:
+            running.job.stage, running.job.reason = STAGE_TO_PB[stage], reason  # (progress events)
+            await self._queue.note(job_id, JobStatus.PROCESSING, stage, reason)
+
+        attempt.on_stage = on_stage
         self._running[job.id] = running
         running.task = asyncio.create_task(self._attempt(running), name=f"sq-job-{job.id}")
 
