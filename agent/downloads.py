@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections import defaultdict
@@ -29,7 +30,8 @@ from agent.config import AgentConfig, ModelConfig
 from coordinator.downloads import sources
 from coordinator.downloads.fetch import DownloadFailed, confined, fetch_chunks, partial_path
 from coordinator.errors import InvalidArgument
-from coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
+from coordinator.library.civitai import DEFAULT_URL, CivitaiClient, CivitaiUnavailable
+from coordinator.library.classify import EXTENSIONS
 from stablequeue.v1 import models_pb2, processes_pb2
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,24 @@ def missing_files(model: ModelConfig, base_dir: Path) -> list[str]:
     return missing
 
 
+def needed_files(model: ModelConfig, base_dir: Path, models_dir: Path) -> list[str]:
+    """Model files the args name (relative to `base_dir`) that are missing, are not
+    provided by the `huggingface:` block, and lie in `models_dir` (where the
+    coordinator can deliver them): their paths relative to `models_dir`."""
+    provided = set()
+    if model.huggingface is not None:
+        provided = {(base_dir / f.dest / f.path).resolve() for f in model.huggingface.files}
+    needed = []
+    for arg in model.args:
+        if "${" in arg or Path(arg).suffix.lower() not in EXTENSIONS:
+            continue
+        path = (base_dir / arg).resolve()
+        if path in provided or path.exists() or not path.is_relative_to(models_dir):
+            continue
+        needed.append(path.relative_to(models_dir).as_posix())
+    return needed
+
+
 class NodeDownloads:
     """Args:
     models_dir: where coordinator-sent downloads go (their `dest` is relative to it).
@@ -73,7 +93,10 @@ class NodeDownloads:
         self._read_model = read_model
         self._send = send
         self._on_files = on_files
-        self._civitai = civitai or CivitaiClient()
+        # The same settings as the coordinator's (SQ_CIVITAI_URL, SQ_CIVITAI_TOKEN).
+        self._civitai = civitai or CivitaiClient(
+            os.environ.get("SQ_CIVITAI_URL", DEFAULT_URL), os.environ.get("SQ_CIVITAI_TOKEN", "")
+        )
         self._http = httpx.AsyncClient(
             follow_redirects=True, timeout=httpx.Timeout(60.0, connect=10.0)
         )
@@ -192,6 +215,11 @@ class NodeDownloads:
             report(models_pb2.DOWNLOAD_STATE_CANCELLED)
             return
         report(models_pb2.DOWNLOAD_STATE_COMPLETED, fetched=fetched)
+        self._on_files("")  # a model's needed file may have arrived
+
+    @property
+    def models_dir(self) -> Path:
+        return self._models_dir
 
     async def _from_coordinator(
         self, command: processes_pb2.DownloadCommand, job: sources.Job

@@ -32,7 +32,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.cli_job import CliFailed, run_cli
 from agent.config import ConfigError, load_config
-from agent.downloads import NodeDownloads, missing_files
+from agent.downloads import NodeDownloads, missing_files, needed_files
 from agent.gpus import Gpus, load_nvml
 from agent.process import StartFailed, State
 from agent.supervisor import Supervisor
@@ -91,6 +91,7 @@ class Agent:
                     mode=m.mode,
                     vram_mb=m.vram_mb,
                     missing_files=missing_files(m, config.base_dir),
+                    needed_files=needed_files(m, config.base_dir, self.downloads.models_dir),
                 )
                 for key, m in config.models.items()
             ],
@@ -120,7 +121,7 @@ class Agent:
             self._outgoing.put_nowait(processes_pb2.AgentMessage(download=update))
 
     def _files_arrived(self, key: str) -> None:
-        """A model's files were downloaded: the coordinator hears its new model list."""
+        """Files were downloaded: the coordinator hears the node's new model list."""
         if self._outgoing is not None:
             self._outgoing.put_nowait(processes_pb2.AgentMessage(register=self.node_info()))
 

@@ -117,9 +117,14 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     servers.on_inventory(library.replace_inventory)
     queue = QueueService(db, bus, servers, results, library)
     nodes = NodeService()
+    downloads = DownloadService(db, library, civitai, settings.download_concurrency, nodes)
+    nodes.on_download(downloads.node_update)
+    nodes.on_offline(downloads.node_lost)
 
     def backend_for(config: ServerConfig) -> Backend:
-        return NodeBackend(nodes, config) if is_node_place(config) else make_backend(config)
+        if is_node_place(config):
+            return NodeBackend(nodes, config, downloads)
+        return make_backend(config)
 
     dispatcher = Dispatcher(
         queue,
@@ -135,9 +140,6 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         nodes.places,
     )
     nodes.on_change(dispatcher.wake)
-    downloads = DownloadService(db, library, civitai, settings.download_concurrency, nodes)
-    nodes.on_download(downloads.node_update)
-    nodes.on_offline(downloads.node_lost)
     limit = settings.max_message_mb << 20
     server = grpc.aio.server(
         interceptors=[ApiInterceptor(keys, settings.require_auth)],

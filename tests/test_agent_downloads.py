@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from stablequeue import txt2img
-from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
+from stablequeue.v1 import common_pb2, models_pb2, processes_pb2, queue_pb2
 from tests.conftest import CoordinatorThread, make_settings
 from tests.fakes.files import FileHost, random_bytes
 from tests.helpers import final_job, raises, wait_until
@@ -197,3 +197,83 @@ def test_a_library_model_is_sent_to_a_node_over_grpc(tmp_path: Path, host: FileH
         agent.send_signal(signal.SIGTERM)
         agent.wait(15)
         coordinator.close()
+
+
+def file_model(key: str, name: str) -> str:
+    """A models.yml entry whose server is given a model file by path (no source)."""
+    return (
+        f"  {key}:\n    command: {sys.executable}\n"
+        f'    args: ["{SERVER}", "--listen-port", "${{PORT}}", "--model", "./models/{name}"]\n'
+        "    health_path: /sdapi/v1/options\n"
+    )
+
+
+def test_a_node_gets_the_files_its_models_name_from_the_library(
+    tmp_path: Path, host: FileHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes.civitai import FakeCivitai
+
+    library = tmp_path / "library"
+    library.mkdir()
+    juggernaut = random_bytes(3_000_000, seed=33)
+    (library / "juggernaut.ckpt").write_bytes(juggernaut)
+    # A model seen only on a Forge laptop (its inventory) and known to Civitai.
+    castle = random_bytes(1_000_000, seed=34)
+    castle_sha = host.add("castle.ckpt", castle)
+    civitai = FakeCivitai()
+    version = civitai.version(castle_sha, "Castle", model_id=77, version_id=7701)
+    version["files"][0].update(name="castle.ckpt", downloadUrl=f"{host.url}/redirect/castle.ckpt")
+    civitai.by_id[7701] = version
+    monkeypatch.setenv("SQ_CIVITAI_URL", civitai.api)  # the agent's Civitai, like ours
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'lib.db'}", model_roots=[library],
+                             civitai_url=civitai.api, civitai_interval=0)  # fmt: skip
+    coordinator = CoordinatorThread(settings)
+    models = (file_model("jug", "juggernaut.ckpt") + file_model("castle", "castle.ckpt")
+              + file_model("nothing", "unknown.ckpt"))  # fmt: skip
+    agent = start_agent(tmp_path, coordinator.address, host, models)
+    try:
+        with coordinator.client() as sq:
+            list(sq.stream("ScanLibrary", models_pb2.ScanLibraryRequest(), "models"))
+            laptop = [
+                models_pb2.InventoryItem(header=models_pb2.InventoryHeader(
+                    host="forge-laptop", app=common_pb2.APP_KIND_FORGE)),
+                models_pb2.InventoryItem(file=models_pb2.InventoryFile(
+                    path="C:\\sd\\models\\Stable-diffusion\\castle.ckpt",
+                    backend_name="castle.ckpt [" + castle_sha[:10] + "]",
+                    size_bytes=len(castle), hashes=models_pb2.ModelHashes(sha256=castle_sha))),
+            ]  # fmt: skip
+            sq.models.SyncInventory(iter(laptop))
+            refresh = models_pb2.RefreshMetadataRequest(id=castle_sha, fetch_civitai=True)
+            assert sq.call("RefreshMetadata", refresh, "models").model.civitai_version_id == 7701
+            wait_until(lambda: connected(sq, "gpu-d"))
+            needed = {m.key: list(m.needed_files) for m in nodes(sq)[0].info.models}
+            assert needed == {"jug": ["models/juggernaut.ckpt"], "castle": ["models/castle.ckpt"],
+                              "nothing": ["models/unknown.ckpt"]}  # fmt: skip
+
+            # From the coordinator's own copy, once for two jobs.
+            jobs = [sq.submit(txt2img(p, model="jug", steps=2, app="sdcpp")) for p in "ab"]
+            stages = [e.job.stage for e in sq.watch_job(jobs[0].id)]
+            assert queue_pb2.JOB_STAGE_DOWNLOADING_MODEL in stages
+            for job in jobs:
+                done = final_job(sq, job.id)
+                assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-d:jug")
+            assert (tmp_path / "node/models/juggernaut.ckpt").read_bytes() == juggernaut
+            listed = sq.call("ListDownloads", models_pb2.ListDownloadsRequest(), "models").downloads
+            assert [d.source for d in listed] == [
+                f"library:{hashlib.sha256(juggernaut).hexdigest()}"
+            ]
+
+            # From the Civitai origin the library recorded.
+            done = final_job(sq, sq.submit(txt2img("c", model="castle", steps=2, app="sdcpp")).id)
+            assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+            assert (tmp_path / "node/models/castle.ckpt").read_bytes() == castle
+
+            # No source at all: the job fails and says why.
+            failed = final_job(sq, sq.submit(txt2img("n", model="nothing", app="sdcpp")).id)
+            assert failed.status == queue_pb2.JOB_STATUS_FAILED
+            assert "knows no file named unknown.ckpt" in failed.reason
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(15)
+        coordinator.close()
+        civitai.close()

@@ -53,6 +53,8 @@ WATCH_EVERY_S = 0.25  # progress events to watchers
 SPEED_WINDOW_S = 5.0
 REPO = re.compile(r"[\w.-]+(/[\w.-]+)?")
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+HF_SOURCE = re.compile(r"hf://(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>.+)@(?P<rev>[^@]+)")
+NODE_RETRY_AFTER_S = 60.0
 
 
 @dataclass
@@ -92,6 +94,10 @@ class DownloadService:
             follow_redirects=True, timeout=httpx.Timeout(60.0, connect=10.0)
         )
         self._closing = False
+        # Downloads of files node models need: (node, path) -> download id, and
+        # recent failures (so the jobs behind a failed one fail with its reason).
+        self._node_files: dict[tuple[str, str], str] = {}
+        self._node_failures: dict[tuple[str, str], tuple[float, str]] = {}
 
     # ---- lifecycle ----------------------------------------------------------
 
@@ -220,6 +226,60 @@ class DownloadService:
                 yield now
         finally:
             live.watchers.discard(queue)
+
+    # ---- files a node's model needs ------------------------------------------
+
+    async def for_node_file(self, node: str, path: str) -> str:
+        """The download bringing `path` (relative to the node's models folder) to
+        `node`, started if none is under way: from the coordinator's own copy, else
+        from the Civitai version or URL the library recorded for that file name.
+
+        Raises:
+            DownloadFailed: the library knows no source, or a recent try failed.
+        """
+        key = (node, path)
+        running = self._node_files.get(key)
+        if running is not None and running in self._live:
+            return running
+        failed = self._node_failures.get(key)
+        if failed is not None and time.monotonic() - failed[0] < NODE_RETRY_AFTER_S:
+            raise DownloadFailed(failed[1])
+        request = await self._source_for(PurePosixPath(path).name)
+        request.dest, request.node = str(PurePosixPath(path).parent), node
+        try:
+            download = await self.begin(request)
+        except (InvalidArgument, NotFound, FailedPrecondition) as e:
+            raise DownloadFailed(f"{path} cannot be sent to {node}: {e}") from e
+        self._node_files[key] = download.id
+        return download.id
+
+    def node_file_failed(self, node: str, path: str, reason: str) -> None:
+        self._node_failures[(node, path)] = (time.monotonic(), reason)
+
+    async def _source_for(self, name: str) -> models_pb2.StartDownloadRequest:
+        model = await self._library.resolve(name)
+        if model is None:
+            raise DownloadFailed(f"the model library knows no file named {name}")
+        request = models_pb2.StartDownloadRequest(sha256=model.sha256)
+        try:
+            await self._library.local_file(model.sha256)
+            request.library.reference = model.sha256
+            return request
+        except NotFound:
+            pass
+        hf = HF_SOURCE.fullmatch(model.source_url or "")
+        if model.civitai_version_id:
+            request.civitai.reference = str(model.civitai_version_id)
+        elif hf is not None:
+            request.huggingface.repo = hf["repo"]
+            request.huggingface.files.append(hf["file"])
+            request.huggingface.revision = hf["rev"]
+        elif model.source_url.startswith(("http://", "https://")):
+            request.url.url = model.source_url
+        else:
+            raise DownloadFailed(f"{name}: the coordinator has no copy and the library knows "
+                                 "no Civitai, Hugging Face or URL origin for it")  # fmt: skip
+        return request
 
     # ---- checking a request -------------------------------------------------
 

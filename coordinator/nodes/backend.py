@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from coordinator.backends.base import Attempt, Image, Probe, ServerConfig
+from coordinator.downloads.fetch import DownloadFailed
 from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition, NotFound
 from coordinator.nodes.service import NODE_SCHEME, NodeService
+
+if TYPE_CHECKING:
+    from coordinator.downloads.service import DownloadService
 from coordinator.outputs.store import mime_of
 from coordinator.queue.states import JobStage
-from stablequeue.v1 import processes_pb2, queue_pb2
+from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
 
 log = logging.getLogger(__name__)
 CANCEL_WAIT_S = 30.0  # a cancel that stops the model's server waits for its grace
@@ -22,8 +27,11 @@ def is_node_place(config: ServerConfig) -> bool:
 
 
 class NodeBackend:
-    def __init__(self, nodes: NodeService, config: ServerConfig) -> None:
+    def __init__(
+        self, nodes: NodeService, config: ServerConfig, downloads: DownloadService | None = None
+    ) -> None:
         self._nodes = nodes
+        self._downloads = downloads
         self.node, _, self.model = config.base_url.removeprefix(NODE_SCHEME).rpartition(":")
 
     async def probe(self) -> Probe:
@@ -39,6 +47,8 @@ class NodeBackend:
         process = node.processes.get(self.model) if node is not None else None
         starting = process is None or process.state != processes_pb2.PROCESS_STATE_READY
         model = next((m for m in node.info.models if m.key == self.model), None) if node else None
+        for path in model.needed_files if model is not None else []:
+            await self._deliver(attempt, path)
         if model is not None and model.missing_files:
             await attempt.stage(JobStage.DOWNLOADING_MODEL,
                                 f"downloading {self.model}'s files on {self.node}")  # fmt: skip
@@ -72,6 +82,35 @@ class NodeBackend:
         except (FailedPrecondition, NotFound) as e:
             raise BackendUnavailable(str(e)) from e
         return images
+
+    async def _deliver(self, attempt: Attempt, path: str) -> None:
+        """Sends a file the node's model needs (from the library) before the job runs;
+        jobs waiting for the same file share the one download.
+
+        Raises:
+            BackendRejected: no source for it, or the download failed.
+        """
+        if self._downloads is None:
+            raise BackendRejected(f"node {self.node} lacks {path}")
+        try:
+            download_id = await self._downloads.for_node_file(self.node, path)
+        except DownloadFailed as e:
+            raise BackendRejected(f"node {self.node} lacks {path}: {e}") from e
+        await attempt.stage(JobStage.DOWNLOADING_MODEL, f"sending {path} to {self.node}")
+        final = None
+        async for final in self._downloads.watch(download_id):
+            if final.bytes_total:
+                progress = queue_pb2.JobProgress(
+                    fraction=final.bytes_done / final.bytes_total, eta_seconds=final.eta_seconds
+                )
+                result = attempt.on_progress(progress)
+                if asyncio.iscoroutine(result):
+                    await result
+        if final is None or final.state != models_pb2.DOWNLOAD_STATE_COMPLETED:
+            why = final.error if final is not None and final.error else "it was cancelled"
+            reason = f"sending {path} to node {self.node} failed: {why}"
+            self._downloads.node_file_failed(self.node, path, reason)
+            raise BackendRejected(reason)
 
     async def _downloading(self, attempt: Attempt, update: processes_pb2.AgentJobUpdate) -> None:
         done, total = update.download_done, update.download_total
