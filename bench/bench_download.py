@@ -82,7 +82,7 @@ async def ours(url: str, target: Path, sha256: str, round_id: str, durable: bool
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sq-bench-dl-") as folder:
         work = Path(folder)

@@ -13,10 +13,10 @@ file), and only then is the file linked into place, never over an existing one.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
+import queue
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -259,9 +259,26 @@ async def _pump(
     on_progress: ProgressFn | None,
 ) -> int:
     """Writes `pieces` to `sink` on the writer thread while the next ones arrive;
-    returns the byte count reached. What arrived before an error is written."""
+    returns the byte count reached. What arrived before an error is written.
+
+    Chunks go to the writer through a bounded queue it drains on its own, so the
+    event loop is not woken once per chunk; a full queue (the disk or the hashing is
+    slower than the network) holds the receiving back."""
     loop = asyncio.get_running_loop()
-    pending: collections.deque[asyncio.Future[None]] = collections.deque()
+    chunks: queue.Queue[bytes | None] = queue.Queue(PENDING_WRITES)
+    drained = loop.run_in_executor(writer, _drain, chunks, sink)
+
+    async def hand_over(item: bytes | None) -> None:
+        while True:
+            try:
+                chunks.put_nowait(item)
+                return
+            except queue.Full:
+                if drained.done():
+                    drained.result()  # the writer failed: its error
+                    return
+                await asyncio.sleep(0.002)
+
     buffer: list[bytes] = []  # gathered to CHUNK, joined once
     buffered = 0
     try:
@@ -270,23 +287,27 @@ async def _pump(
             buffered += len(piece)
             done += len(piece)
             if buffered >= CHUNK:
-                pending.append(loop.run_in_executor(writer, sink.write, b"".join(buffer)))
+                await hand_over(b"".join(buffer))
                 buffer.clear()
                 buffered = 0
-                if len(pending) > PENDING_WRITES:
-                    await pending.popleft()
                 if on_progress is not None:
                     on_progress(done, total)
     finally:
         if buffer:
-            pending.append(loop.run_in_executor(writer, sink.write, b"".join(buffer)))
-        for future in pending:
-            with contextlib.suppress(Exception):
-                await future
-        await loop.run_in_executor(writer, sink.close)
+            await hand_over(b"".join(buffer))
+        await hand_over(None)
+        try:
+            await drained
+        finally:
+            await loop.run_in_executor(writer, sink.close)
     if on_progress is not None:
         on_progress(done, total)
     return done
+
+
+def _drain(chunks: queue.Queue[bytes | None], sink: _Sink) -> None:
+    while (chunk := chunks.get()) is not None:
+        sink.write(chunk)
 
 
 ChunkSource = Callable[[int], AsyncIterator[bytes]]  # a file's bytes from an offset
