@@ -40,6 +40,7 @@ from coordinator.backends.base import Attempt, ServerConfig
 from coordinator.backends.sdcpp import SdCppBackend
 from coordinator.downloads.fetch import DownloadFailed
 from coordinator.errors import BackendRejected, BackendUnavailable
+from coordinator.logs import configure_logging
 from stablequeue.v1 import models_pb2, models_pb2_grpc, processes_pb2, processes_pb2_grpc, queue_pb2
 
 log = logging.getLogger("sq-agent")
@@ -463,9 +464,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
     try:
         asyncio.run(serve(args))
     except ConfigError as e:

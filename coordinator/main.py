@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from coordinator.config import load_settings
+from coordinator.logs import configure_logging
 from coordinator.server import start_coordinator
 
 
@@ -55,10 +55,7 @@ async def serve(args: argparse.Namespace) -> None:
         max_attempts=args.max_attempts,
         model_roots=args.model_roots,
     )
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level)
     coordinator = await start_coordinator(settings)
     # Printed for people and for tests that start us on port 0.
     print(f"sq-coordinator listening on {coordinator.address}", flush=True)

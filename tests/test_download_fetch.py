@@ -161,3 +161,22 @@ async def test_a_cut_stream_resumes_from_the_offset_on_disk(tmp_path: Path) -> N
     with pytest.raises(DownloadFailed, match="SHA-256 mismatch"):
         await fetch_chunks(source, len(data), tmp_path / "n.ckpt",
                            partial_path(tmp_path / "n.ckpt", "dl-3"), sha256="0" * 64)  # fmt: skip
+
+
+async def test_no_token_or_signature_reaches_the_log(
+    host: FileHost, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from coordinator.logs import configure_logging
+
+    configure_logging("INFO")  # as sq-coordinator and sq-agent do
+    caplog.set_level(logging.DEBUG)
+    host.add("lora.safetensors", random_bytes(200_000, seed=13))
+    host.drop_after["lora.safetensors"] = 50_000  # a cut: our retry is logged
+    await fetch(host, "/redirect/lora.safetensors?token=s3cret-token", tmp_path / "l.safetensors")
+    with pytest.raises(DownloadFailed):
+        await fetch(host, "/files/nope.bin?token=s3cret-token", tmp_path / "n.bin")
+    ours = [r.getMessage() for r in caplog.records if not r.name.startswith("aiohttp")]
+    assert any("retrying" in m for m in ours)  # (the fake server's access log is not ours)
+    assert not [m for m in ours if "s3cret" in m or "secret-signature" in m]
