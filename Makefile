@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The stub generator, pinned (the stubs are committed and `make proto` must be
+# reproducible) and kept apart: grpcio-tools 1.62.3 emits stubs that load on any
+# protobuf 3.20-7.x, but as a package it would pull protobuf 4 into the venv.
+PROTO_TOOLS := $(VENV)/proto-tools
 PROTO_FILES := $(wildcard proto/stablequeue/v1/*.proto)
 
 .PHONY: run test proto proto-check bench lint fmt clean
@@ -11,6 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(PROTO_TOOLS) grpcio-tools==1.62.3
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -20,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -Iproto \
+	PYTHONPATH=$(PROTO_TOOLS) $(BIN)/python -m grpc_tools.protoc -Iproto \
 		--python_out=clients --pyi_out=clients --grpc_python_out=clients $(PROTO_FILES)
 
 bench: $(STAMP)

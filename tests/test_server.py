@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,8 @@ def test_coordinator_refuses_an_address_in_use(
 def test_generated_stubs_match_the_protos(tmp_path: Path) -> None:
     """CI fails when someone edits proto/ without running `make proto`."""
     protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
+    tools = ROOT / ".venv" / "proto-tools"  # installed by the Makefile (see PROTO_TOOLS)
+    assert (tools / "grpc_tools").is_dir(), "the stub generator is missing: run `make test`"
     subprocess.run(
         [
             sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'proto'}",
@@ -105,6 +108,7 @@ def test_generated_stubs_match_the_protos(tmp_path: Path) -> None:
             *protos,
         ],
         check=True,
+        env={**os.environ, "PYTHONPATH": str(tools)},
     )  # fmt: skip
     generated = sorted(p.name for p in (tmp_path / "stablequeue" / "v1").iterdir())
     committed_dir = ROOT / "clients" / "stablequeue" / "v1"

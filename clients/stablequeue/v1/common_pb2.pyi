@@ -1,11 +1,8 @@
-import datetime
-
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -34,7 +31,7 @@ class ModelLocation(_message.Message):
     backend_name: str
     app: AppKind
     seen_at: _timestamp_pb2.Timestamp
-    def __init__(self, host: _Optional[str] = ..., path: _Optional[str] = ..., backend_name: _Optional[str] = ..., app: _Optional[_Union[AppKind, str]] = ..., seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, host: _Optional[str] = ..., path: _Optional[str] = ..., backend_name: _Optional[str] = ..., app: _Optional[_Union[AppKind, str]] = ..., seen_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PageRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

@@ -1,13 +1,10 @@
-import datetime
-
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from stablequeue.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -121,7 +118,7 @@ class Model(_message.Message):
     has_preview: bool
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., hashes: _Optional[_Union[ModelHashes, _Mapping]] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ModelType, str]] = ..., base_model: _Optional[str] = ..., size_bytes: _Optional[int] = ..., locations: _Optional[_Iterable[_Union[_common_pb2.ModelLocation, _Mapping]]] = ..., description: _Optional[str] = ..., trained_words: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., civitai_model_id: _Optional[int] = ..., civitai_version_id: _Optional[int] = ..., version_name: _Optional[str] = ..., source_url: _Optional[str] = ..., has_preview: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., hashes: _Optional[_Union[ModelHashes, _Mapping]] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ModelType, str]] = ..., base_model: _Optional[str] = ..., size_bytes: _Optional[int] = ..., locations: _Optional[_Iterable[_Union[_common_pb2.ModelLocation, _Mapping]]] = ..., description: _Optional[str] = ..., trained_words: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., civitai_model_id: _Optional[int] = ..., civitai_version_id: _Optional[int] = ..., version_name: _Optional[str] = ..., source_url: _Optional[str] = ..., has_preview: bool = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ScanLibraryRequest(_message.Message):
     __slots__ = ("roots", "force_rehash", "fetch_civitai")
@@ -131,7 +128,7 @@ class ScanLibraryRequest(_message.Message):
     roots: _containers.RepeatedScalarFieldContainer[str]
     force_rehash: bool
     fetch_civitai: bool
-    def __init__(self, roots: _Optional[_Iterable[str]] = ..., force_rehash: _Optional[bool] = ..., fetch_civitai: _Optional[bool] = ...) -> None: ...
+    def __init__(self, roots: _Optional[_Iterable[str]] = ..., force_rehash: bool = ..., fetch_civitai: bool = ...) -> None: ...
 
 class ScanProgress(_message.Message):
     __slots__ = ("files_found", "files_hashed", "files_cached", "bytes_hashed", "bytes_total", "current_path", "done", "errors")
@@ -151,7 +148,7 @@ class ScanProgress(_message.Message):
     current_path: str
     done: bool
     errors: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, files_found: _Optional[int] = ..., files_hashed: _Optional[int] = ..., files_cached: _Optional[int] = ..., bytes_hashed: _Optional[int] = ..., bytes_total: _Optional[int] = ..., current_path: _Optional[str] = ..., done: _Optional[bool] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, files_found: _Optional[int] = ..., files_hashed: _Optional[int] = ..., files_cached: _Optional[int] = ..., bytes_hashed: _Optional[int] = ..., bytes_total: _Optional[int] = ..., current_path: _Optional[str] = ..., done: bool = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("type", "base_model", "host", "page", "missing_metadata")
@@ -165,7 +162,7 @@ class ListModelsRequest(_message.Message):
     host: str
     page: _common_pb2.PageRequest
     missing_metadata: bool
-    def __init__(self, type: _Optional[_Union[ModelType, str]] = ..., base_model: _Optional[str] = ..., host: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., missing_metadata: _Optional[bool] = ...) -> None: ...
+    def __init__(self, type: _Optional[_Union[ModelType, str]] = ..., base_model: _Optional[str] = ..., host: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., missing_metadata: bool = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models", "next_page_token")
@@ -235,7 +232,7 @@ class InventoryHeader(_message.Message):
     host: str
     app: _common_pb2.AppKind
     incremental: bool
-    def __init__(self, host: _Optional[str] = ..., app: _Optional[_Union[_common_pb2.AppKind, str]] = ..., incremental: _Optional[bool] = ...) -> None: ...
+    def __init__(self, host: _Optional[str] = ..., app: _Optional[_Union[_common_pb2.AppKind, str]] = ..., incremental: bool = ...) -> None: ...
 
 class InventoryFile(_message.Message):
     __slots__ = ("path", "backend_name", "type", "size_bytes", "modified_at", "hashes", "removed")
@@ -253,7 +250,7 @@ class InventoryFile(_message.Message):
     modified_at: _timestamp_pb2.Timestamp
     hashes: ModelHashes
     removed: bool
-    def __init__(self, path: _Optional[str] = ..., backend_name: _Optional[str] = ..., type: _Optional[_Union[ModelType, str]] = ..., size_bytes: _Optional[int] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hashes: _Optional[_Union[ModelHashes, _Mapping]] = ..., removed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, path: _Optional[str] = ..., backend_name: _Optional[str] = ..., type: _Optional[_Union[ModelType, str]] = ..., size_bytes: _Optional[int] = ..., modified_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., hashes: _Optional[_Union[ModelHashes, _Mapping]] = ..., removed: bool = ...) -> None: ...
 
 class SyncInventoryResponse(_message.Message):
     __slots__ = ("files_received", "models_matched", "needs_hash")
@@ -287,7 +284,7 @@ class RefreshMetadataRequest(_message.Message):
     FETCH_CIVITAI_FIELD_NUMBER: _ClassVar[int]
     id: str
     fetch_civitai: bool
-    def __init__(self, id: _Optional[str] = ..., fetch_civitai: _Optional[bool] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., fetch_civitai: bool = ...) -> None: ...
 
 class RefreshMetadataResponse(_message.Message):
     __slots__ = ("model",)
@@ -397,7 +394,7 @@ class Download(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     node: str
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[DownloadState, str]] = ..., source: _Optional[str] = ..., dest_path: _Optional[str] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., bytes_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., error: _Optional[str] = ..., model_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[DownloadState, str]] = ..., source: _Optional[str] = ..., dest_path: _Optional[str] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., bytes_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., error: _Optional[str] = ..., model_id: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ...) -> None: ...
 
 class StartDownloadResponse(_message.Message):
     __slots__ = ("download",)

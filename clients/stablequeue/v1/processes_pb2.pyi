@@ -1,5 +1,3 @@
-import datetime
-
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from stablequeue.v1 import models_pb2 as _models_pb2
 from stablequeue.v1 import common_pb2 as _common_pb2
@@ -7,8 +5,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -77,7 +74,7 @@ class Server(_message.Message):
     running_jobs: int
     last_checked_at: _timestamp_pb2.Timestamp
     node: str
-    def __init__(self, alias: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.AppKind, str]] = ..., base_url: _Optional[str] = ..., username: _Optional[str] = ..., has_credentials: _Optional[bool] = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., enabled: _Optional[bool] = ..., paused: _Optional[bool] = ..., health: _Optional[_Union[ServerHealth, str]] = ..., health_reason: _Optional[str] = ..., loaded_model: _Optional[str] = ..., running_jobs: _Optional[int] = ..., last_checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ...) -> None: ...
+    def __init__(self, alias: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.AppKind, str]] = ..., base_url: _Optional[str] = ..., username: _Optional[str] = ..., has_credentials: bool = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., enabled: bool = ..., paused: bool = ..., health: _Optional[_Union[ServerHealth, str]] = ..., health_reason: _Optional[str] = ..., loaded_model: _Optional[str] = ..., running_jobs: _Optional[int] = ..., last_checked_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ...) -> None: ...
 
 class RegisterServerRequest(_message.Message):
     __slots__ = ("alias", "kind", "base_url", "username", "password", "bearer_token", "max_concurrency", "labels")
@@ -137,7 +134,7 @@ class UpdateServerRequest(_message.Message):
     max_concurrency: int
     labels: _containers.ScalarMap[str, str]
     replace_labels: bool
-    def __init__(self, alias: _Optional[str] = ..., base_url: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., bearer_token: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., replace_labels: _Optional[bool] = ...) -> None: ...
+    def __init__(self, alias: _Optional[str] = ..., base_url: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., bearer_token: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., replace_labels: bool = ...) -> None: ...
 
 class UpdateServerResponse(_message.Message):
     __slots__ = ("server",)
@@ -185,7 +182,7 @@ class SetServerEnabledRequest(_message.Message):
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     alias: str
     enabled: bool
-    def __init__(self, alias: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...
+    def __init__(self, alias: _Optional[str] = ..., enabled: bool = ...) -> None: ...
 
 class SetServerEnabledResponse(_message.Message):
     __slots__ = ("server",)
@@ -279,7 +276,7 @@ class ProcessInfo(_message.Message):
     reason: str
     since: _timestamp_pb2.Timestamp
     jobs_in_flight: int
-    def __init__(self, model: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., port: _Optional[int] = ..., reason: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jobs_in_flight: _Optional[int] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., port: _Optional[int] = ..., reason: _Optional[str] = ..., since: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., jobs_in_flight: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("info", "connected", "last_heartbeat_at", "processes", "draining", "usage")
@@ -295,7 +292,7 @@ class Node(_message.Message):
     processes: _containers.RepeatedCompositeFieldContainer[ProcessInfo]
     draining: bool
     usage: Heartbeat
-    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., connected: _Optional[bool] = ..., last_heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ..., draining: _Optional[bool] = ..., usage: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., connected: bool = ..., last_heartbeat_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ..., draining: bool = ..., usage: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
 
 class DrainNodeRequest(_message.Message):
     __slots__ = ("node", "drain")
@@ -303,7 +300,7 @@ class DrainNodeRequest(_message.Message):
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     node: str
     drain: bool
-    def __init__(self, node: _Optional[str] = ..., drain: _Optional[bool] = ...) -> None: ...
+    def __init__(self, node: _Optional[str] = ..., drain: bool = ...) -> None: ...
 
 class DrainNodeResponse(_message.Message):
     __slots__ = ("node",)
@@ -321,7 +318,7 @@ class Heartbeat(_message.Message):
     cpu_percent: float
     memory_used_mb: int
     gpus: _containers.RepeatedCompositeFieldContainer[GpuInfo]
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cpu_percent: _Optional[float] = ..., memory_used_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ...) -> None: ...
+    def __init__(self, time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., cpu_percent: _Optional[float] = ..., memory_used_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
     __slots__ = ("register", "heartbeat", "process_state", "command_result", "job_update", "download")
@@ -351,7 +348,7 @@ class CommandResult(_message.Message):
     error: str
     process: ProcessInfo
     lines: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, command_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., lines: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, command_id: _Optional[str] = ..., ok: bool = ..., error: _Optional[str] = ..., process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., lines: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentJobUpdate(_message.Message):
     __slots__ = ("job_id", "step", "total_steps", "preview_image", "image", "done", "error", "download_done", "download_total")
@@ -373,7 +370,7 @@ class AgentJobUpdate(_message.Message):
     error: str
     download_done: int
     download_total: int
-    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., preview_image: _Optional[bytes] = ..., image: _Optional[bytes] = ..., done: _Optional[bool] = ..., error: _Optional[str] = ..., download_done: _Optional[int] = ..., download_total: _Optional[int] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., preview_image: _Optional[bytes] = ..., image: _Optional[bytes] = ..., done: bool = ..., error: _Optional[str] = ..., download_done: _Optional[int] = ..., download_total: _Optional[int] = ...) -> None: ...
 
 class CoordinatorCommand(_message.Message):
     __slots__ = ("command_id", "start_model", "stop_model", "run_job", "download", "logs", "cancel_job", "cancel_download")
