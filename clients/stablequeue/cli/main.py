@@ -266,10 +266,7 @@ def cmd_servers(sq: Client, args: argparse.Namespace) -> int:
         ).server
     else:
         servers = sq.call("ListServers", processes_pb2.ListServersRequest(), "processes").servers
-        if args.json:
-            render.print_json(list(servers))
-        else:
-            render.console.print(render.servers_table(servers))
+        show_list(args, servers, render.servers_table)
         return 0
     if getattr(args, "json", False):
         render.print_json(server)
@@ -369,10 +366,7 @@ def cmd_models(sq: Client, args: argparse.Namespace) -> int:
                 missing_metadata=args.missing_metadata,
             )  # fmt: skip
             models = sq.call("ListModels", listing, "models").models
-        if args.json:
-            render.print_json(list(models))
-        else:
-            render.console.print(render.models_table(models))
+        show_list(args, models, render.models_table)
         return 0
     if action == "delete":
         request = models_pb2.DeleteModelRequest(id=args.ref, path=args.path)
@@ -446,22 +440,24 @@ def _download_id(sq: Client, prefix: str) -> str:
     return matches[0]
 
 
+def show_list(args: argparse.Namespace, items: Any, table: Callable[[Any], Any]) -> None:
+    """A list as JSON (`--json`) or as a table."""
+    if args.json:
+        render.print_json(list(items))
+    else:
+        render.console.print(table(items))
+
+
 def cmd_downloads(sq: Client, args: argparse.Namespace) -> int:
     request = models_pb2.ListDownloadsRequest(states=[DOWNLOAD_STATES[s] for s in args.state])
     downloads = sq.call("ListDownloads", request, "models").downloads
-    if args.json:
-        render.print_json(list(downloads))
-    else:
-        render.console.print(render.downloads_table(downloads))
+    show_list(args, downloads, render.downloads_table)
     return 0
 
 
 def cmd_nodes(sq: Client, args: argparse.Namespace) -> int:
     nodes = sq.call("ListNodes", processes_pb2.ListNodesRequest(), "processes").nodes
-    if args.json:
-        render.print_json(list(nodes))
-    else:
-        render.console.print(render.nodes_table(nodes))
+    show_list(args, nodes, render.nodes_table)
     return 0
 
 
@@ -475,10 +471,7 @@ def cmd_drain(sq: Client, args: argparse.Namespace) -> int:
 def cmd_processes(sq: Client, args: argparse.Namespace) -> int:
     request = processes_pb2.ListProcessesRequest(node=args.node)
     processes = sq.call("ListProcesses", request, "processes").processes
-    if args.json:
-        render.print_json(list(processes))
-    else:
-        render.console.print(render.processes_table(processes, time.time()))
+    show_list(args, processes, lambda items: render.processes_table(items, time.time()))
     return 0
 
 

@@ -86,15 +86,7 @@ def follow_scan(
 ) -> models_pb2.ScanProgress:
     """A progress bar over the bytes a library scan hashes; returns the final summary."""
     final = models_pb2.ScanProgress()
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=render.console,
-        disable=quiet,
-    )
+    progress = _bytes_progress(quiet)
     with progress:
         task = progress.add_task("scanning", total=None)
         for update in updates:
@@ -110,15 +102,7 @@ def follow_scan(
 def follow_download(updates: Iterable[models_pb2.Download], *, quiet: bool) -> models_pb2.Download:
     """A progress bar over a download's bytes; returns its last state."""
     final = models_pb2.Download()
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=render.console,
-        disable=quiet,
-    )
+    progress = _bytes_progress(quiet)
     with progress:
         task = progress.add_task("queued", total=None)
         for update in updates:
@@ -129,3 +113,16 @@ def follow_download(updates: Iterable[models_pb2.Download], *, quiet: bool) -> m
                 total=update.bytes_total or None,
             )  # fmt: skip
     return final
+
+
+def _bytes_progress(quiet: bool) -> Progress:
+    """A bar over bytes with size, speed and time left."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=render.console,
+        disable=quiet,
+    )
