@@ -115,6 +115,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         settings.data_dir / "previews",
     )
     servers.on_inventory(library.replace_inventory)
+    servers.on_removed(library.forget_host)
     queue = QueueService(db, bus, servers, results, library)
     nodes = NodeService()
     downloads = DownloadService(db, library, civitai, settings.download_concurrency, nodes)

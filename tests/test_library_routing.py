@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from stablequeue import Client, txt2img
-from stablequeue.v1 import models_pb2, queue_pb2
+from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
 from tests.conftest import CoordinatorThread
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.forge import CHECKPOINTS, FakeForge
@@ -55,6 +55,16 @@ def test_one_file_on_two_servers_is_one_model_with_two_locations(
                        ("linux-comfy", "SDXL/sd_xl_base_1.0.safetensors")):  # fmt: skip
         request = models_pb2.ResolveModelRequest(reference="sd_xl_base_1.0", host=host)
         assert sq.call("ResolveModel", request, "models").backend_name == name
+
+
+def test_a_removed_server_is_no_longer_a_place_its_models_are(
+    server: CoordinatorThread, sq: Client, forge: FakeForge, comfy: FakeComfyUI
+) -> None:
+    both(server, sq, forge, comfy)
+    sq.call("RemoveServer", processes_pb2.RemoveServerRequest(alias="win-forge"), "processes")
+    located = sq.call("LocateModel", models_pb2.LocateModelRequest(reference=SDXL_SHA), "models")
+    assert [loc.host for loc in located.locations] == ["linux-comfy"]
+    assert "win-forge" not in server.coordinator.library.inventoried
 
 
 @pytest.mark.parametrize(

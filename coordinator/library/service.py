@@ -422,6 +422,17 @@ class ModelLibrary:
         else:
             self.lora_hosts.discard(host)
 
+    async def forget_host(self, host: str) -> None:
+        """Drops every location on `host` (a server that was removed); models stay."""
+
+        def forget(session: Session) -> int:
+            return session.exec(delete(LocationRow).where(LocationRow.host == host)).rowcount  # type: ignore[call-overload]
+
+        if await self._db.run(forget):
+            self.version += 1
+        self.inventoried.discard(host)
+        self.lora_hosts.discard(host)
+
     async def sync_inventory(
         self,
         host: str,

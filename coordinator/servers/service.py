@@ -101,6 +101,7 @@ class ServerService:
         self._health: dict[str, Health] = {}
         self._listeners: list[Callable[[], None]] = []
         self._inventory_listeners: list[InventoryListener] = []
+        self._removed_listeners: list[Callable[[str], Awaitable[None]]] = []
         self._monitor: asyncio.Task[None] | None = None
         self._probing: dict[str, asyncio.Task[None]] = {}
         self._inventory_tasks: set[asyncio.Task[None]] = set()
@@ -110,6 +111,10 @@ class ServerService:
 
     def on_change(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
+
+    def on_removed(self, listener: Callable[[str], Awaitable[None]]) -> None:
+        """Called with a server's alias once it is removed."""
+        self._removed_listeners.append(listener)
 
     def on_inventory(self, listener: InventoryListener) -> None:
         """Calls `listener(alias, kind, entries)` with each inventory a probe brings back."""
@@ -192,6 +197,8 @@ class ServerService:
 
         await self._db.run(delete)
         self._health.pop(alias, None)
+        for listener in self._removed_listeners:
+            await listener(alias)
         self._changed()
 
     async def set_flag(self, alias: str, name: str, value: bool) -> ServerState:
