@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psutil
@@ -98,6 +99,14 @@ class Agent:
             ],
         )
 
+    def channel(self, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
+        """A channel to the coordinator: TLS with --tls-ca (or --tls: system roots)."""
+        if self.args.tls_ca or self.args.tls:
+            roots = self.args.tls_ca.read_bytes() if self.args.tls_ca else None
+            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+            return grpc.aio.secure_channel(self.args.coordinator, credentials, options)
+        return grpc.aio.insecure_channel(self.args.coordinator, options)
+
     async def read_model(self, sha256: str, offset: int) -> AsyncIterator[bytes]:
         """A coordinator model file's bytes from `offset` (ModelsService.ReadModelFile).
 
@@ -108,7 +117,7 @@ class Agent:
         request = models_pb2.ReadModelFileRequest(sha256=sha256, offset=offset)
         options = [("grpc.max_receive_message_length", 64 << 20)]
         try:
-            async with grpc.aio.insecure_channel(self.args.coordinator, options=options) as channel:
+            async with self.channel(options) as channel:
                 stub = models_pb2_grpc.ModelsServiceStub(channel)
                 async for chunk in stub.ReadModelFile(request, metadata=metadata):
                     yield chunk.data
@@ -198,7 +207,7 @@ class Agent:
             while True:
                 yield await outgoing.get()
 
-        async with grpc.aio.insecure_channel(self.args.coordinator) as channel:
+        async with self.channel() as channel:
             stub = processes_pb2_grpc.ProcessesServiceStub(channel)
             call = stub.AgentSession(messages(), metadata=metadata)
             beats = asyncio.create_task(self._heartbeats(outgoing))
@@ -425,6 +434,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--models-dir", type=Path, default=None,
         help="where `sq download --node` puts files (default: the folder of models.yml)",
     )  # fmt: skip
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (system roots)")
+    parser.add_argument(
+        "--tls-ca", type=Path, default=None, help="connect with TLS, trusting this PEM certificate"
+    )
     parser.add_argument("--heartbeat", type=float, default=5.0, help="seconds between beats")
     parser.add_argument(
         "--vram-mb", type=int, default=0,

@@ -396,3 +396,27 @@ def test_a_vram_budget_evicts_the_idle_model_and_is_reported(
             assert nodes(sq)[0].usage.memory_used_mb > 0
     finally:
         stop_agent(agent)
+
+
+def test_an_agent_reaches_a_tls_coordinator(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'sq.db'}", tls_cert=cert,
+                             tls_key=key)  # fmt: skip
+    running = CoordinatorThread(settings)
+    agent = start_agent(tmp_path / "a", running.address, "gpu-t", DEFAULT_MODELS,
+                        "--tls-ca", str(cert))  # fmt: skip
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        with Client(running.address, credentials=credentials) as sq:
+            wait_until(lambda: connected(sq, "gpu-t"))
+            started = start(sq, "sd")
+            assert started.state == processes_pb2.PROCESS_STATE_READY
+    finally:
+        stop_agent(agent)
+        running.close()
