@@ -398,7 +398,9 @@ def test_a_vram_budget_evicts_the_idle_model_and_is_reported(
         stop_agent(agent)
 
 
-def test_an_agent_reaches_a_tls_coordinator(tmp_path: Path) -> None:
+def test_an_agent_reaches_a_tls_coordinator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -417,6 +419,18 @@ def test_an_agent_reaches_a_tls_coordinator(tmp_path: Path) -> None:
             wait_until(lambda: connected(sq, "gpu-t"))
             started = start(sq, "sd")
             assert started.state == processes_pb2.PROCESS_STATE_READY
+        # sq speaks TLS too, and says so when the certificate file is missing.
+        from stablequeue.cli.main import main as sq_main
+
+        for argv, code in (
+            (["--tls-ca", str(cert)], 0),
+            (["--tls-ca", str(tmp_path / "no.pem")], 2),
+        ):
+            with pytest.raises(SystemExit) as exited:
+                sq_main(["--addr", running.address, *argv, "nodes", "--json"])
+            assert exited.value.code == code
+        out, err = capsys.readouterr()
+        assert '"gpu-t"' in out and "--tls-ca: cannot read" in err
     finally:
         stop_agent(agent)
         running.close()

@@ -498,6 +498,10 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--addr", help="coordinator HOST:PORT (env SQ_ADDR, default 127.0.0.1:50051)")
     root.add_argument("--api-key", help="API key (env SQ_API_KEY)")
     root.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    root.add_argument(
+        "--tls-ca", default=os.environ.get("SQ_TLS_CA", ""),
+        help="connect with TLS, trusting this PEM certificate (env SQ_TLS_CA)",
+    )  # fmt: skip
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("submit", help="queue a job")
@@ -720,8 +724,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    credentials = None
+    if args.tls_ca:
+        try:
+            roots = Path(args.tls_ca).read_bytes()
+        except OSError as e:
+            print(f"sq: --tls-ca: cannot read {args.tls_ca}: {e.strerror}", file=sys.stderr)
+            sys.exit(2)
+        credentials = grpc.ssl_channel_credentials(root_certificates=roots)
     try:
-        with Client(args.addr, args.api_key, timeout=args.timeout) as sq:
+        with Client(args.addr, args.api_key, credentials=credentials, timeout=args.timeout) as sq:
             code = args.func(sq, args)
     except UsageError as e:
         print(f"sq {args.command}: {e}", file=sys.stderr)
