@@ -138,6 +138,8 @@ class ModelProcess:
         self._set(State.STARTING)
         try:
             await self._spawn()
+            # Reported again with its pid, so the child is on record before it is ready.
+            self._set(State.STARTING, f"process {self.pid} started; waiting for it to be ready")
             await asyncio.wait_for(self._until_healthy(), self.config.startup_timeout)
         except TimeoutError:
             await self._kill()

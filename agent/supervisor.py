@@ -250,7 +250,7 @@ class Supervisor:
                 await process.start()
 
     def _changed(self, key: str, state: State, detail: str) -> None:
-        if state in (State.READY, State.STOPPED):
+        if state is not State.STOPPING:  # a child is recorded from its start (pid known)
             self._write_record()
         if self._on_state is not None:
             self._on_state(key, state, detail)

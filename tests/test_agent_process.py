@@ -97,7 +97,10 @@ async def test_start_until_healthy_then_stop(tmp_path: Path) -> None:
     await asyncio.gather(process.start(), process.start())
     assert process.state is State.READY and process.pid is not None
     pid = process.pid
-    assert [s for s, _ in process.transitions] == [State.STARTING, State.READY]  # type: ignore[attr-defined]
+    transitions = process.transitions  # type: ignore[attr-defined]
+    # Starting, then starting with its pid (so it is on record), then ready.
+    assert [s for s, _ in transitions] == [State.STARTING, State.STARTING, State.READY]
+    assert f"process {pid} started" in transitions[1][1]
     assert any("loading model" in line for line in process.tail)
     await process.start()  # already ready: nothing happens
     assert process.pid == pid

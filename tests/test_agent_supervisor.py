@@ -168,3 +168,22 @@ async def test_a_reload_restarts_only_what_changed_and_waits_for_running_jobs(
             pass
     finally:
         await agent.close()
+
+
+async def test_a_child_still_starting_is_on_record_for_the_next_agent(tmp_path: Path) -> None:
+    agent = supervisor(tmp_path, slow=model("--hang-on-start", startup_timeout=30))
+    await agent.start()
+    starting = asyncio.create_task(agent.ensure_ready("slow"))
+    try:
+        await until(lambda: agent.processes["slow"].pid is not None)
+        pid = agent.processes["slow"].pid
+        # The agent dies now (nothing more runs); a new one reads what was recorded.
+        await until(lambda: f'"pid": {pid}' in (tmp_path / "agent" / "children.json").read_text())
+        from agent.supervisor import end_orphans
+
+        assert await asyncio.to_thread(end_orphans, tmp_path / "agent" / "children.json") == [pid]
+        assert not alive(pid)
+    finally:
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        await agent.close()
