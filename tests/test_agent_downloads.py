@@ -27,10 +27,8 @@ from tests.test_agent_session import BEAT, ROOT, connected, nodes
 
 
 @pytest.fixture
-def coordinator(tmp_path: Path) -> Iterator[CoordinatorThread]:
-    running = CoordinatorThread(make_settings(tmp_path, f"sqlite:///{tmp_path / 'sq.db'}"))
-    yield running
-    running.close()
+def coordinator(sqlite_server: CoordinatorThread) -> CoordinatorThread:
+    return sqlite_server
 
 
 @pytest.fixture

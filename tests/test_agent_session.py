@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,8 @@ BEAT = 0.3
 
 
 @pytest.fixture
-def coordinator(tmp_path: Path) -> Iterator[CoordinatorThread]:
-    running = CoordinatorThread(make_settings(tmp_path, f"sqlite:///{tmp_path / 'sq.db'}"))
-    yield running
-    running.close()
+def coordinator(sqlite_server: CoordinatorThread) -> CoordinatorThread:
+    return sqlite_server
 
 
 def server_model(key: str, *flags: str, **settings: object) -> str:
