@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PROTO_TOOLS := $(VENV)/proto-tools
 PROTO_FILES := $(wildcard proto/stablequeue/v1/*.proto)
 
-.PHONY: run test proto proto-check bench lint fmt clean
+.PHONY: run test browser proto proto-check bench lint fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/sq-coordinator --listen 127.0.0.1:50051 --data-dir ./data
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The dashboard tests drive Debian's chromium (Playwright never downloads one).
+# Without root or apt they are skipped, and say so.
+browser:
+	@command -v chromium >/dev/null || { \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } || \
+		echo "make: could not install chromium (apt-get); the browser tests will be skipped"; }
 
 proto: $(STAMP)
 	PYTHONPATH=$(PROTO_TOOLS) $(BIN)/python -m grpc_tools.protoc -Iproto \

@@ -26,11 +26,12 @@ from sqlmodel import Session, col, select
 
 from coordinator.backends.base import Image
 from coordinator.errors import InvalidArgument, NotFound
-from coordinator.outputs import infotext, png
+from coordinator.outputs import png
 from coordinator.queue.convert import timestamp
 from coordinator.queue.states import utcnow
 from coordinator.store import Database
 from coordinator.store.tables import JobRow, ResultRow
+from stablequeue import infotext
 from stablequeue.v1 import queue_pb2
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}

@@ -493,6 +493,23 @@ def cmd_process(sq: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(sq: Client, args: argparse.Namespace) -> int:
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--listen: expected HOST:PORT (e.g. 127.0.0.1:7870), got {args.listen!r}")
+    try:
+        from stablequeue.dashboard.ui import serve
+    except ImportError as e:
+        raise UsageError(
+            f"the dashboard needs gradio ({e.name} is missing): "
+            "pip install 'stablequeue[dashboard]'"
+        ) from None
+    address, key, credentials = sq.address, args.api_key, args.credentials
+    print(f"StableQueue dashboard on http://{host or '127.0.0.1'}:{port} (Ctrl+C stops it)")
+    serve(lambda: Client(address, key, credentials=credentials), host or "127.0.0.1", int(port))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="sq", description="StableQueue command line")
     root.add_argument("--addr", help="coordinator HOST:PORT (env SQ_ADDR, default 127.0.0.1:50051)")
@@ -667,6 +684,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_downloads)
 
+    p = sub.add_parser("dashboard", help="the StableQueue tab as a web page (needs gradio)")
+    p.add_argument(
+        "--listen", default="127.0.0.1:7870",
+        help="HOST:PORT to serve on (default 127.0.0.1:7870; 0.0.0.0 for other machines)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_dashboard)
+
     p = sub.add_parser("nodes", help="node agents: connected or not, resources")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_nodes)
@@ -732,6 +756,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"sq: --tls-ca: cannot read {args.tls_ca}: {e.strerror}", file=sys.stderr)
             sys.exit(2)
         credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+    args.credentials = credentials
     try:
         with Client(args.addr, args.api_key, credentials=credentials, timeout=args.timeout) as sq:
             code = args.func(sq, args)

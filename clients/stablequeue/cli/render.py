@@ -11,6 +11,8 @@ from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
 
+from stablequeue.text import describe, stage_name, status_name
+from stablequeue.text import enum_name as _enum_name
 from stablequeue.v1 import queue_pb2
 
 console = Console()
@@ -35,23 +37,6 @@ def print_json(value: Any) -> None:
     elif isinstance(value, list):
         value = [to_dict(v) if isinstance(v, Message) else v for v in value]
     print(json.dumps(value, indent=2, sort_keys=True))
-
-
-def status_name(job: queue_pb2.Job) -> str:
-    return queue_pb2.JobStatus.Name(job.status).removeprefix("JOB_STATUS_")
-
-
-def stage_name(job: queue_pb2.Job) -> str:
-    return queue_pb2.JobStage.Name(job.stage).removeprefix("JOB_STAGE_").lower()
-
-
-def describe(job: queue_pb2.Job) -> str:
-    """What the job asks for, in one short line."""
-    spec = job.spec
-    if spec.HasField("params"):
-        text = spec.params.prompt.replace("\n", " ")
-        return text if len(text) <= 60 else text[:57] + "..."
-    return f"ComfyUI workflow ({len(json.loads(spec.workflow_json))} nodes)"
 
 
 def jobs_table(jobs: Iterable[queue_pb2.Job], title: str = "") -> Table:
@@ -230,11 +215,6 @@ def scan_summary(final: Any) -> str:
     ]
     lines += [f"[red]error[/]: {error}" for error in final.errors]
     return "\n".join(lines)
-
-
-def _enum_name(message: Any, field: str, prefix: str) -> str:
-    enum = type(message).DESCRIPTOR.fields_by_name[field].enum_type
-    return str(enum.values_by_number[getattr(message, field)].name).removeprefix(prefix).lower()
 
 
 def nodes_table(nodes: Iterable[Any]) -> Table:
