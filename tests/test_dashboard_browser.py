@@ -110,7 +110,9 @@ def test_dashboard_follows_a_job_to_its_image_and_acts_on_the_queue(
             page.wait_for_selector("#sq_status:has-text('pending')", timeout=20_000)
 
             # A job shows up, runs with a progress bar and a preview, and completes.
-            first = sq.submit(txt2img("a red fox in the snow", steps=12, seed=7))
+            first = sq.submit(
+                txt2img("a red fox in the snow", steps=12, seed=7, model="sd_xl_base_1.0")
+            )
             page.wait_for_selector("#sq_running .sq-bar", timeout=15_000)
             page.wait_for_selector("#sq_running img[alt=preview]", timeout=15_000)
             assert "a red fox in the snow" in page.inner_text("#sq_running")
@@ -123,7 +125,10 @@ def test_dashboard_follows_a_job_to_its_image_and_acts_on_the_queue(
             # Paused queue: three waiting jobs; cancel one and move another to the front.
             page.click("#sq_pause")
             page.wait_for_selector("#sq_status:has-text('queue paused')", timeout=10_000)
-            waiting = [sq.submit(txt2img(f"waiting {i}", steps=2)) for i in range(3)]
+            waiting = [
+                sq.submit(txt2img(f"lighthouse, variation {i}", steps=2, seed=11 + i))
+                for i in range(3)
+            ]
             wait_until(lambda: {j.id[:8] for j in waiting} <= set(cell_texts(page)), timeout=10)
             shoot(page, tmp_path, "dashboard-queue")
 
@@ -150,13 +155,14 @@ def test_dashboard_follows_a_job_to_its_image_and_acts_on_the_queue(
             page.wait_for_function(
                 "document.querySelectorAll('#sq_gallery img').length >= 3", timeout=30_000
             )
-            page.locator("#sq_gallery img").first.click()
-            infotext = page.locator("#sq_infotext textarea")
-            wait_until(lambda: "Seed:" in infotext.input_value(), timeout=10)
             picture = shoot(page, tmp_path, "dashboard")
             if os.environ.get("SQ_DOCS_SCREENSHOT"):
                 (ROOT / "docs").mkdir(exist_ok=True)
                 shutil.copy(picture, ROOT / "docs" / "dashboard.png")
+            page.locator("#sq_gallery img").first.click()
+            infotext = page.locator("#sq_infotext textarea")
+            wait_until(lambda: "Seed:" in infotext.input_value(), timeout=10)
+            shoot(page, tmp_path, "dashboard-image")
     finally:
         forge.close()
 

@@ -8,12 +8,13 @@ code and message.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, BinaryIO
 
 import grpc
 
 from stablequeue.v1 import (
+    models_pb2,
     models_pb2_grpc,
     processes_pb2_grpc,
     queue_pb2,
@@ -245,6 +246,26 @@ class Client:
 
     def delete_result(self, result_id: str) -> None:
         self.call("DeleteResult", queue_pb2.DeleteResultRequest(id=result_id))
+
+    def sync_inventory(
+        self,
+        host: str,
+        app: int,
+        files: Iterable[models_pb2.InventoryFile],
+        incremental: bool = False,
+    ) -> models_pb2.SyncInventoryResponse:
+        """Sends one host's model files (all of them, or changes when `incremental`)."""
+        header = models_pb2.InventoryHeader(host=host, app=app, incremental=incremental)
+
+        def items() -> Iterator[models_pb2.InventoryItem]:
+            yield models_pb2.InventoryItem(header=header)
+            for file in files:
+                yield models_pb2.InventoryItem(file=file)
+
+        try:
+            return self.models.SyncInventory(items(), timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise _error(e) from None
 
     def create_key(self, name: str, scope: str) -> queue_pb2.CreateApiKeyResponse:
         return self.call(

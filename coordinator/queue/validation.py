@@ -21,7 +21,8 @@ MAX_SEED = 2**32 - 1
 MAX_LORAS = 50
 MAX_LORA_WEIGHT = 10.0
 MAX_NAME_CHARS = 500
-MAX_EXTRA_JSON_BYTES = 1 << 20
+# Forge always-on script arguments carry images (ControlNet units), as base64.
+MAX_EXTRA_JSON_BYTES = 16 << 20
 MAX_WORKFLOW_BYTES = 16 << 20
 MAX_INIT_IMAGES = 16
 MAX_INIT_IMAGE_BYTES = 48 << 20

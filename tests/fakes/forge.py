@@ -48,6 +48,11 @@ def png(color: tuple[int, int, int], infotext: str = "", size: int = 64) -> byte
     return buffer.getvalue()
 
 
+def color(seed: int) -> tuple[int, int, int]:
+    """A colour per seed, so different images look different (e.g. in screenshots)."""
+    return (seed * 67 % 256, seed * 131 % 256, seed * 29 % 256)
+
+
 class FakeForge(LoopbackServer):
     def __init__(self, step_seconds: float = 0.02) -> None:
         self.step_seconds = step_seconds
@@ -148,8 +153,8 @@ class FakeForge(LoopbackServer):
             seed = seed if seed >= 0 else 1234
             seeds = [seed + i for i in range(count)]
             infotexts = [f"{body['prompt']}\nSteps: {steps}, Seed: {s}, Model: x" for s in seeds]
-            images = [base64.b64encode(png((i * 40 % 255, 0, 0), t)).decode()
-                      for i, t in enumerate(infotexts)]  # fmt: skip
+            images = [base64.b64encode(png(color(s), t)).decode()
+                      for s, t in zip(seeds, infotexts, strict=True)]  # fmt: skip
             self.finished.append(self.current_task or "")
             self.current_task = None
             self.state = {"job_count": 0, "sampling_step": 0, "sampling_steps": 0}

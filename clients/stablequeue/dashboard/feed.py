@@ -104,8 +104,10 @@ class QueueFeed:
             except StableQueueError as e:
                 if self._stop.is_set():
                     break
-                self.error = unreachable(client.address if client else "?", e)
-                log.warning("%s", self.error)
+                error = unreachable(client.address if client else "?", e)
+                if error != self.error:  # once per change, not at every retry
+                    log.warning("%s", error)
+                self.error = error
             finally:
                 self.connected = False
                 if client is not None:

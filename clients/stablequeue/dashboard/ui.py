@@ -343,7 +343,12 @@ def build(dashboard: Dashboard, paste: PasteHook | None = None) -> Callable[[Any
                         button = gr.Button(f"Send to {tab}", size="sm", elem_id=f"sq_to_{tab}")
                         paste(button, tab, params)
     gallery = gr.Gallery(
-        label="History", columns=6, height="auto", elem_id="sq_gallery", interactive=False
+        label="History (click an image for full size and its parameters)",
+        columns=8,
+        height=300,
+        object_fit="contain",
+        elem_id="sq_gallery",
+        interactive=False,
     )
     with gr.Accordion("Servers, nodes and models", open=False):
         servers = gr.Dataframe(value=_table([], SERVER_COLUMNS), interactive=False)

@@ -1,0 +1,1 @@
+"""StableQueue inside Forge / AUTOMATIC1111: Queue buttons, settings, model sync, a tab."""
