@@ -150,11 +150,23 @@ def test_dashboard_follows_a_job_to_its_image_and_acts_on_the_queue(
                 timeout=10,
             )
 
+            # A higher priority runs first.
+            select(page, waiting[0])
+            page.fill("#sq_priority input", "7")
+            page.click("#sq_set_priority")
+            wait_until(lambda: order() == [waiting[0].id, waiting[2].id])
+            wait_until(
+                lambda: cell_texts(page)[:2] == [waiting[0].id[:8], waiting[2].id[:8]],
+                timeout=10,
+            )
+
             # Resume from the page: both run, the gallery shows three images.
             page.click("#sq_resume")
             page.wait_for_function(
                 "document.querySelectorAll('#sq_gallery img').length >= 3", timeout=30_000
             )
+            page.get_by_text("Servers, nodes and models").click()
+            page.wait_for_selector("#sq_fleet [role=gridcell]:has-text('forge-1')", timeout=15_000)
             picture = shoot(page, tmp_path, "dashboard")
             if os.environ.get("SQ_DOCS_SCREENSHOT"):
                 (ROOT / "docs").mkdir(exist_ok=True)

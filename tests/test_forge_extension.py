@@ -215,6 +215,15 @@ def test_queue_buttons_take_generates_inputs_and_ours(forge_app: SimpleNamespace
             assert found.outputs == [state.status]
 
 
+def test_the_tab_sends_parameters_to_txt2img_and_img2img(forge_app: SimpleNamespace) -> None:
+    from modules import infotext_utils
+
+    bindings = infotext_utils.registered_param_bindings
+    assert [b.tabname for b in bindings] == ["txt2img", "img2img"]
+    assert {b.paste_button.elem_id for b in bindings} == {"sq_to_txt2img", "sq_to_img2img"}
+    assert {b.source_text_component.elem_id for b in bindings} == {"sq_infotext"}
+
+
 def test_queue_sends_everything_generate_would_run_and_generates_nothing(
     forge_app: SimpleNamespace, settings: Any, sqlite_server: CoordinatorThread
 ) -> None:

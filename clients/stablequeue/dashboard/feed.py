@@ -73,13 +73,14 @@ class QueueFeed:
             return self.version
 
     def ordered(self) -> list[queue_pb2.Job]:
-        """Running first, then pending in queue order, then finished, newest first."""
+        """Running first, then pending in queue order (priority, then position), then
+        finished, newest first."""
         with self._changed:
             jobs = list(self.jobs.values())
         running = [j for j in jobs if j.status == queue_pb2.JOB_STATUS_PROCESSING]
         pending = sorted(
             (j for j in jobs if j.status == queue_pb2.JOB_STATUS_PENDING),
-            key=lambda j: j.position,
+            key=lambda j: (-j.spec.priority, j.position),
         )
         done = sorted(
             (j for j in jobs if j.status not in ACTIVE),

@@ -350,7 +350,7 @@ def build(dashboard: Dashboard, paste: PasteHook | None = None) -> Callable[[Any
         elem_id="sq_gallery",
         interactive=False,
     )
-    with gr.Accordion("Servers, nodes and models", open=False):
+    with gr.Accordion("Servers, nodes and models", open=False, elem_id="sq_fleet"):
         servers = gr.Dataframe(value=_table([], SERVER_COLUMNS), interactive=False)
         nodes = gr.Dataframe(value=_table([], NODE_COLUMNS), interactive=False)
         models = gr.Dataframe(value=_table([], MODEL_COLUMNS), interactive=False)

@@ -1,0 +1,156 @@
+"""The SDK and the Forge extension inside an app's own Python.
+
+Forge's environment pins gradio 4.40 and often an old protobuf (mediapipe: < 5). A
+fresh venv with those pins (protobuf 3.20.3 and grpcio 1.62.3 — the oldest the SDK
+declares — gradio 4.40.0 and what it needs) gets the SDK from the Forge extension's
+install.py (run as Forge runs it, with the stand-in's `launch`), keeps its pins, and:
+submits, reads and cancels a job through the committed stubs; and runs the Forge
+stand-in with the extension on gradio 4.40, where a Queue click in Chromium reaches
+the coordinator and the StableQueue tab shows the job.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stablequeue.v1 import queue_pb2
+from tests.conftest import CoordinatorThread
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = """
+import json, sys
+import google.protobuf, grpc
+from stablequeue import Client, txt2img
+from stablequeue.v1 import queue_pb2
+with Client(sys.argv[1]) as sq:
+    job = sq.submit(txt2img("from an old protobuf", steps=12, seed=7))
+    seen = sq.get_job(job.id)
+    cancelled = sq.cancel(job.id)
+print(json.dumps({
+    "protobuf": google.protobuf.__version__, "grpc": grpc.__version__,
+    "steps": seen.spec.params.steps, "prompt": seen.spec.params.prompt,
+    "status": queue_pb2.JobStatus.Name(cancelled.status),
+}))
+"""
+
+
+INSTALL = """
+import json, runpy, sys
+import launch
+runpy.run_path(sys.argv[1], run_name="__main__")
+print(json.dumps(launch.pip_commands))
+"""
+
+
+# Forge's own pins (gradio 4.40 needs an old huggingface_hub and fastapi), plus the
+# oldest protobuf/grpcio the SDK admits, as mediapipe-era installs have.
+FORGE_PINS = [
+    "protobuf==3.20.3", "grpcio==1.62.3", "gradio==4.40.0", "huggingface_hub==0.24.6",
+    "fastapi==0.112.4", "pydantic==2.8.2", "numpy<2", "pillow", "safetensors",
+]  # fmt: skip
+FORGE = """
+import json, sys
+from pathlib import Path
+root, models, port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+sys.path[:0] = [str(root / "tests" / "fakes" / "forge_app")]
+import gradio, webui
+from modules import shared
+webui.load([root / "extensions" / "forge"], models, models)
+shared.opts.sd_model_checkpoint = "dreamshaper_8.safetensors"
+demo = webui.build()
+shared.opts.set("stablequeue_address", sys.argv[4])
+from sq_forge import buttons
+bound = {}
+for tab, state in buttons.TABS.items():
+    generate = buttons.find_click(state.root, state.generate)
+    queue = [buttons.find_click(b, state.buttons[0]) for b in (demo, state.root)]
+    queue = next(f for f in queue if f is not None)
+    bound[tab] = [c._id for c in queue.inputs] == [
+        c._id for c in list(generate.inputs) + state.controls
+    ]
+webui.serve(demo, port)
+print(json.dumps({"gradio": gradio.__version__, "bound": bound}), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_sdk_and_the_forge_extension_in_forges_python(
+    tmp_path: Path, sqlite_server: CoordinatorThread
+) -> None:
+    venv = tmp_path / "app-python"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--prefer-binary", *FORGE_PINS],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    extension = ROOT / "extensions" / "forge"
+    app = {"PYTHONPATH": str(ROOT / "tests" / "fakes" / "forge_app"), "PATH": "/usr/bin:/bin"}
+    for _ in range(2):  # the second start finds the SDK and installs nothing
+        setup = subprocess.run(
+            [python, "-c", INSTALL, str(extension / "install.py")],
+            capture_output=True, text=True, timeout=600, env=app, cwd=tmp_path,
+        )  # fmt: skip
+        assert setup.returncode == 0, setup.stderr[-3000:]
+        runs = json.loads(setup.stdout.strip().splitlines()[-1])
+        if _ == 0:
+            assert runs == [[f'install "{ROOT}"', f"StableQueue SDK from {ROOT}"]]
+        else:
+            assert runs == []
+    ran = subprocess.run(
+        [python, "-c", SCRIPT, sqlite_server.address],
+        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    report = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert report["protobuf"] == "3.20.3" and report["grpc"] == "1.62.3"
+    assert (report["prompt"], report["steps"]) == ("from an old protobuf", 12)
+    assert report["status"] == "JOB_STATUS_CANCELLED"
+    queue_click_on_gradio_4(python, tmp_path, sqlite_server)
+
+
+def queue_click_on_gradio_4(python: str, tmp_path: Path, server: CoordinatorThread) -> None:
+    """The stand-in Forge with the extension, served by gradio 4.40; clicked in Chromium."""
+    from tests.test_dashboard_browser import CHROMIUM, FLAGS, free_port
+    from tests.test_forge_extension import tensor_file
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    tensor_file(tmp_path / "models" / "dreamshaper_8.safetensors", 1.0)
+    port = free_port()
+    app = subprocess.Popen(
+        [python, "-c", FORGE, str(ROOT), str(tmp_path / "models"), str(port), server.address],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "GRADIO_ANALYTICS_ENABLED": "False"},
+    )  # fmt: skip
+    try:
+        assert app.stdout is not None
+        line = app.stdout.readline()
+        assert line, app.stderr.read()[-3000:] if app.stderr else ""
+        report = json.loads(line)
+        assert report == {"gradio": "4.40.0", "bound": {"txt2img": True, "img2img": True}}
+        with server.client() as sq, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}")
+            page.fill("#txt2img_prompt textarea", "queued from gradio 4.40")
+            page.click("#txt2img_sq_queue")
+            page.wait_for_selector("#txt2img_sq_status .sq-message", timeout=30_000)
+            assert "Queued 1 job" in page.inner_text("#txt2img_sq_status")
+            jobs = sq.list_jobs(statuses=[queue_pb2.JOB_STATUS_PENDING]).jobs
+            assert [j.spec.params.prompt for j in jobs] == ["queued from gradio 4.40"]
+            page.get_by_role("tab", name="StableQueue").click()
+            page.wait_for_selector(f"#sq_queue :text('{jobs[0].id[:8]}')", timeout=30_000)
+            browser.close()
+    finally:
+        app.kill()
+        app.communicate(timeout=10)
