@@ -172,9 +172,13 @@ def handler(tab: str, many: bool) -> Callable[..., str]:
     return queue
 
 
-def message(text: str, error: bool = False) -> str:
+TAB_LINK = '<a href="#" id="sq_tab_link" onclick="return stablequeueShowTab()">StableQueue tab</a>'
+
+
+def message(text: str, error: bool = False, link: bool = False) -> str:
     color = "#dc2626" if error else "inherit"
-    return f'<div class="sq-message" style="color:{color}">{html.escape(text)}</div>'
+    more = f" — see the {TAB_LINK}." if link else ""
+    return f'<div class="sq-message" style="color:{color}">{html.escape(text)}{more}</div>'
 
 
 def submit(
@@ -220,7 +224,7 @@ def submit(
     ids = ", ".join(j.id[:8] for j in jobs)
     where = f" on {server}" if server else ""
     noun = "job" if len(jobs) == 1 else "jobs"
-    return message(f"Queued {len(jobs)} {noun}{where}: {ids} — see the StableQueue tab.")
+    return message(f"Queued {len(jobs)} {noun}{where}: {ids}", link=True)
 
 
 def paste_hook() -> Callable[[Any, str, Any], None] | None:

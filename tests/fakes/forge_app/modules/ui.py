@@ -8,6 +8,7 @@ before/after-component callbacks (Forge patches gradio's Component.__init__).
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 import gradio as gr
@@ -15,6 +16,7 @@ import gradio as gr
 from modules import img2img, infotext_utils, script_callbacks, scripts, shared, txt2img
 
 _original_init = gr.components.Component.__init__
+page_head = ""  # the extensions' scripts and styles (webui.page_head)
 
 
 def _component_init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -179,7 +181,8 @@ def create_ui() -> Any:
     interfaces = [(_txt2img_tab(), "txt2img", "txt2img"), (_img2img_tab(), "img2img", "img2img")]
     interfaces += script_callbacks.ui_tabs_callback()
     interfaces.append((_settings_tab(), "Settings", "settings"))
-    with gr.Blocks(analytics_enabled=False, title="Stable Diffusion") as demo:
+    options = {"head": page_head} if "head" in inspect.signature(gr.Blocks).parameters else {}
+    with gr.Blocks(analytics_enabled=False, title="Stable Diffusion", **options) as demo:
         infotext_utils.connect_paste_params_buttons()
         with gr.Tabs(elem_id="tabs"):
             for interface, label, ifid in interfaces:
