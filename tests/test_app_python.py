@@ -1,12 +1,12 @@
 """The SDK and the Forge extension inside an app's own Python.
 
-Forge's environment pins gradio 4.40 and often an old protobuf (mediapipe: < 5). A
-fresh venv with those pins (protobuf 3.20.3 and grpcio 1.62.3 — the oldest the SDK
-declares — gradio 4.40.0 and what it needs) gets the SDK from the Forge extension's
-install.py (run as Forge runs it, with the stand-in's `launch`), keeps its pins, and:
-submits, reads and cancels a job through the committed stubs; and runs the Forge
-stand-in with the extension on gradio 4.40, where a Queue click in Chromium reaches
-the coordinator and the StableQueue tab shows the job.
+Forge pins gradio 4.40, AUTOMATIC1111 gradio 3.41, and both often an old protobuf
+(mediapipe: < 5). For each, a fresh venv with those pins (and protobuf 3.20.3 and
+grpcio 1.62.3, the oldest the SDK declares) gets the SDK from the Forge extension's
+install.py (run as the app runs it, with the stand-in's `launch`), keeps its pins,
+and: submits, reads and cancels a job through the committed stubs; and runs the
+stand-in app with the extension on that gradio, where a Queue click in Chromium
+reaches the coordinator and the link in the message opens the tab that lists it.
 """
 
 from __future__ import annotations
@@ -47,12 +47,16 @@ print(json.dumps(launch.pip_commands))
 """
 
 
-# Forge's own pins (gradio 4.40 needs an old huggingface_hub and fastapi), plus the
+# The apps' own pins — Forge: gradio 4.40 (with the huggingface_hub and fastapi it
+# needs); AUTOMATIC1111 1.10: gradio 3.41.2 (requirements_versions.txt) — plus the
 # oldest protobuf/grpcio the SDK admits, as mediapipe-era installs have.
-FORGE_PINS = [
-    "protobuf==3.20.3", "grpcio==1.62.3", "gradio==4.40.0", "huggingface_hub==0.24.6",
-    "fastapi==0.112.4", "pydantic==2.8.2", "numpy<2", "pillow", "safetensors",
-]  # fmt: skip
+OLD_PROTOBUF = ["protobuf==3.20.3", "grpcio==1.62.3", "safetensors"]
+APP_PINS = {
+    "forge": ["gradio==4.40.0", "huggingface_hub==0.24.6", "fastapi==0.112.4",
+              "pydantic==2.8.2", "numpy<2", "pillow"],
+    "a1111": ["gradio==3.41.2", "fastapi==0.94.0", "httpx==0.24.1", "pydantic<2",
+              "huggingface_hub<0.25", "numpy==1.26.2", "pillow==9.5.0"],
+}  # fmt: skip
 FORGE = """
 import json, sys
 from pathlib import Path
@@ -74,20 +78,21 @@ for tab, state in buttons.TABS.items():
         c._id for c in list(generate.inputs) + state.controls
     ]
 webui.serve(demo, port)
-print(json.dumps({"gradio": gradio.__version__, "bound": bound}), flush=True)
+print("SQ-REPORT", json.dumps({"gradio": gradio.__version__, "bound": bound}), flush=True)
 sys.stdin.read()
 """
 
 
-def test_the_sdk_and_the_forge_extension_in_forges_python(
-    tmp_path: Path, sqlite_server: CoordinatorThread
+@pytest.mark.parametrize("app_name", sorted(APP_PINS))
+def test_the_sdk_and_the_forge_extension_in_the_apps_python(
+    app_name: str, tmp_path: Path, sqlite_server: CoordinatorThread
 ) -> None:
     venv = tmp_path / "app-python"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
     installed = subprocess.run(
         [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--prefer-binary", *FORGE_PINS],
+         "--prefer-binary", *OLD_PROTOBUF, *APP_PINS[app_name]],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr[-2000:]
@@ -113,11 +118,14 @@ def test_the_sdk_and_the_forge_extension_in_forges_python(
     assert report["protobuf"] == "3.20.3" and report["grpc"] == "1.62.3"
     assert (report["prompt"], report["steps"]) == ("from an old protobuf", 12)
     assert report["status"] == "JOB_STATUS_CANCELLED"
-    queue_click_on_gradio_4(python, tmp_path, sqlite_server)
+    gradio = next(p.split("==")[1] for p in APP_PINS[app_name] if p.startswith("gradio=="))
+    queue_click_in_the_app(python, tmp_path, sqlite_server, gradio)
 
 
-def queue_click_on_gradio_4(python: str, tmp_path: Path, server: CoordinatorThread) -> None:
-    """The stand-in Forge with the extension, served by gradio 4.40; clicked in Chromium."""
+def queue_click_in_the_app(
+    python: str, tmp_path: Path, server: CoordinatorThread, gradio: str
+) -> None:
+    """The stand-in app with the extension, served by the app's gradio; clicked in Chromium."""
     from tests.test_dashboard_browser import CHROMIUM, FLAGS, free_port
     from tests.test_forge_extension import tensor_file
 
@@ -135,19 +143,21 @@ def queue_click_on_gradio_4(python: str, tmp_path: Path, server: CoordinatorThre
     try:
         assert app.stdout is not None
         line = app.stdout.readline()
+        while line and not line.startswith("SQ-REPORT "):  # gradio 3 prints its URL
+            line = app.stdout.readline()
         assert line, app.stderr.read()[-3000:] if app.stderr else ""
-        report = json.loads(line)
-        assert report == {"gradio": "4.40.0", "bound": {"txt2img": True, "img2img": True}}
+        report = json.loads(line.removeprefix("SQ-REPORT "))
+        assert report == {"gradio": gradio, "bound": {"txt2img": True, "img2img": True}}
         with server.client() as sq, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"http://127.0.0.1:{port}")
-            page.fill("#txt2img_prompt textarea", "queued from gradio 4.40")
+            page.fill("#txt2img_prompt textarea", f"queued from gradio {gradio}")
             page.click("#txt2img_sq_queue")
             page.wait_for_selector("#txt2img_sq_status .sq-message", timeout=30_000)
             assert "Queued 1 job" in page.inner_text("#txt2img_sq_status")
             jobs = sq.list_jobs(statuses=[queue_pb2.JOB_STATUS_PENDING]).jobs
-            assert [j.spec.params.prompt for j in jobs] == ["queued from gradio 4.40"]
+            assert [j.spec.params.prompt for j in jobs] == [f"queued from gradio {gradio}"]
             page.click("#sq_tab_link")
             page.wait_for_selector(f"#sq_queue :text('{jobs[0].id[:8]}')", timeout=30_000)
             browser.close()

@@ -52,13 +52,30 @@ def build() -> Any:
         ui.remove_component_hooks()
 
 
+def _inject_into_template(head: str) -> None:
+    """A1111 (gradio 3) adds its scripts by rewriting gradio's page template response."""
+    import gradio.routes
+
+    original = gradio.routes.templates.TemplateResponse
+
+    def template_response(*args: Any, **kwargs: Any) -> Any:
+        response = original(*args, **kwargs)
+        response.body = response.body.replace(b"</head>", f"{head}</head>".encode())
+        response.init_headers()
+        return response
+
+    gradio.routes.templates.TemplateResponse = template_response
+
+
 def serve(demo: Any, port: int) -> None:
     from modules import script_callbacks, ui
 
-    demo.queue()
+    demo.queue(64)  # as Forge's and A1111's webui.py call it
     options: dict[str, Any] = {}
     if "head" in inspect.signature(demo.launch).parameters:  # gradio 5+: set at launch
         options["head"] = ui.page_head
+    elif "head" not in inspect.signature(type(demo)).parameters:
+        _inject_into_template(ui.page_head)  # gradio 3: as A1111's reload_javascript()
     app, _, _ = demo.launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
         **options,
