@@ -136,7 +136,7 @@ def txt2img_values(demo: Any) -> list[Any]:
     inputs = generate_inputs(demo, "txt2img")
     values = defaults(
         inputs,
-        txt2img_prompt="a castle on a hill",
+        txt2img_prompt="a castle <lora:detail:0.8> on a hill <lora:elsewhere:1>",
         txt2img_neg_prompt="blurry",
         txt2img_styles=[STYLE[0]],
         txt2img_batch_count=2,
@@ -246,7 +246,10 @@ def test_queue_sends_everything_generate_would_run_and_generates_nothing(
         and spec.label == "dreamshaper_8.safetensors"
     )
     assert params.mode == queue_pb2.GENERATION_MODE_TXT2IMG
-    assert params.prompt == "cinematic photo of a castle on a hill, film grain"
+    # A LoRA this Forge has becomes the job's LoRA (routed on, named per server); one
+    # it does not know stays in the text, as Generate would have it.
+    assert params.prompt == "cinematic photo of a castle on a hill <lora:elsewhere:1>, film grain"
+    assert [(lora.name, lora.weight) for lora in params.loras] == [("detail", 0.8)]
     assert params.negative_prompt == "blurry, cartoon"
     assert (params.seed, params.steps, params.sampler, params.scheduler) == (
         1234, 28, "DPM++ 2M", "Karras",
@@ -293,7 +296,7 @@ def test_img2img_queue_sends_the_source_image(
     source = Image.new("RGB", (64, 48), (10, 120, 200))
     values = defaults(
         generate_inputs(forge_app.demo, "img2img"),
-        img2img_prompt="a watercolor",
+        img2img_prompt="a watercolor <lora:detail:0.5>",
         img2img_image=source,
         img2img_denoising_strength=0.45,
     )
@@ -312,6 +315,7 @@ def test_img2img_queue_sends_the_source_image(
     assert params.prompt == "a watercolor" and params.denoising_strength == 0.45
     path, body = forge.requests[-1]
     assert path == "/sdapi/v1/img2img" and body["denoising_strength"] == 0.45
+    assert body["prompt"] == "a watercolor <lora:detail:0.5>"  # the server's own LoRA name
     got = Image.open(io.BytesIO(base64.b64decode(body["init_images"][0])))
     assert got.size == (64, 48) and got.convert("RGB").getpixel((3, 3)) == (10, 120, 200)
     assert body["alwayson_scripts"]["controlnet"]["args"][:2] == [False, 1.0]

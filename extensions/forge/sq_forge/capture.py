@@ -18,6 +18,8 @@ import enum
 import inspect
 import io
 import json
+import re
+import sys
 import threading
 import uuid
 from typing import Any
@@ -61,6 +63,13 @@ NOT_SENT = {
 # (seed, sampler/steps/scheduler, refiner); the API takes them as plain fields.
 BUILTIN_MARK = "processing_scripts"
 OWN_TITLE = "StableQueue"
+
+
+# `<lora:name:weight>` in a prompt: sent as the job's LoRAs, so the coordinator runs it
+# only where those LoRAs are and names them as that server does. Other forms
+# (`<lora:name:te:unet>`, `<lora:name:1:lbw=...>`) stay in the text.
+LORA_TAG = re.compile(r"<lora:([^:<>]+)(?::(-?\d+(?:\.\d+)?))?>")
+MAX_LORAS = 50
 
 
 class CaptureError(Exception):
@@ -240,6 +249,26 @@ def apply_styles(p: Any) -> tuple[str, str]:
     )
 
 
+def split_loras(prompt: str) -> tuple[str, list[tuple[str, float]]]:
+    """The prompt without the LoRA tags of LoRAs this Forge has, and those LoRAs."""
+    networks = sys.modules.get("networks")  # Forge's/A1111's built-in Lora extension
+    known = getattr(networks, "available_networks", {})
+    found: list[tuple[str, float]] = []
+
+    def take(match: re.Match[str]) -> str:
+        name, weight = match.group(1).strip(), float(match.group(2) or 1.0)
+        if name not in known or abs(weight) > 10 or len(found) >= MAX_LORAS:
+            return match.group(0)
+        found.append((name, weight))
+        return ""
+
+    text = LORA_TAG.sub(take, prompt)
+    if found:
+        text = re.sub(r"[ \t]{2,}", " ", text)
+        text = re.sub(r"\s+,", ",", text).strip().strip(",").strip()
+    return text, found
+
+
 def checkpoint(title: str) -> tuple[str, str]:
     """(sha256 or "", title) of the checkpoint `title` names, from the app's own list."""
     from modules import sd_models
@@ -274,10 +303,12 @@ def spec_from_processing(
     from modules import shared
 
     prompt, negative = apply_styles(p)
+    prompt, loras = split_loras(prompt)
     params = queue_pb2.GenerationParams(
         mode=queue_pb2.GENERATION_MODE_IMG2IMG if img2img else queue_pb2.GENERATION_MODE_TXT2IMG,
         prompt=prompt,
         negative_prompt=negative,
+        loras=[queue_pb2.LoraRef(name=name, weight=weight) for name, weight in loras],
     )
     extra: dict[str, Any] = {}
     fields = (
