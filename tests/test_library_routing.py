@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from stablequeue import Client, txt2img
+from stablequeue import Client, txt2img, workflow
 from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
 from tests.conftest import CoordinatorThread
 from tests.fakes.comfyui import FakeComfyUI
@@ -108,3 +108,50 @@ def test_jobs_go_only_where_the_model_and_loras_are(
     assert sq.get_job(nowhere.id).status == queue_pb2.JOB_STATUS_PENDING
     with raises(grpc.StatusCode.FAILED_PRECONDITION, "model 'sd3_medium' is not on any server"):
         sq.submit(txt2img("d", model="sd3_medium"))
+
+
+def test_a_workflow_listing_its_files_runs_where_they_are_under_that_servers_names(
+    server: CoordinatorThread, sq: Client, forge: FakeForge, comfy: FakeComfyUI
+) -> None:
+    elsewhere = FakeComfyUI()
+    elsewhere.checkpoints = ["other.safetensors"]
+    try:
+        both(server, sq, forge, comfy)
+        register_server(sq, "bare-comfy", "comfyui", elsewhere.url)
+        wait_until(lambda: "bare-comfy" in server.coordinator.library.inventoried)
+        # As sent from a ComfyUI where the checkpoint sits at the top of its folder.
+        graph = {
+            "4": {"class_type": "CheckpointLoaderSimple",
+                  "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+            "1": {"class_type": "EmptyImage",
+                  "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 255}},
+            "3": {"class_type": "SaveImage",
+                  "inputs": {"images": ["1", 0], "filename_prefix": "w"}},
+        }  # fmt: skip
+        spec = workflow(graph)
+        spec.models.add(folder="checkpoints", name="sd_xl_base_1.0.safetensors", sha256=SDXL_SHA)
+        done = final_job(sq, sq.submit(spec).id)
+        assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "linux-comfy")
+        sent = comfy.prompts[-1]["prompt"]["4"]["inputs"]["ckpt_name"]
+        assert sent == "SDXL/sd_xl_base_1.0.safetensors"  # that server's own name
+        assert elsewhere.prompts == []
+
+        # A file no server has: the job waits, each server saying what it lacks.
+        spec = workflow(graph)
+        spec.models.add(folder="checkpoints", name="sd_xl_base_1.0.safetensors", sha256=SDXL_SHA)
+        spec.models.add(folder="loras", name="mystery.safetensors", sha256="ab" * 32)
+        waiting = sq.submit(spec)
+        wait_until(lambda: "does not have" in sq.get_job(waiting.id).reason)
+        assert "mystery.safetensors" in sq.get_job(waiting.id).reason
+        assert sq.get_job(waiting.id).status == queue_pb2.JOB_STATUS_PENDING
+
+        with raises(grpc.StatusCode.INVALID_ARGUMENT, "spec.models[0].sha256"):
+            bad = workflow(graph)
+            bad.models.add(name="x.safetensors", sha256="123")
+            sq.submit(bad)
+        with raises(grpc.StatusCode.INVALID_ARGUMENT, "spec.models"):
+            params = txt2img("a")
+            params.models.add(name="x.safetensors", sha256=SDXL_SHA)
+            sq.submit(params)
+    finally:
+        elsewhere.close()

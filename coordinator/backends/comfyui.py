@@ -53,6 +53,26 @@ INVENTORY_FOLDERS = (
 PREVIEW_FORMATS = {1: "image/jpeg", 2: "image/png"}
 
 
+def with_server_names(
+    graph: dict[str, Any], spec: queue_pb2.JobSpec, names: dict[str, str]
+) -> dict[str, Any]:
+    """The workflow with each input naming a required file set to this server's own
+    name for that file (found by its SHA-256 in the server's inventory)."""
+    renames = {
+        m.name: names[m.sha256]
+        for m in spec.models
+        if names.get(m.sha256) and names[m.sha256] != m.name
+    }
+    if not renames:
+        return graph
+    for node in graph.values():
+        inputs = node.get("inputs", {}) if isinstance(node, dict) else {}
+        for key, value in inputs.items():
+            if isinstance(value, str) and value in renames:
+                inputs[key] = renames[value]
+    return graph
+
+
 class ComfyUIBackend:
     """Adapter for one ComfyUI server."""
 
@@ -121,7 +141,7 @@ class ComfyUIBackend:
         """The API-format graph to queue, and the seed of a parameter job (-1 otherwise)."""
         spec = attempt.job.spec
         if not spec.HasField("params"):
-            return json.loads(spec.workflow_json), -1
+            return with_server_names(json.loads(spec.workflow_json), spec, attempt.names), -1
         params = spec.params
         # The library's names for this server first; else match the server's own lists.
         names = attempt.names

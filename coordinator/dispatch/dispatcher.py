@@ -24,7 +24,7 @@ from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecon
 from coordinator.library.service import ModelLibrary
 from coordinator.outputs.store import ResultStore
 from coordinator.queue.convert import APP_FROM_PB, STAGE_TO_PB
-from coordinator.queue.service import QueueService
+from coordinator.queue.service import DispatchRow, QueueService
 from coordinator.queue.states import JobStage, JobStatus, utcnow
 from coordinator.servers.service import ServerService, ServerState
 from stablequeue.v1 import queue_pb2
@@ -253,12 +253,12 @@ class Dispatcher:
                     self._waiting.pop(job_id, None)
             await self._queue.note_waiting(changed)
 
-    async def _placed(
-        self, row: tuple[str, str, str, str, tuple[str, ...]], aliases: list[str]
-    ) -> JobView:
+    async def _placed(self, row: DispatchRow, aliases: list[str]) -> JobView:
         """The job with the servers that have its model and LoRAs (from the library), and
         the names each server uses for them (kept for `_begin`)."""
-        job_id, app, target, model, loras = row
+        job_id, app, target, model, loras, files = row
+        if files:
+            return await self._placed_files(job_id, app, target, files, aliases)
         if self._library is None or not (model or loras):
             return JobView(job_id, app, target, model, loras)
         allowed = set(aliases)
@@ -280,6 +280,31 @@ class Dispatcher:
             allowed = {a for a in allowed if a in placement.hosts or a not in reporting}
         self._names[job_id] = (sha, names)
         return JobView(job_id, app, target, model, loras, frozenset(allowed))
+
+    async def _placed_files(
+        self,
+        job_id: str,
+        app: str,
+        target: str,
+        files: tuple[tuple[str, str], ...],
+        aliases: list[str],
+    ) -> JobView:
+        """A workflow that lists its files runs only where the library has every one (by
+        SHA-256); each server's missing files are its reason, and the names it uses for
+        them are kept for `_begin` (the backend rewrites the workflow's inputs)."""
+        names: dict[str, dict[str, str]] = {}
+        lacking: dict[str, list[str]] = {alias: [] for alias in aliases}
+        for sha, name in files:
+            placement = None if self._library is None else await self._library.hosts_for(sha)
+            hosts = placement.hosts if placement is not None and placement.sha256 == sha else {}
+            names[sha] = hosts
+            for alias in aliases:
+                if alias not in hosts:
+                    lacking[alias].append(name)
+        allowed = frozenset(a for a, missing in lacking.items() if not missing)
+        missing = tuple((a, ", ".join(m)) for a, m in lacking.items() if m)
+        self._names[job_id] = ("", names)
+        return JobView(job_id, app, target, hosts=allowed, missing=missing)
 
     def _view(self, state: ServerState) -> ServerView:
         row, health = state.row, state.health

@@ -46,6 +46,8 @@ class JobView:
     loras: tuple[str, ...] = ()
     # Servers that have the job's model and LoRAs (None: no inventory to go by).
     hosts: frozenset[str] | None = None
+    # (server, the required files it lacks) for workflow jobs that list their files.
+    missing: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -86,7 +88,9 @@ def why_unsuitable(server: ServerView, job: JobView) -> str | None:
             f": {server.down_reason}" if server.down_reason else ""
         )
     if job.hosts is not None and server.alias not in job.hosts:
-        wanted = ", ".join(x for x in (job.model, *job.loras) if x)
+        wanted = dict(job.missing).get(server.alias) or ", ".join(
+            x for x in (job.model, *job.loras) if x
+        )
         return f"{server.alias} does not have {wanted}"
     if (
         server.kind in FIXED_MODEL_KINDS

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from coordinator.servers.service import ServerService
 
 
+# What scheduling reads of a pending job (see QueueService.dispatchable).
+DispatchRow = tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, str], ...]]
+
+
 class QueueService:
     """Owns jobs: submission, ordering, cancellation, state changes and their events.
 
@@ -398,15 +402,15 @@ class QueueService:
             for row in await self._db.run(work):
                 self._publish(row, ET.JOB_EVENT_TYPE_STATUS)
 
-    async def dispatchable(self, limit: int) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
-        """(id, app, target server, model, LoRA names) of the first `limit` pending jobs
-        in queue order whose retry delay has passed.
+    async def dispatchable(self, limit: int) -> list[DispatchRow]:
+        """(id, app, target server, model, LoRA names, required files as (sha256, name))
+        of the first `limit` pending jobs in queue order whose retry delay has passed.
 
         Only what scheduling needs: this runs on every dispatch round, and building
         full Job messages for the whole lookahead was most of a round's cost.
         """
 
-        def query(session: Session) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
+        def query(session: Session) -> list[DispatchRow]:
             now = utcnow()
             stmt = (
                 select(JobRow.id, JobRow.app, JobRow.target_server, JobRow.spec)
@@ -420,7 +424,8 @@ class QueueService:
                 spec = queue_pb2.JobSpec.FromString(blob)
                 params = spec.params if spec.HasField("params") else queue_pb2.GenerationParams()
                 loras = tuple(lora.name for lora in params.loras)
-                found.append((job_id, app, target or "", params.model, loras))
+                files = tuple((m.sha256, m.name) for m in spec.models)
+                found.append((job_id, app, target or "", params.model, loras, files))
             return found
 
         return await self._db.run(query)

@@ -30,6 +30,8 @@ MAX_PRIORITY = 1000
 MAX_LABEL_CHARS = 200
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 MAX_COUNT = 1000
+MAX_REQUIRED_MODELS = 50
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 SERVER_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF")
 
@@ -172,7 +174,28 @@ def normalize_spec(spec: queue_pb2.JobSpec) -> queue_pb2.JobSpec:
         )
     validate_priority("spec.priority", spec.priority)
     _max_chars("spec.label", spec.label, MAX_LABEL_CHARS)
+    _validate_models(spec, out)
     return out
+
+
+def _validate_models(spec: queue_pb2.JobSpec, out: queue_pb2.JobSpec) -> None:
+    """Required model files: workflow jobs only, each named and identified by SHA-256."""
+    if not spec.models:
+        return
+    if spec.WhichOneof("payload") != "workflow_json":
+        raise InvalidArgument("spec.models", "only a workflow job lists its model files")
+    if len(spec.models) > MAX_REQUIRED_MODELS:
+        raise InvalidArgument("spec.models", f"at most {MAX_REQUIRED_MODELS} files")
+    for i, model in enumerate(spec.models):
+        field = f"spec.models[{i}]"
+        if not model.name.strip():
+            raise InvalidArgument(f"{field}.name", "required: the name the workflow uses")
+        _max_chars(f"{field}.name", model.name, MAX_NAME_CHARS)
+        _max_chars(f"{field}.folder", model.folder, 100)
+        sha = model.sha256.lower()
+        if not SHA256_HEX.match(sha):
+            raise InvalidArgument(f"{field}.sha256", f"64 hex digits, got {model.sha256[:70]!r}")
+        out.models[i].sha256 = sha
 
 
 def validate_priority(field: str, priority: int) -> None:

@@ -161,20 +161,32 @@ class GenerationParams(_message.Message):
     def __init__(self, mode: _Optional[_Union[GenerationMode, str]] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., cfg_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., sampler: _Optional[str] = ..., scheduler: _Optional[str] = ..., batch_size: _Optional[int] = ..., iterations: _Optional[int] = ..., denoising_strength: _Optional[float] = ..., init_images: _Optional[_Iterable[bytes]] = ..., loras: _Optional[_Iterable[_Union[LoraRef, _Mapping]]] = ..., model: _Optional[str] = ..., extra_json: _Optional[str] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("app", "params", "workflow_json", "target_server", "priority", "label")
+    __slots__ = ("app", "params", "workflow_json", "target_server", "priority", "label", "models")
     APP_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_JSON_FIELD_NUMBER: _ClassVar[int]
     TARGET_SERVER_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
     app: _common_pb2.AppKind
     params: GenerationParams
     workflow_json: str
     target_server: str
     priority: int
     label: str
-    def __init__(self, app: _Optional[_Union[_common_pb2.AppKind, str]] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., workflow_json: _Optional[str] = ..., target_server: _Optional[str] = ..., priority: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[RequiredModel]
+    def __init__(self, app: _Optional[_Union[_common_pb2.AppKind, str]] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., workflow_json: _Optional[str] = ..., target_server: _Optional[str] = ..., priority: _Optional[int] = ..., label: _Optional[str] = ..., models: _Optional[_Iterable[_Union[RequiredModel, _Mapping]]] = ...) -> None: ...
+
+class RequiredModel(_message.Message):
+    __slots__ = ("folder", "name", "sha256")
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    folder: str
+    name: str
+    sha256: str
+    def __init__(self, folder: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class JobProgress(_message.Message):
     __slots__ = ("step", "total_steps", "fraction", "eta_seconds", "preview_image", "preview_mime")
