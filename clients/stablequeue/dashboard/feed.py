@@ -30,6 +30,32 @@ def unreachable(address: str, error: StableQueueError) -> str:
     return f"StableQueue: {error.message}"
 
 
+ACTIONS: dict[str, Callable[[Client, str, float | None], Any]] = {
+    "cancel": lambda c, job, _: c.cancel(job),
+    "retry": lambda c, job, _: c.retry(job),
+    "delete": lambda c, job, _: c.delete(job),
+    "front": lambda c, job, _: c.move(job, "front"),
+    "back": lambda c, job, _: c.move(job, "back"),
+    "priority": lambda c, job, value: c.set_priority(job, int(value or 0)),
+    "pause": lambda c, _, __: c.pause(),
+    "resume": lambda c, _, __: c.resume(),
+}
+QUEUE_MESSAGES = {
+    "pause": "Queue paused: running jobs finish, no new ones start.",
+    "resume": "Queue resumed.",
+}
+
+
+def perform(client: Client, verb: str, job_id: str = "", value: float | None = None) -> str:
+    """One queue action (a key of ACTIONS) on a job, or pause/resume; returns what to say.
+
+    Raises:
+        StableQueueError: the coordinator refused or could not be reached.
+    """
+    ACTIONS[verb](client, job_id, value)
+    return QUEUE_MESSAGES.get(verb, f"{verb.capitalize()}: {job_id[:8]} done.")
+
+
 class QueueFeed:
     """Jobs by id (active ones and the latest finished), with a version bumped on change.
 
@@ -65,6 +91,10 @@ class QueueFeed:
         if self._thread is not None:
             self._thread.join(5)
         self._bump()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
     def wait(self, seen: int, timeout: float) -> int:
         """Blocks until the version differs from `seen` (or `timeout`); returns the version."""
@@ -129,6 +159,9 @@ class QueueFeed:
         self._bump()
         try:
             for event in self._stream:
+                job = event.job_event.job
+                if job.status == queue_pb2.JOB_STATUS_COMPLETED and not job.results:
+                    job.CopyFrom(client.get_job(job.id))  # events leave the results out
                 self._apply(event)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.CANCELLED or not self._stop.is_set():

@@ -23,7 +23,7 @@ import gradio as gr
 
 from stablequeue import infotext
 from stablequeue.client import Client, StableQueueError
-from stablequeue.dashboard.feed import QueueFeed, unreachable
+from stablequeue.dashboard.feed import QueueFeed, perform, unreachable
 from stablequeue.text import describe, enum_name, stage_name, status_name
 from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
 
@@ -246,34 +246,14 @@ class Dashboard:
         job_id = self.job_id(text)
         if not job_id and verb not in ("pause", "resume"):
             return "Select a job first (click its row)."
-        done = f"{verb.capitalize()}: {job_id[:8]} done."
-        actions: dict[str, Callable[[Client], Any]] = {
-            "cancel": lambda c: c.cancel(job_id),
-            "retry": lambda c: c.retry(job_id),
-            "delete": lambda c: c.delete(job_id),
-            "front": lambda c: c.move(job_id, "front"),
-            "back": lambda c: c.move(job_id, "back"),
-            "priority": lambda c: c.set_priority(job_id, int(value or 0)),
-            "pause": lambda c: c.pause(),
-            "resume": lambda c: c.resume(),
-        }
-        messages = {
-            "pause": "Queue paused: running jobs finish, no new ones start.",
-            "resume": "Queue resumed.",
-        }
-
-        def call(client: Client) -> str:
-            actions[verb](client)
-            return messages.get(verb, done)
-
-        return self.call(call)
+        return self.call(lambda client: perform(client, verb, job_id, value))
 
     def stream(self) -> Iterator[tuple[Any, ...]]:
         """One page's updates: a new frame whenever the feed changes (fleet every 5 s)."""
         seen = -1
         done_key: tuple[str, ...] | None = None
         fleet_at = 0.0
-        while True:
+        while not self.feed.stopped:
             seen = self.feed.wait(seen, AUX_SECONDS)
             jobs = self.feed.ordered()
             finished = tuple(j.id for j in jobs if j.status == queue_pb2.JOB_STATUS_COMPLETED)

@@ -1,0 +1,1 @@
+"""StableQueue inside ComfyUI: routes under /stablequeue/, model hashes, inventory sync."""
