@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
 
 from stablequeue.v1 import models_pb2, queue_pb2
 from tests.conftest import CoordinatorThread
@@ -156,7 +158,10 @@ async def test_a_workflow_queued_through_the_route_runs_and_its_images_come_back
     backend.checkpoints, backend.loras = [CKPT], ["detail.safetensors"]
     try:
         set_settings(comfy_home, alias="comfy-here", url=backend.url, sync=True)
-        reply = await page.post("/stablequeue/queue", json={"prompt": graph(), "priority": 3})
+        ui = {"last_node_id": 10, "nodes": [{"id": 4, "type": "CheckpointLoaderSimple"}]}
+        reply = await page.post(
+            "/stablequeue/queue", json={"prompt": graph(), "workflow": ui, "priority": 3}
+        )
         assert reply.status == 200, await reply.text()
         body = await reply.json()
         (job_id,) = body["jobs"]
@@ -175,7 +180,11 @@ async def test_a_workflow_queued_through_the_route_runs_and_its_images_come_back
             assert shown["server"] == "comfy-here" and shown["results"]
             result_id = done.results[0].id
         image = await page.get(f"/stablequeue/results/{result_id}")
-        assert image.status == 200 and (await image.read()).startswith(b"\x89PNG")
+        assert image.status == 200
+        # ComfyUI's own chunks: dropped onto the canvas, the image restores the workflow.
+        chunks = Image.open(io.BytesIO(await image.read())).text
+        assert json.loads(chunks["workflow"]) == ui
+        assert json.loads(chunks["prompt"])["4"]["inputs"]["ckpt_name"] == CKPT
         events = comfy_home.server.PromptServer.instance.sent
         assert any(event == "stablequeue.queue" for event, _, _ in events)
     finally:

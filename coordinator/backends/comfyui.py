@@ -103,14 +103,15 @@ class ComfyUIBackend:
 
     async def run(self, attempt: Attempt) -> list[Image]:
         prompt, seed = await self._prompt(attempt)
+        body: dict[str, Any] = {
+            "prompt": prompt, "client_id": attempt.task_id, "prompt_id": attempt.task_id,
+        }  # fmt: skip
+        ui_workflow = attempt.job.spec.comfy_ui_workflow
+        if ui_workflow:  # SaveImage writes it into each PNG, as when queued from the page
+            body["extra_data"] = {"extra_pnginfo": {"workflow": json.loads(ui_workflow)}}
         async with self._socket(attempt.task_id) as socket:
             # The socket is open before the prompt is queued: no event is missed.
-            await self._call(
-                "POST",
-                "/prompt",
-                json={"prompt": prompt, "client_id": attempt.task_id,
-                      "prompt_id": attempt.task_id},
-            )  # fmt: skip
+            await self._call("POST", "/prompt", json=body)
             entry = await self._follow(socket, attempt)
         return await self._outputs(entry, seed)
 

@@ -175,6 +175,10 @@ def normalize_spec(spec: queue_pb2.JobSpec) -> queue_pb2.JobSpec:
     validate_priority("spec.priority", spec.priority)
     _max_chars("spec.label", spec.label, MAX_LABEL_CHARS)
     _validate_models(spec, out)
+    if spec.comfy_ui_workflow:
+        if payload != "workflow_json":
+            raise InvalidArgument("spec.comfy_ui_workflow", "only with a workflow job")
+        _json_object("spec.comfy_ui_workflow", spec.comfy_ui_workflow, MAX_WORKFLOW_BYTES)
     return out
 
 

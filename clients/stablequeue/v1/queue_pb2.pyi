@@ -161,7 +161,7 @@ class GenerationParams(_message.Message):
     def __init__(self, mode: _Optional[_Union[GenerationMode, str]] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., cfg_scale: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., sampler: _Optional[str] = ..., scheduler: _Optional[str] = ..., batch_size: _Optional[int] = ..., iterations: _Optional[int] = ..., denoising_strength: _Optional[float] = ..., init_images: _Optional[_Iterable[bytes]] = ..., loras: _Optional[_Iterable[_Union[LoraRef, _Mapping]]] = ..., model: _Optional[str] = ..., extra_json: _Optional[str] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("app", "params", "workflow_json", "target_server", "priority", "label", "models")
+    __slots__ = ("app", "params", "workflow_json", "target_server", "priority", "label", "models", "comfy_ui_workflow")
     APP_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +169,7 @@ class JobSpec(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    COMFY_UI_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     app: _common_pb2.AppKind
     params: GenerationParams
     workflow_json: str
@@ -176,7 +177,8 @@ class JobSpec(_message.Message):
     priority: int
     label: str
     models: _containers.RepeatedCompositeFieldContainer[RequiredModel]
-    def __init__(self, app: _Optional[_Union[_common_pb2.AppKind, str]] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., workflow_json: _Optional[str] = ..., target_server: _Optional[str] = ..., priority: _Optional[int] = ..., label: _Optional[str] = ..., models: _Optional[_Iterable[_Union[RequiredModel, _Mapping]]] = ...) -> None: ...
+    comfy_ui_workflow: str
+    def __init__(self, app: _Optional[_Union[_common_pb2.AppKind, str]] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., workflow_json: _Optional[str] = ..., target_server: _Optional[str] = ..., priority: _Optional[int] = ..., label: _Optional[str] = ..., models: _Optional[_Iterable[_Union[RequiredModel, _Mapping]]] = ..., comfy_ui_workflow: _Optional[str] = ...) -> None: ...
 
 class RequiredModel(_message.Message):
     __slots__ = ("folder", "name", "sha256")

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -68,6 +69,44 @@ def job_json(job: queue_pb2.Job) -> dict[str, Any]:
         "summary": describe(job, 80),
         "results": [{"id": r.id, "filename": r.filename, "mime": r.mime} for r in job.results],
     }
+
+
+@dataclass(frozen=True)
+class QueueRequest:
+    """The options of POST /stablequeue/queue, checked (ValueError names the field)."""
+
+    target: str
+    priority: int
+    count: int
+    seed_mode: str
+    label: str
+    ui_workflow: dict[str, Any] | None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any], settings: config.Settings) -> QueueRequest:
+        target = body.get("target", "any")
+        if not isinstance(target, str) or not target:
+            raise ValueError("target: 'any', 'this' or a server alias")
+        if target == "this":
+            if not settings.alias:
+                raise ValueError("target 'this': set this server's alias in the settings")
+            target = settings.alias
+        priority = body.get("priority", settings.priority)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValueError("priority: a whole number within -1000 .. 1000")
+        count = body.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+            raise ValueError(f"count: a whole number within 1 .. {MAX_COUNT}")
+        seed_mode = body.get("seed_mode", "increment")
+        if seed_mode not in SEED_MODES:
+            raise ValueError(f"seed_mode: one of {', '.join(SEED_MODES)}")
+        label = body.get("label") or "ComfyUI workflow"
+        if not isinstance(label, str):
+            raise ValueError("label: a string")
+        ui_workflow = body.get("workflow")
+        if ui_workflow is not None and not isinstance(ui_workflow, dict):
+            raise ValueError("workflow: the UI workflow (app.graphToPrompt().workflow)")
+        return cls(target, priority, count, seed_mode, label[:200], ui_workflow)
 
 
 class Extension:
@@ -169,25 +208,12 @@ class Extension:
     async def _submit(
         self, body: dict[str, Any], prompt: dict[str, Any], settings: config.Settings
     ) -> web.Response:
-        target = body.get("target", "any")
-        if not isinstance(target, str) or not target:
-            return error(400, "target: 'any', 'this' or a server alias")
-        if target == "this":
-            if not settings.alias:
-                return error(400, "target 'this': set this server's alias in the settings")
-            target = settings.alias
-        priority = body.get("priority", settings.priority)
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            return error(400, "priority: a whole number within -1000 .. 1000")
-        count = body.get("count", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
-            return error(400, f"count: a whole number within 1 .. {MAX_COUNT}")
-        seed_mode = body.get("seed_mode", "increment")
-        if seed_mode not in SEED_MODES:
-            return error(400, f"seed_mode: one of {', '.join(SEED_MODES)}")
-        label = body.get("label") or "ComfyUI workflow"
-        if not isinstance(label, str):
-            return error(400, "label: a string")
+        try:
+            ask = QueueRequest.parse(body, settings)
+        except ValueError as e:
+            return error(400, str(e))
+        target, priority, count, seed_mode = ask.target, ask.priority, ask.count, ask.seed_mode
+        label, ui_workflow = ask.label, ask.ui_workflow
         found = references(prompt)
         hashes = await self.cache.ensure([r.path for r in found])
         spec = workflow(
@@ -195,6 +221,8 @@ class Extension:
         )
         for ref in found:
             spec.models.add(folder=ref.folder, name=ref.name, sha256=hashes[ref.path])
+        if ui_workflow:
+            spec.comfy_ui_workflow = json.dumps(ui_workflow)
 
         def submit() -> list[queue_pb2.Job]:
             with settings.client() as client:
