@@ -1,0 +1,187 @@
+// StableQueue for ComfyUI: the page side, written against ComfyUI's `app` and `api`
+// objects passed in (stablequeue.js passes the real ones; tests pass stand-ins).
+
+export const EVENT = "stablequeue.queue";
+const ACTIONS = ["cancel", "retry", "delete", "front", "back"];
+
+function escapeHtml(text) {
+    return String(text ?? "").replace(/[&<>"']/g, (c) => ({
+        "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
+    })[c]);
+}
+
+async function call(api, route, body) {
+    const init = body === undefined
+        ? { method: "GET" }
+        : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+    const response = await api.fetchApi(route, init);
+    let data = {};
+    try {
+        data = await response.json();
+    } catch {
+        data = {};
+    }
+    if (!response.ok) {
+        throw new Error(data.error || `StableQueue: HTTP ${response.status}`);
+    }
+    return data;
+}
+
+export function toast(app, severity, summary, detail) {
+    const toaster = app.extensionManager?.toast;
+    if (toaster?.add) {
+        toaster.add({ severity, summary, detail, life: severity === "error" ? 8000 : 4000 });
+    } else {
+        console[severity === "error" ? "error" : "log"](`${summary}: ${detail}`);
+    }
+}
+
+// Sends the canvas's workflow: app.graphToPrompt() gives the API-format prompt
+// (`output`) and the UI workflow (`workflow`, written into the result images).
+export async function queueWorkflow(app, api, options = {}) {
+    const { output, workflow } = await app.graphToPrompt();
+    return call(api, "/stablequeue/queue", { prompt: output, workflow, ...options });
+}
+
+export async function queueWithToast(app, api, options = {}) {
+    try {
+        const reply = await queueWorkflow(app, api, options);
+        const n = reply.jobs.length;
+        toast(app, "success", "StableQueue", `Queued ${n} job${n === 1 ? "" : "s"}: ${reply.jobs.map((id) => id.slice(0, 8)).join(", ")}`);
+        return reply;
+    } catch (error) {
+        toast(app, "error", "StableQueue", error.message);
+        return null;
+    }
+}
+
+function jobHtml(api, job) {
+    const percent = Math.round((job.progress || 0) * 100);
+    const running = job.status === "processing";
+    const bar = running
+        ? `<div class="sq-bar"><div style="width:${percent}%"></div></div>`
+        : "";
+    const preview = running && job.has_preview
+        ? `<img class="sq-preview" alt="preview" src="${api.apiURL(`/stablequeue/jobs/${job.id}/preview`)}?p=${percent}">`
+        : "";
+    const thumbs = (job.results || []).map((r) =>
+        `<img class="sq-thumb" alt="${escapeHtml(r.filename)}" data-action="open" data-result="${r.id}" src="${api.apiURL(`/stablequeue/results/${r.id}`)}">`
+        + `<button data-action="load" data-result="${r.id}" data-name="${escapeHtml(r.filename)}" title="Load this image's workflow onto the canvas">Load</button>`,
+    ).join("");
+    const buttons = ACTIONS.map((a) =>
+        `<button data-action="${a}" data-id="${job.id}">${a}</button>`).join("");
+    const where = job.server || job.target || "any server";
+    const reason = job.reason ? `<div class="sq-reason">${escapeHtml(job.reason)}</div>` : "";
+    return `<li class="sq-job sq-${job.status}" data-job="${job.id}">`
+        + `<div><b>${escapeHtml(job.id.slice(0, 8))}</b> ${escapeHtml(job.status)} · ${escapeHtml(job.stage)} · ${escapeHtml(where)}`
+        + `${running ? ` · ${percent}%` : ""}</div>`
+        + `<div class="sq-summary">${escapeHtml(job.label || job.summary)}</div>`
+        + `${reason}${bar}${preview}<div class="sq-results">${thumbs}</div>`
+        + `<div class="sq-actions">${buttons}</div></li>`;
+}
+
+export function renderJobs(api, listing) {
+    const head = listing.error
+        ? `<div class="sq-error">${escapeHtml(listing.error)}</div>`
+        : `<div class="sq-head">${listing.jobs.filter((j) => j.status === "processing").length} running · `
+          + `${listing.jobs.filter((j) => j.status === "pending").length} pending`
+          + `${listing.paused ? " · paused" : ""}</div>`;
+    const control = `<div class="sq-controls"><button data-action="queue">Queue in StableQueue</button>`
+        + `<button data-action="${listing.paused ? "resume" : "pause"}">${listing.paused ? "Resume queue" : "Pause queue"}</button></div>`;
+    const items = listing.jobs.map((job) => jobHtml(api, job)).join("");
+    return `${control}${head}<ul class="sq-jobs">${items || "<li>No jobs yet.</li>"}</ul>`;
+}
+
+// The sidebar tab: lists jobs, refreshes on the coordinator's queue events (pushed
+// by the extension over ComfyUI's websocket), and runs the buttons' actions.
+export class Sidebar {
+    constructor(app, api) {
+        this.app = app;
+        this.api = api;
+        this.element = null;
+        this.listing = { jobs: [], error: "", paused: false };
+        this.onEvent = () => this.refresh();
+        api.addEventListener(EVENT, this.onEvent);
+    }
+
+    render(element) {
+        this.element = element;
+        element.addEventListener("click", (event) => this.click(event));
+        element.innerHTML = renderJobs(this.api, this.listing);
+        return this.refresh();
+    }
+
+    async refresh() {
+        try {
+            this.listing = await call(this.api, "/stablequeue/jobs");
+        } catch (error) {
+            this.listing = { jobs: [], error: error.message, paused: false };
+        }
+        if (this.element) {
+            this.element.innerHTML = renderJobs(this.api, this.listing);
+        }
+        return this.listing;
+    }
+
+    async click(event) {
+        const target = event.target?.closest?.("[data-action]");
+        if (!target) return;
+        const { action, id, result, name } = target.dataset;
+        try {
+            if (action === "queue") {
+                await queueWithToast(this.app, this.api);
+            } else if (action === "pause" || action === "resume") {
+                await call(this.api, `/stablequeue/${action}`, {});
+            } else if (ACTIONS.includes(action)) {
+                const reply = await call(this.api, `/stablequeue/jobs/${id}/${action}`, {});
+                toast(this.app, "info", "StableQueue", reply.message);
+            } else if (action === "open") {
+                globalThis.open?.(this.api.apiURL(`/stablequeue/results/${result}`), "_blank");
+            } else if (action === "load") {
+                const response = await this.api.fetchApi(`/stablequeue/results/${result}`);
+                const blob = await response.blob();
+                // ComfyUI reads the PNG's workflow chunk, as when an image is dropped.
+                await this.app.handleFile(new File([blob], name || "stablequeue.png", { type: blob.type || "image/png" }));
+            }
+        } catch (error) {
+            toast(this.app, "error", "StableQueue", error.message);
+        }
+        await this.refresh();
+    }
+}
+
+export function register(app, api) {
+    const sidebar = new Sidebar(app, api);
+    const queue = () => queueWithToast(app, api);
+    app.registerExtension({
+        name: "StableQueue.Queue",
+        commands: [
+            { id: "StableQueue.Queue", label: "Queue in StableQueue", icon: "pi pi-send", function: queue },
+            { id: "StableQueue.QueueHere", label: "Queue in StableQueue on this server", icon: "pi pi-send", function: () => queueWithToast(app, api, { target: "this" }) },
+        ],
+        menuCommands: [{ path: ["Extensions", "StableQueue"], commands: ["StableQueue.Queue", "StableQueue.QueueHere"] }],
+        keybindings: [{ combo: { key: "Enter", ctrl: true, shift: true }, commandId: "StableQueue.Queue" }],
+        actionBarButtons: [{ icon: "pi pi-send", label: "StableQueue", tooltip: "Queue in StableQueue", onClick: queue }],
+        async setup() {
+            const manager = app.extensionManager;
+            if (manager?.registerSidebarTab) {
+                manager.registerSidebarTab({
+                    id: "stablequeue",
+                    icon: "pi pi-list",
+                    title: "StableQueue",
+                    tooltip: "StableQueue jobs",
+                    type: "custom",
+                    render: (element) => { sidebar.render(element); },
+                });
+            } else if (globalThis.document?.body) {
+                // Older frontends: a floating panel with the same content.
+                const panel = document.createElement("div");
+                panel.id = "stablequeue-panel";
+                panel.style.cssText = "position:fixed;right:8px;bottom:8px;width:320px;max-height:60vh;overflow:auto;z-index:1000;background:var(--comfy-menu-bg,#222);padding:6px;";
+                document.body.appendChild(panel);
+                sidebar.render(panel);
+            }
+        },
+    });
+    return sidebar;
+}
