@@ -96,6 +96,20 @@ test("register adds a command, a menu entry, an action-bar button and a sidebar 
     assert.equal(s.tabs[0].type, "custom");
 });
 
+test("changed settings go to the extension's settings file, not on the initial load", async () => {
+    const s = standIns({ "/stablequeue/settings": [400, { error: "address: expected host:port" }] });
+    register(s.app, s.api);
+    const address = s.extensions[0].settings.find((e) => e.id === "StableQueue.address");
+    await address.onChange("gpu-box:50051", undefined);
+    assert.equal(s.calls.length, 0);
+    await address.onChange("gpu box", "gpu-box:50051");
+    assert.deepEqual(s.calls.at(-1), { route: "/stablequeue/settings", method: "POST", body: { address: "gpu box" } });
+    assert.match(s.toasts.at(-1).detail, /address: expected host:port/);
+    const priority = s.extensions[0].settings.find((e) => e.id === "StableQueue.priority");
+    await priority.onChange("5", 0);
+    assert.deepEqual(s.calls.at(-1).body, { priority: 5 });
+});
+
 test("a refused queue shows the server's message as an error toast", async () => {
     const s = standIns({ "/stablequeue/queue": [502, { error: "StableQueue coordinator at 127.0.0.1:9 is not reachable" }] });
     register(s.app, s.api);

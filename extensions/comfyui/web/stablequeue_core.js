@@ -150,6 +150,44 @@ export class Sidebar {
     }
 }
 
+const STYLE = `
+.sq-controls button, .sq-actions button, .sq-results button { margin: 2px; font-size: 11px; }
+.sq-jobs { list-style: none; padding: 0; margin: 4px 0; }
+.sq-job { border-bottom: 1px solid #8884; padding: 4px 0; font-size: 12px; }
+.sq-reason { color: #e0a030; } .sq-error { color: #e05050; padding: 4px 0; }
+.sq-bar { height: 6px; background: #8884; border-radius: 3px; overflow: hidden; margin: 3px 0; }
+.sq-bar > div { height: 100%; background: #3b82f6; }
+.sq-preview { max-width: 100%; max-height: 160px; display: block; }
+.sq-thumb { width: 56px; height: 56px; object-fit: cover; cursor: zoom-in; vertical-align: middle; }
+`;
+
+// ComfyUI settings (Settings → StableQueue); changes go to the extension's settings
+// file through POST /stablequeue/settings (the API key stays in that file or SQ_API_KEY).
+export function settingsEntries(app, api) {
+    const entry = (key, name, type, defaultValue, tooltip) => ({
+        id: `StableQueue.${key}`,
+        category: ["StableQueue", "Coordinator", name],
+        name,
+        type,
+        defaultValue,
+        tooltip,
+        onChange: async (value, old) => {
+            if (old === undefined || value === old) return; // the initial load
+            try {
+                await call(api, "/stablequeue/settings", { [key]: type === "number" ? Number(value) : value });
+            } catch (error) {
+                toast(app, "error", "StableQueue settings", error.message);
+            }
+        },
+    });
+    return [
+        entry("address", "Coordinator address", "text", "", "host:port of the StableQueue coordinator"),
+        entry("alias", "This server's alias", "text", "", "how StableQueue names this ComfyUI"),
+        entry("url", "This server's URL", "text", "", "how the coordinator reaches this ComfyUI, e.g. http://gpu1:8188"),
+        entry("priority", "Default priority", "number", 0, "higher runs first"),
+    ];
+}
+
 export function register(app, api) {
     const sidebar = new Sidebar(app, api);
     const queue = () => queueWithToast(app, api);
@@ -162,7 +200,14 @@ export function register(app, api) {
         menuCommands: [{ path: ["Extensions", "StableQueue"], commands: ["StableQueue.Queue", "StableQueue.QueueHere"] }],
         keybindings: [{ combo: { key: "Enter", ctrl: true, shift: true }, commandId: "StableQueue.Queue" }],
         actionBarButtons: [{ icon: "pi pi-send", label: "StableQueue", tooltip: "Queue in StableQueue", onClick: queue }],
+        settings: settingsEntries(app, api),
         async setup() {
+            if (globalThis.document?.head && !document.getElementById("stablequeue-style")) {
+                const style = document.createElement("style");
+                style.id = "stablequeue-style";
+                style.textContent = STYLE;
+                document.head.appendChild(style);
+            }
             const manager = app.extensionManager;
             if (manager?.registerSidebarTab) {
                 manager.registerSidebarTab({
