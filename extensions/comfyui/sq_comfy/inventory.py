@@ -8,22 +8,19 @@ sync). With an alias and URL set, this ComfyUI registers itself as a server.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from sq_comfy import settings as config
 from sq_comfy.models import HashCache, model_folders
 
 from stablequeue import StableQueueError
+from stablequeue.apps import InventoryWatch, register_server
 from stablequeue.dashboard.feed import unreachable
-from stablequeue.v1 import common_pb2, models_pb2, processes_pb2
+from stablequeue.v1 import common_pb2, models_pb2
 
-log = logging.getLogger("stablequeue")
 TYPES = {
     "checkpoints": models_pb2.MODEL_TYPE_CHECKPOINT,
     "diffusion_models": models_pb2.MODEL_TYPE_DIFFUSION_MODEL,
@@ -82,43 +79,16 @@ def register(settings: config.Settings) -> str:
     if not settings.alias or not settings.url:
         return "not registered as a server: set this server's alias and URL"
     with settings.client() as client:
-        request = processes_pb2.RegisterServerRequest(
-            alias=settings.alias, kind=common_pb2.APP_KIND_COMFYUI, base_url=settings.url
-        )
-        try:
-            client.call("RegisterServer", request, "processes")
-            return f"registered as server {settings.alias}"
-        except StableQueueError as e:
-            if e.code != grpc.StatusCode.ALREADY_EXISTS:
-                raise
-        update = processes_pb2.UpdateServerRequest(alias=settings.alias, base_url=settings.url)
-        client.call("UpdateServer", update, "processes")
-        return f"server {settings.alias} updated"
+        return register_server(client, settings.alias, common_pb2.APP_KIND_COMFYUI, settings.url)
 
 
-class Syncer:
+class Syncer(InventoryWatch):
     """At start, on a change of any model folder, and when asked (`now()`)."""
 
     def __init__(self, cache: HashCache, check_seconds: float = 5.0,
                  load: Callable[[], config.Settings] = config.load) -> None:  # fmt: skip
-        self.cache, self.check_seconds, self.load = cache, check_seconds, load
-        self.last = ""
-        self._stop, self._wake = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="sq-inventory", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def now(self) -> None:
-        self._wake.set()
+        super().__init__(self.once, signature, check_seconds)
+        self.cache, self.load = cache, load
 
     def once(self) -> str:
         settings = self.load()
@@ -133,17 +103,3 @@ class Syncer:
         except StableQueueError as e:
             return unreachable(settings.address or "SQ_ADDR", e)
         return f"sent {reply.files_received} model files, {reply.models_matched} known; {note}"
-
-    def _run(self) -> None:
-        seen: tuple[Any, ...] | None = None
-        while not self._stop.is_set():
-            try:
-                now = signature()
-            except OSError:
-                now = seen
-            if now != seen or self._wake.is_set():
-                self._wake.clear()
-                seen = now
-                self.last = self.once()
-                log.info("StableQueue: %s", self.last)
-            self._wake.wait(self.check_seconds)

@@ -10,22 +10,19 @@ never computed here, so a sync never reads a 7 GB file.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sq_forge.options import Settings, current
 from stablequeue import StableQueueError
+from stablequeue.apps import InventoryWatch, register_server
 from stablequeue.dashboard.feed import unreachable
-from stablequeue.v1 import common_pb2, models_pb2, processes_pb2
+from stablequeue.v1 import common_pb2, models_pb2
 
-log = logging.getLogger("stablequeue")
 CHECK_SECONDS = 5.0
 
 
@@ -144,20 +141,9 @@ def register(settings: Settings) -> str:
     ):
         return "not registered as a server: start Forge with --api so jobs can run here"
     with settings.client() as client:
-        request = processes_pb2.RegisterServerRequest(
-            alias=settings.alias, kind=common_pb2.APP_KIND_FORGE, base_url=settings.public_url
+        return register_server(
+            client, settings.alias, common_pb2.APP_KIND_FORGE, settings.public_url
         )
-        try:
-            client.call("RegisterServer", request, "processes")
-            return f"registered as server {settings.alias}"
-        except StableQueueError as e:
-            if e.code != grpc.StatusCode.ALREADY_EXISTS:
-                raise
-        update = processes_pb2.UpdateServerRequest(
-            alias=settings.alias, base_url=settings.public_url
-        )
-        client.call("UpdateServer", update, "processes")
-        return f"server {settings.alias} updated"
 
 
 def sync(settings: Settings) -> models_pb2.SyncInventoryResponse:
@@ -167,30 +153,11 @@ def sync(settings: Settings) -> models_pb2.SyncInventoryResponse:
         return client.sync_inventory(host_name(settings), common_pb2.APP_KIND_FORGE, files)
 
 
-class Syncer:
+class Syncer(InventoryWatch):
     """Background sync: at start, on a list change, and every `sync_minutes`."""
 
     def __init__(self, check_seconds: float = CHECK_SECONDS) -> None:
-        self.check_seconds = check_seconds
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.last = ""
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="sq-inventory", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def now(self) -> None:
-        """Asks for a sync at once (after a model refresh, or a settings change)."""
-        self._wake.set()
+        super().__init__(self.once, signature, check_seconds, lambda: current().sync_minutes * 60)
 
     def once(self) -> str:
         settings = current()
@@ -205,20 +172,3 @@ class Syncer:
             f"sent {reply.files_received} model files, {reply.models_matched} known by hash; "
             + note
         )
-
-    def _run(self) -> None:
-        seen: tuple[Any, ...] | None = None
-        waited = 0.0
-        while not self._stop.is_set():
-            try:
-                now = signature()
-            except Exception:
-                now = seen
-            due = waited >= current().sync_minutes * 60
-            if now != seen or due or self._wake.is_set():
-                self._wake.clear()
-                seen, waited = now, 0.0
-                self.last = self.once()
-                log.info("StableQueue: %s", self.last)
-            self._wake.wait(self.check_seconds)
-            waited += self.check_seconds
