@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 
 from stablequeue import Client, txt2img, workflow
-from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
-from tests.conftest import CoordinatorThread
+from stablequeue.v1 import common_pb2, models_pb2, processes_pb2, queue_pb2
+from tests.conftest import CoordinatorThread, make_settings
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.forge import CHECKPOINTS, FakeForge
 from tests.helpers import final_job, raises, register_server, wait_until
@@ -155,3 +156,55 @@ def test_a_workflow_listing_its_files_runs_where_they_are_under_that_servers_nam
             sq.submit(params)
     finally:
         elsewhere.close()
+
+
+def test_probe_and_extension_each_own_their_part_of_a_hosts_inventory(
+    tmp_path: Path, database_url: str, forge: FakeForge
+) -> None:
+    """A probe lists checkpoints and LoRAs by name (one unhashed); the extension sends
+    the same files hashed plus a VAE and an embedding. Round after round, whichever
+    came last, the union stands: every hash, the VAE, the embedding."""
+    running = CoordinatorThread(make_settings(tmp_path, database_url, health_interval=0.05))
+    sd15 = "b" * 64
+    forge_files = {
+        str(CHECKPOINTS[1]["filename"]): (models_pb2.MODEL_TYPE_CHECKPOINT, sd15),
+        "C:\\sd\\models\\VAE\\kl-f8.safetensors": (models_pb2.MODEL_TYPE_VAE, "c" * 64),
+        "C:\\sd\\embeddings\\easyneg.pt": (models_pb2.MODEL_TYPE_EMBEDDING, "d" * 64),
+        "C:\\sd\\models\\Lora\\detail.safetensors": (models_pb2.MODEL_TYPE_LORA, "e" * 64),
+    }
+    files = [
+        models_pb2.InventoryFile(
+            path=path,
+            backend_name=path.rsplit("\\", 1)[1],
+            type=kind,
+            size_bytes=4096,
+            hashes=models_pb2.ModelHashes(sha256=sha),
+        )
+        for path, (kind, sha) in forge_files.items()
+    ]
+    try:
+        with running.client() as sq:
+            register_server(sq, "forge-1", "forge", forge.url)
+            for _ in range(15):
+                sq.sync_inventory("forge-1", common_pb2.APP_KIND_FORGE, files)
+                for _ in range(2):  # the next probe, whichever way the race goes
+                    seen = forge.model_lists
+                    wait_until(lambda seen=seen: forge.model_lists > seen)
+                for path, (_, sha) in forge_files.items():
+                    where = sq.call("LocateModel", models_pb2.LocateModelRequest(reference=sha),
+                                    "models")  # fmt: skip
+                    assert ("forge-1", path) in {(loc.host, loc.path) for loc in where.locations}
+                    assert where.model.size_bytes == 4096
+                # The probe's own file (hashed by Forge) is there too, under its title.
+                request = models_pb2.ResolveModelRequest(reference=SDXL_SHA, host="forge-1")
+                assert sq.call("ResolveModel", request, "models").backend_name == str(
+                    CHECKPOINTS[0]["title"]
+                )
+                # The probe's unhashed row of the SD1.5 file took the extension's hash:
+                # one location, under the name Forge's API selects it by.
+                where = sq.call(
+                    "LocateModel", models_pb2.LocateModelRequest(reference=sd15), "models"
+                )
+                assert [loc.host for loc in where.locations] == ["forge-1"]
+    finally:
+        running.close()

@@ -97,6 +97,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
                     backend_name=file.backend_name or file.path,
                     type=TYPE_NAMES.get(file.type, "other"),
                     sha256=sha,
+                    size_bytes=max(0, file.size_bytes),
                 )
             )
             if len(entries) > MAX_INVENTORY:

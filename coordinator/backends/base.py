@@ -50,6 +50,7 @@ class InventoryEntry:
     backend_name: str  # the exact name its API selects the file by
     type: str  # checkpoint, lora, ...
     sha256: str = ""  # when the server knows it (Forge caches checkpoint hashes)
+    size_bytes: int = 0  # 0: unknown
 
 
 @dataclass(frozen=True)

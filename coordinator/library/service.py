@@ -15,12 +15,12 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePath
 from typing import Any
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from coordinator.backends.base import InventoryEntry
@@ -41,6 +41,12 @@ from stablequeue.v1 import common_pb2, models_pb2
 
 log = logging.getLogger(__name__)
 LOCAL_HOST = "coordinator"  # locations under the coordinator's own --model-root folders
+# Who reported a location. Each source replaces only its own rows of a host; the
+# library's view of the host is their union.
+SOURCE_PROBE = "probe"  # a registered server's health probe
+SOURCE_SYNC = "sync"  # SyncInventory: an in-app extension or an agent
+SOURCE_SCAN = "scan"  # the coordinator's scan of its own model roots
+SOURCE_DOWNLOAD = "download"  # a file a node downloaded, hashed by its agent
 PROGRESS_EVERY_S = 0.25
 HEX = re.compile(r"^[0-9a-f]+$")
 TYPES = {
@@ -100,6 +106,7 @@ class ModelLibrary:
         self.version = 0
         self.inventoried: set[str] = set()  # hosts that reported an inventory
         self.lora_hosts: set[str] = set()  # ... with LoRAs in it
+        self._lora_sources: dict[str, set[str]] = {}  # host -> sources that listed LoRAs
         self._hosts_cache: dict[tuple[int, str], Placement] = {}
 
     # ---- scanning ---------------------------------------------------------
@@ -253,8 +260,12 @@ class ModelLibrary:
                 )  # fmt: skip
                 session.add(model)
             location = session.exec(
-                select(LocationRow).where(LocationRow.host == host, LocationRow.path == path)
-            ).first() or LocationRow(host=host, path=path, seen_at=now)
+                select(LocationRow).where(
+                    LocationRow.host == host,
+                    LocationRow.source == SOURCE_DOWNLOAD,
+                    LocationRow.path == path,
+                )
+            ).first() or LocationRow(host=host, source=SOURCE_DOWNLOAD, path=path, seen_at=now)
             location.backend_name = name
             location.name_key = name_key(name)
             location.sha256 = hashes.sha256
@@ -409,15 +420,23 @@ class ModelLibrary:
         entries: Iterable[InventoryEntry],
         incremental: bool = False,
         removed: Iterable[str] = (),
+        source: str = SOURCE_PROBE,
     ) -> None:
-        """Makes `entries` the complete list of model files on `host` — or, when
-        `incremental`, adds them and drops the `removed` paths."""
+        """Makes `entries` the complete list of model files `source` reports on `host` —
+        or, when `incremental`, adds them and drops the `removed` paths. What other
+        sources reported on the host stays."""
         items = list(entries)
         gone = set(removed)
-        if await self._db.run(lambda s: _replace_inventory(s, host, app, items, incremental, gone)):
+        report = _Report(host, source, app, items, incremental, gone)
+        if await self._db.run(lambda s: _replace_inventory(s, report)):
             self.version += 1
         self.inventoried.add(host)
+        sources = self._lora_sources.setdefault(host, set())
         if any(item.type == "lora" for item in items):
+            sources.add(source)
+        elif not incremental:
+            sources.discard(source)
+        if sources:
             self.lora_hosts.add(host)
         else:
             self.lora_hosts.discard(host)
@@ -432,6 +451,7 @@ class ModelLibrary:
             self.version += 1
         self.inventoried.discard(host)
         self.lora_hosts.discard(host)
+        self._lora_sources.pop(host, None)
 
     async def sync_inventory(
         self,
@@ -441,15 +461,15 @@ class ModelLibrary:
         incremental: bool = False,
         removed: Iterable[str] = (),
     ) -> tuple[int, list[str]]:
-        """An extension's or agent's snapshot: stored like a probe's; returns how many
-        files matched a known model and the paths the sender should hash (content
-        unknown, or only presumed from the file name)."""
-        await self.replace_inventory(host, app, entries, incremental, removed)
+        """An extension's or agent's snapshot: the host's "sync" part (a probe's part
+        stays); returns how many of its files matched a known model and the paths the
+        sender should hash (content unknown, or only presumed from the file name)."""
+        await self.replace_inventory(host, app, entries, incremental, removed, SOURCE_SYNC)
 
         def read(session: Session) -> tuple[int, list[str]]:
             rows = session.exec(
                 select(LocationRow.path, LocationRow.sha256, LocationRow.verified).where(
-                    LocationRow.host == host
+                    LocationRow.host == host, LocationRow.source == SOURCE_SYNC
                 )
             )
             matched, unverified = 0, []
@@ -595,7 +615,7 @@ def _copy(progress: models_pb2.ScanProgress) -> models_pb2.ScanProgress:
 def _local_cache(session: Session, roots: list[Path]) -> dict[str, tuple[int, int]]:
     rows = session.exec(
         select(LocationRow.path, LocationRow.size_bytes, LocationRow.mtime_ns).where(
-            LocationRow.host == LOCAL_HOST, LocationRow.verified
+            LocationRow.host == LOCAL_HOST, LocationRow.source == SOURCE_SCAN, LocationRow.verified
         )
     )
     return {path: (size, mtime) for path, size, mtime in rows}
@@ -604,7 +624,9 @@ def _local_cache(session: Session, roots: list[Path]) -> dict[str, tuple[int, in
 def _forget_missing(session: Session, roots: list[Path], seen: set[str]) -> None:
     """Drops local locations under `roots` whose files are gone (the models stay)."""
     rows = session.exec(
-        select(LocationRow.id, LocationRow.path).where(LocationRow.host == LOCAL_HOST)
+        select(LocationRow.id, LocationRow.path).where(
+            LocationRow.host == LOCAL_HOST, LocationRow.source == SOURCE_SCAN
+        )
     )
     gone = [
         row_id
@@ -629,7 +651,9 @@ def _store(session: Session, examined: list[Examined]) -> None:
         loc.path: loc
         for loc in session.exec(
             select(LocationRow).where(
-                LocationRow.host == LOCAL_HOST, col(LocationRow.path).in_(paths)
+                LocationRow.host == LOCAL_HOST,
+                LocationRow.source == SOURCE_SCAN,
+                col(LocationRow.path).in_(paths),
             )
         )
     }
@@ -646,7 +670,7 @@ def _store(session: Session, examined: list[Examined]) -> None:
             model.updated_at = now
         session.add(model)
         loc = locations.get(str(e.found.path)) or LocationRow(
-            host=LOCAL_HOST, path=str(e.found.path), seen_at=now
+            host=LOCAL_HOST, source=SOURCE_SCAN, path=str(e.found.path), seen_at=now
         )
         loc.backend_name = str(e.found.relative)
         loc.type = e.type
@@ -682,23 +706,37 @@ def _model_fields(e: Examined) -> dict[str, Any]:
     }
 
 
-def _replace_inventory(
-    session: Session,
-    host: str,
-    app: str,
-    entries: list[InventoryEntry],
-    incremental: bool = False,
-    removed: set[str] | None = None,
-) -> bool:
-    """Upserts `host`'s locations (only rows that change) and drops the ones it no longer
-    reports; True when anything changed. Entries without a hash are matched to a
-    known model by file name, provisionally (verified=False)."""
-    now = utcnow()
-    existing = {
-        loc.path: loc for loc in session.exec(select(LocationRow).where(LocationRow.host == host))
-    }
-    keys = {name_key(e.path) for e in entries if not e.sha256}
+@dataclass(frozen=True)
+class _Report:
+    """One source's report of the model files on a host."""
+
+    host: str
+    source: str
+    app: str
+    entries: list[InventoryEntry]
+    incremental: bool = False
+    removed: set[str] = field(default_factory=set)
+
+
+def _known_hashes(session: Session, report: _Report) -> tuple[dict[str, str], dict[str, str]]:
+    """Content other reports already established for entries that come without a hash:
+    by path on the same host (any source), then by file name anywhere."""
+    unhashed = [e for e in report.entries if not e.sha256]
+    by_path: dict[str, str] = {}
     by_name: dict[str, str] = {}
+    if not unhashed:
+        return by_path, by_name
+    paths = {e.path for e in unhashed}
+    for path, sha in session.exec(
+        select(LocationRow.path, LocationRow.sha256).where(
+            LocationRow.host == report.host,
+            LocationRow.source != report.source,
+            LocationRow.verified,
+            col(LocationRow.path).in_(paths),
+        )
+    ):
+        by_path.setdefault(path, str(sha))
+    keys = {name_key(e.path) for e in unhashed if e.path not in by_path}
     if keys:
         for key, sha in session.exec(
             select(LocationRow.name_key, LocationRow.sha256).where(
@@ -706,26 +744,69 @@ def _replace_inventory(
             )
         ):
             by_name.setdefault(key, str(sha))
-    hashed = {e.sha256 for e in entries if e.sha256}
+    return by_path, by_name
+
+
+def _share_hashes(session: Session, host: str, source: str, hashed: dict[str, str]) -> bool:
+    """A hash one source knows sticks to the file: other sources' rows of the same
+    path on `host` whose content was unknown or only presumed take it."""
+    changed = False
+    paths = list(hashed)
+    for start in range(0, len(paths), 500):
+        for loc in session.exec(
+            select(LocationRow).where(
+                LocationRow.host == host,
+                LocationRow.source != source,
+                col(LocationRow.path).in_(paths[start : start + 500]),
+                col(LocationRow.verified).is_(False),
+            )
+        ):
+            loc.sha256, loc.verified = hashed[loc.path], True
+            session.add(loc)
+            changed = True
+    return changed
+
+
+def _replace_inventory(session: Session, report: _Report) -> bool:
+    """Upserts the reporting source's locations on the host (only rows that change) and
+    drops the ones it no longer reports; other sources' rows stay. True when anything
+    changed. An entry without a hash takes the hash another source knows for the same
+    file, else is matched to a known model by file name, provisionally (verified=False)."""
+    now = utcnow()
+    existing = {
+        loc.path: loc
+        for loc in session.exec(
+            select(LocationRow).where(
+                LocationRow.host == report.host, LocationRow.source == report.source
+            )
+        )
+    }
+    by_path, by_name = _known_hashes(session, report)
+    hashed = {e.sha256 for e in report.entries if e.sha256}
     known: set[str] = set()
     if hashed:
         stmt = select(ModelRow.sha256).where(col(ModelRow.sha256).in_(hashed))
         known = set(session.exec(stmt))
     changed = False
     seen = set()
-    for e in entries:
+    for e in report.entries:
         seen.add(e.path)
         key = name_key(e.path)
-        sha = e.sha256 or by_name.get(key)
+        sha = e.sha256 or by_path.get(e.path) or by_name.get(key)
         if e.sha256 and e.sha256 not in known:
             session.add(ModelRow(sha256=e.sha256, autov2=e.sha256[:10], name=key, type=e.type,
-                                 created_at=now, updated_at=now))  # fmt: skip
+                                 size_bytes=e.size_bytes, created_at=now,
+                                 updated_at=now))  # fmt: skip
             known.add(e.sha256)
-        values = {"backend_name": e.backend_name, "app": app, "type": e.type, "name_key": key,
-                  "sha256": sha, "verified": bool(e.sha256)}  # fmt: skip
+        values = {"backend_name": e.backend_name, "app": report.app, "type": e.type,
+                  "name_key": key, "sha256": sha,
+                  "verified": bool(e.sha256) or e.path in by_path,
+                  "size_bytes": e.size_bytes}  # fmt: skip
         loc = existing.get(e.path)
         if loc is None:
-            loc = LocationRow(host=host, path=e.path, seen_at=now, **values)
+            loc = LocationRow(
+                host=report.host, source=report.source, path=e.path, seen_at=now, **values
+            )
         elif all(getattr(loc, k) == v for k, v in values.items()):
             continue
         else:
@@ -735,10 +816,18 @@ def _replace_inventory(
         session.add(loc)
         changed = True
     for path, loc in existing.items():
-        if (path in (removed or set())) if incremental else (path not in seen):
+        if (path in report.removed) if report.incremental else (path not in seen):
             session.delete(loc)
             changed = True
-    return changed
+    sizes = {e.sha256: e.size_bytes for e in report.entries if e.sha256 and e.size_bytes}
+    for sha, size in sizes.items():  # a size nobody knew yet (a probe reports none)
+        session.execute(
+            update(ModelRow)
+            .where(col(ModelRow.sha256) == sha, col(ModelRow.size_bytes) == 0)
+            .values(size_bytes=size)
+        )
+    mine = {e.path: e.sha256 for e in report.entries if e.sha256}
+    return _share_hashes(session, report.host, report.source, mine) or changed
 
 
 def _hosts_for(session: Session, reference: str) -> Placement:
@@ -789,14 +878,24 @@ def _resolve(session: Session, reference: str) -> ModelRow | None:
 
 
 def _locations(session: Session, shas: list[str]) -> dict[str, list[LocationRow]]:
+    """Each model's files, one per (host, path) whichever sources reported it (a
+    verified row before a presumed one)."""
     found: dict[str, list[LocationRow]] = {sha: [] for sha in shas}
     if shas:
+        seen: set[tuple[str, str]] = set()
         for loc in session.exec(
             select(LocationRow)
             .where(col(LocationRow.sha256).in_(shas))
-            .order_by(LocationRow.host, LocationRow.path)
+            .order_by(
+                LocationRow.host,
+                LocationRow.path,
+                col(LocationRow.verified).desc(),
+                col(LocationRow.seen_at).desc(),
+            )
         ):
-            found[str(loc.sha256)].append(loc)
+            if (loc.host, loc.path) not in seen:
+                seen.add((loc.host, loc.path))
+                found[str(loc.sha256)].append(loc)
     return found
 
 

@@ -176,18 +176,23 @@ class ModelRow(SQLModel, table=True):
 
 
 class LocationRow(SQLModel, table=True):
-    """One file on one host. For the coordinator's own model roots it is also the
-    hash cache: unchanged (path, size, mtime) means the stored hashes still hold."""
+    """One file on one host, as one source reported it (`source`: "probe", "sync",
+    "scan", "download"); a source replaces only its own rows. For the coordinator's own
+    model roots it is also the hash cache: unchanged (path, size, mtime) means the
+    stored hashes still hold."""
 
     __tablename__ = "model_locations"
     __table_args__ = (
-        UniqueConstraint("host", "path", name="uq_locations_host_path"),
+        UniqueConstraint("host", "source", "path", name="uq_locations_host_source_path"),
+        Index("ix_locations_host_path", "host", "path"),
         Index("ix_locations_sha256", "sha256"),
         Index("ix_locations_name_key", "name_key"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     host: str = Field(max_length=100)
+    # Who reported it; see the class docstring.
+    source: str = Field(default="probe", max_length=16)
     path: str = Field(max_length=2000)
     # The exact name the host's backend selects it by.
     backend_name: str = Field(default="", max_length=2000)

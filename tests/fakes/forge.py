@@ -71,6 +71,7 @@ class FakeForge(LoopbackServer):
         self.departures: list[float] = []  # ... and its answer went out
         self.in_flight = 0
         self.max_in_flight = 0  # most generation requests open at once
+        self.model_lists = 0  # GET /sdapi/v1/sd-models answered (each probe reads it)
         super().__init__()
 
     async def setup(self) -> None:
@@ -90,6 +91,7 @@ class FakeForge(LoopbackServer):
         return web.json_response({"sd_model_checkpoint": self.loaded, "samples_format": "png"})
 
     async def sd_models(self, request: web.Request) -> web.Response:
+        self.model_lists += 1
         return web.json_response(self.checkpoints)
 
     async def loras(self, request: web.Request) -> web.Response:

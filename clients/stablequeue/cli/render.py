@@ -166,6 +166,11 @@ def _type_name(model: Any) -> str:
     return str(enum.values_by_number[model.type].name).removeprefix("MODEL_TYPE_").lower()
 
 
+def mib(size: int) -> str:
+    """A model's size in MiB; 0 is a size nobody reported, shown as unknown."""
+    return f"{size / 1024**2:,.1f} MiB" if size > 0 else "unknown"
+
+
 def models_table(models: Iterable[Any]) -> Table:
     table = Table()
     for column in ("NAME", "TYPE", "BASE", "AUTOV2", "SIZE", "WHERE"):
@@ -174,7 +179,7 @@ def models_table(models: Iterable[Any]) -> Table:
         hosts = sorted({loc.host for loc in model.locations})
         table.add_row(
             model.name, _type_name(model), model.base_model or "-", model.hashes.autov2,
-            f"{model.size_bytes / 1024**2:,.1f} MiB", ", ".join(hosts) or "-",
+            mib(model.size_bytes), ", ".join(hosts) or "-",
         )  # fmt: skip
     return table
 
@@ -186,7 +191,8 @@ def model_details(model: Any) -> Table:
         ("name", model.name), ("type", _type_name(model)), ("base model", model.base_model),
         ("sha256", hashes.sha256), ("autov2", hashes.autov2), ("autov1", hashes.autov1),
         ("autov3", hashes.autov3), ("blake3", hashes.blake3),
-        ("size", f"{model.size_bytes:,} bytes"), ("version", model.version_name),
+        ("size", f"{model.size_bytes:,} bytes" if model.size_bytes else "unknown"),
+        ("version", model.version_name),
         ("trained words", ", ".join(model.trained_words)), ("tags", ", ".join(model.tags)),
         ("source", model.source_url), ("description", model.description[:300]),
         ("preview", "yes" if model.has_preview else "no"),
