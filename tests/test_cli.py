@@ -198,3 +198,37 @@ def test_images_list_get_and_delete(
         assert code == 1 and "NOT_FOUND" in err and not (tmp_path / "gone.png").exists()
     finally:
         forge.close()
+
+
+@pytest.mark.parametrize("kind", ["forge", "sdcpp"])
+def test_unseeded_submits_get_random_seeds_recorded_as_their_images_say(
+    capsys: pytest.CaptureFixture[str], sqlite_server: CoordinatorThread, kind: str
+) -> None:
+    """`sq submit` without --seed sends -1; the backend picks a seed; the seed recorded
+    with the image (and shown by `sq show` and `sq images`) is the one in its infotext."""
+    import re
+
+    from coordinator.outputs import png
+    from tests.fakes.sdcpp import FakeSdServer
+
+    backend = FakeForge() if kind == "forge" else FakeSdServer()
+    try:
+        run = lambda *args: sq(capsys, sqlite_server, *args)  # noqa: E731
+        assert run("servers", "add", "b1", "--kind", kind, "--url", backend.url)[0] == 0
+        seeds = []
+        for _ in range(2):
+            code, out, _ = run("submit", "an unseeded fox", "--steps", "2", "--wait", "--json")
+            assert code == 0, out
+            (job,) = json.loads(out)
+            assert job["spec"]["params"]["seed"] == "-1"  # asked for a random seed
+            code, out, _ = run("images", "--job", job["id"], "--json")
+            (result,) = json.loads(out)["results"]
+            stored = (sqlite_server.coordinator.results.root / result["filename"]).read_bytes()
+            named = re.search(r"Seed: (\d+)", png.text(stored)["parameters"])
+            assert named is not None and result["seed"] == named.group(1)
+            code, out, _ = run("show", job["id"])
+            assert code == 0 and f"(seed {result['seed']})" in out
+            seeds.append(result["seed"])
+        assert seeds[0] != seeds[1]
+    finally:
+        backend.close()

@@ -40,12 +40,14 @@ def txt2img(
         extra: backend-specific settings, sent as extra_json.
         params: any other GenerationParams field (seed, steps, cfg_scale, width,
             height, sampler, scheduler, batch_size, iterations, denoising_strength).
+            Without a seed the job gets a random one (-1): every run a new image.
 
     Raises:
         KeyError: unknown app.
         ValueError: unknown parameter name.
     """
     images = list(init_images)
+    params.setdefault("seed", -1)
     generation = queue_pb2.GenerationParams(
         mode=queue_pb2.GENERATION_MODE_IMG2IMG if images else queue_pb2.GENERATION_MODE_TXT2IMG,
         prompt=prompt,

@@ -28,6 +28,7 @@ from coordinator.backends.base import (
     request,
 )
 from coordinator.errors import BackendRejected, BackendUnavailable
+from coordinator.outputs import png
 from coordinator.outputs.store import mime_of
 from stablequeue.v1 import queue_pb2
 
@@ -271,7 +272,7 @@ def sdapi_images(reply: dict[str, Any]) -> list[Image]:
             Image(
                 data=data,
                 mime=mime_of(data),
-                seed=int(seeds[n]) if n < len(seeds) else -1,
+                seed=int(seeds[n]) if n < len(seeds) else png.seed_in(data),
                 infotext=str(infotexts[n]) if n < len(infotexts) else "",
             )
         )

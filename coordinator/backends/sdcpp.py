@@ -31,6 +31,7 @@ from coordinator.backends.base import (
 from coordinator.backends.forge import sdapi_images
 from coordinator.dispatch.policy import model_matches
 from coordinator.errors import BackendRejected, BackendUnavailable
+from coordinator.outputs import png
 from coordinator.outputs.store import mime_of
 from stablequeue.v1 import queue_pb2
 
@@ -233,9 +234,9 @@ class SdCppBackend:
         for item in encoded:
             data = base64.b64decode(item["b64_json"])
             index = int(item["index"])
-            images.append(
-                Image(data=data, mime=mime_of(data), seed=seed + index if seed >= 0 else -1)
-            )
+            # For a random seed (-1) sd.cpp picks one and writes it into the image.
+            used = seed + index if seed >= 0 else png.seed_in(data)
+            images.append(Image(data=data, mime=mime_of(data), seed=used))
         return images
 
     async def _run_sdapi(self, params: queue_pb2.GenerationParams) -> list[Image]:

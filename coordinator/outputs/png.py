@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
@@ -51,6 +52,19 @@ def text(data: bytes) -> dict[str, str]:
                 "utf-8"
             )
     return found
+
+
+SEED = re.compile(r"(?:^|[\s,])Seed: (\d+)")
+
+
+def seed_in(data: bytes) -> int:
+    """The seed an image's own `parameters` text names ("Seed: N", as A1111, Forge and
+    stable-diffusion.cpp write it); -1 when it names none or is not a PNG."""
+    try:
+        found = SEED.search(text(data).get("parameters", ""))
+    except (NotPng, ValueError, IndexError, struct.error, zlib.error):
+        return -1
+    return int(found.group(1)) if found else -1
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import json
+import random
 import time
 from typing import Any
 
@@ -152,7 +153,7 @@ class FakeForge(LoopbackServer):
                 self.state["sampling_step"] = step + 1
                 await asyncio.sleep(self.step_seconds)
             seed = int(body.get("seed", -1))
-            seed = seed if seed >= 0 else 1234
+            seed = seed if seed >= 0 else random.randrange(2**32)  # Forge: a random seed
             seeds = [seed + i for i in range(count)]
             infotexts = [f"{body['prompt']}\nSteps: {steps}, Seed: {s}, Model: x" for s in seeds]
             images = [base64.b64encode(png(color(s), t)).decode()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import time
 from typing import Any
 
@@ -173,7 +174,7 @@ class FakeSdServer(LoopbackServer):
         steps = int(sample.get("sample_steps") or body.get("steps") or 20)
         count = int(body.get("batch_count") or body.get("batch_size") or 1)
         seed = int(body.get("seed", 42))
-        seed = seed if seed >= 0 else 31337
+        seed = seed if seed >= 0 else random.randrange(2**31)  # sd.cpp picks one
         async with self.gpu:
             await asyncio.sleep(steps * self.step_seconds)
         images = []
@@ -203,6 +204,6 @@ class FakeSdServer(LoopbackServer):
         except RuntimeError as e:
             return web.json_response({"error": "server_error", "message": str(e)}, status=500)
         seed = int(body.get("seed", 42))
-        seed = seed if seed >= 0 else 31337
+        seed = seed if seed >= 0 else random.randrange(2**31)  # sd.cpp picks one
         info = {"all_seeds": [seed + i for i in range(len(images))], "index_of_first_image": 0}
         return web.json_response({"images": images, "parameters": body, "info": json.dumps(info)})

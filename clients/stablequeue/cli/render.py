@@ -92,6 +92,9 @@ def job_details(job: queue_pb2.Job) -> Table:
         table.add_row(f"params.{key}", str(value))
     if "workflow_json" in spec:
         table.add_row("workflow", describe(job))
+    for result in job.results:  # the seed each image was made with
+        seed = str(result.seed) if result.seed >= 0 else "unknown"
+        table.add_row("image", f"{result.filename or result.id} (seed {seed})")
     return table
 
 
