@@ -109,15 +109,23 @@ def settings(forge_app: SimpleNamespace, sqlite_server: CoordinatorThread) -> It
 
 
 def generate_inputs(demo: Any, tab: str) -> list[Any]:
-    """Generate's input components on `tab`, found in the built page."""
-    button = next(b for b in demo.blocks.values() if getattr(b, "elem_id", "") == f"{tab}_generate")
-    from sq_forge.buttons import find_click
+    """The inputs of the app's own generation call on `tab` (`modules.txt2img.txt2img`
+    behind Forge's wrappers), whichever other handlers are bound to Generate too."""
+    import importlib
+    import inspect
 
+    own = getattr(importlib.import_module(f"modules.{tab}"), tab)
+    button = next(b for b in demo.blocks.values() if getattr(b, "elem_id", "") == f"{tab}_generate")
+    from sq_forge.buttons import clicks
+
+    handlers = []
     for block in [demo, *[b for b in demo.blocks.values() if hasattr(b, "fns")]]:
-        found = find_click(block, button)
-        if found is not None:
-            return list(found.inputs)
-    raise AssertionError(f"no Generate click on {tab}")
+        handlers = handlers or clicks(block, button)
+    # The stand-in binds ControlNet's three unit handlers first, as Forge does.
+    assert len(handlers) == 4 and [inspect.unwrap(h.fn) is own for h in handlers] == [
+        False, False, False, True
+    ]  # fmt: skip
+    return list(handlers[-1].inputs)
 
 
 def defaults(components: list[Any], **changes: Any) -> list[Any]:
@@ -152,9 +160,11 @@ def txt2img_values(demo: Any) -> list[Any]:
         txt2img_steps=28,
         txt2img_sampling="DPM++ 2M",
         txt2img_scheduler="Karras",
-        txt2img_cn_enable=True,
-        txt2img_cn_weight=0.6,
     )
+    # ControlNet's first unit, as its Enable checkbox and weight slider left it.
+    controlnet = sys.modules["forge_script_controlnet_controlnet"]
+    first = next(i for i, v in enumerate(values) if isinstance(v, controlnet.ControlNetUnit))
+    values[first] = controlnet.UiControlNetUnit(True, 0.6)
     return values
 
 
@@ -277,10 +287,10 @@ def test_queue_sends_everything_generate_would_run_and_generates_nothing(
 
     # The always-on script's arguments, its unit's image as base64 PNG; built-ins
     # (seed, sampler) are plain fields, and our own script sends nothing.
-    (enabled, weight, unit) = extra["alwayson_scripts"]["controlnet"]["args"]
-    assert (enabled, weight) == (True, 0.6)
-    assert unit["model"] == "control_canny [e3fe7712]" and unit["enabled"] is False
-    image = Image.open(io.BytesIO(base64.b64decode(unit["image"])))
+    (first, second, _third) = extra["alwayson_scripts"]["controlnet"]["args"]
+    assert (first["enabled"], first["weight"]) == (True, 0.6)
+    assert first["model"] == "control_canny [e3fe7712]" and second["enabled"] is False
+    image = Image.open(io.BytesIO(base64.b64decode(first["image"])))
     assert image.size == (8, 8) and image.getpixel((0, 0)) == (200, 200, 200)
     assert set(extra["alwayson_scripts"]) == {"controlnet"}
 
@@ -318,7 +328,8 @@ def test_img2img_queue_sends_the_source_image(
     assert body["prompt"] == "a watercolor <lora:detail:0.5>"  # the server's own LoRA name
     got = Image.open(io.BytesIO(base64.b64decode(body["init_images"][0])))
     assert got.size == (64, 48) and got.convert("RGB").getpixel((3, 3)) == (10, 120, 200)
-    assert body["alwayson_scripts"]["controlnet"]["args"][:2] == [False, 1.0]
+    units = body["alwayson_scripts"]["controlnet"]["args"]
+    assert [(u["enabled"], u["weight"]) for u in units] == [(False, 1.0)] * 3
     assert body["image_cfg_scale"] == 1.5 and body["resize_mode"] == 0
     assert processing.GENERATED == []
 
@@ -434,8 +445,9 @@ def test_syncer_follows_a_model_refresh(
 def test_queue_click_in_the_browser_runs_on_a_forge_server(
     forge_app: SimpleNamespace, settings: Any, sqlite_server: CoordinatorThread, tmp_path: Path
 ) -> None:
-    """The real page: type a prompt, press Queue; the job runs; the tab shows it."""
-    from tests.test_dashboard_browser import CHROMIUM, FLAGS, free_port
+    """The real page: type a prompt, press Queue; the job runs; the tab shows it, and
+    every control of the tab acts (through Forge's event wrappers)."""
+    from tests.test_dashboard_browser import CHROMIUM, FLAGS, free_port, use_every_control
 
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make test installs it)")
@@ -464,6 +476,8 @@ def test_queue_click_in_the_browser_runs_on_a_forge_server(
             cells = page.locator("#sq_queue [role=gridcell][data-col='0']")
             wait_until(lambda: job.id[:8] in cells.all_inner_texts(), timeout=20)
             page.screenshot(path=str(artifacts / "forge-tab.png"), full_page=True)
+            forge.step_seconds = 0.02
+            use_every_control(page, sq, artifacts, prefix="forge-")
             browser.close()
     finally:
         forge_app.demo.close()

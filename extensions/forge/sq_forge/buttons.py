@@ -1,16 +1,19 @@
 """Queue buttons beside Generate, their options, and the StableQueue tab.
 
 The buttons are made when Forge creates `{tab}_generate` (an after-component
-callback). Generate's own click is wired later in Forge's UI code, so the Queue
-click is bound at the first component created after it in the same Blocks
-(or, at the latest, when the tabs are built), with Generate's exact inputs
-followed by ours (target, priority, count, seed mode).
+callback). Generate's own click is wired later in Forge's UI code — after other
+extensions' handlers on the same button (Forge's built-in ControlNet binds three) —
+so the Queue click is bound at the first component created after the app's own
+generation handler in the same Blocks (or, at the latest, when the tabs are built),
+with that handler's exact inputs followed by ours (target, priority, count, seed
+mode).
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -125,11 +128,13 @@ def add_buttons(tab: str, generate: Any) -> None:
         state.status = gr.HTML("", elem_id=f"{tab}_sq_status")
 
 
-def find_click(blocks: Any, component: Any) -> Any:
-    """The function bound to `component`'s click in `blocks` (gradio 3.41 to 6)."""
+def clicks(blocks: Any, component: Any) -> list[Any]:
+    """The functions bound to `component`'s click in `blocks`, in binding order
+    (gradio 3.41 to 6)."""
     fns = getattr(blocks, "fns", None) or {}
     functions = list(fns.values()) if isinstance(fns, dict) else list(fns)
     dependencies = getattr(blocks, "dependencies", None)
+    found = []
     for index, function in enumerate(functions):
         targets = getattr(function, "targets", None)
         if targets is None and isinstance(dependencies, list) and index < len(dependencies):
@@ -139,27 +144,88 @@ def find_click(blocks: Any, component: Any) -> Any:
                 for t in dep.get("targets", [])
             ]
         if any(t[0] == component._id and t[1] == "click" for t in targets or []):
+            found.append(function)
+    return found
+
+
+def find_click(blocks: Any, component: Any) -> Any:
+    """The first function bound to `component`'s click in `blocks`, or None."""
+    found = clicks(blocks, component)
+    return found[0] if found else None
+
+
+def app_function(tab: str) -> Any:
+    """The app's own generation function for `tab` (what Generate runs)."""
+    import importlib
+
+    module = importlib.import_module(f"modules.{tab}")
+    return getattr(module, tab, None)
+
+
+def describe_handler(function: Any) -> str:
+    fn = inspect.unwrap(getattr(function, "fn", None) or (lambda: None))
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+    return f"{name} ({len(getattr(function, 'inputs', []) or [])} inputs)"
+
+
+def find_generation(blocks: Any, generate: Any, tab: str) -> Any:
+    """The app's own generation handler among those bound to Generate's click.
+
+    Other extensions bind handlers to Generate too (Forge's built-in ControlNet binds
+    three, before Forge's own), so the one whose function is — through its wrappers
+    (`wrap_gradio_gpu_call` keeps `__wrapped__`) — the app's `modules.txt2img.txt2img`
+    or `modules.img2img.img2img` is chosen. None when no such handler is bound.
+    """
+    own = app_function(tab)
+    for function in clicks(blocks, generate):
+        fn = getattr(function, "fn", None)
+        if fn is None:
+            continue
+        unwrapped = inspect.unwrap(fn)
+        if unwrapped is own or (
+            getattr(unwrapped, "__module__", "") == f"modules.{tab}"
+            and getattr(unwrapped, "__name__", "") == tab
+        ):
             return function
     return None
 
 
 def bind_pending(final: bool) -> None:
-    """Binds each tab's Queue buttons once Generate's click exists."""
+    """Binds each tab's Queue buttons once the app's own Generate handler exists."""
     for state in TABS.values():
         if state.bound or state.generate is None or not state.controls or not state.buttons:
             continue
         if not final and _root() is not state.root:
             continue
-        generate = find_click(state.root, state.generate)
+        generate = find_generation(state.root, state.generate, state.tab)
+        outputs = [state.status] if state.status is not None else []
         if generate is None:
             if final:
-                log.warning("StableQueue: no Generate click found on %s", state.tab)
+                unbound(state, outputs)
             continue
         inputs = list(generate.inputs) + state.controls
-        outputs = [state.status] if state.status is not None else []
         for button, many in zip(state.buttons, (False, True), strict=True):
             button.click(fn=handler(state.tab, many), inputs=inputs, outputs=outputs)
         state.bound = True
+
+
+def unbound(state: TabState, outputs: list[Any]) -> None:
+    """No generation handler on Generate: the buttons say so, the console says what was
+    there instead."""
+    found = [describe_handler(f) for f in clicks(state.root, state.generate)]
+    log.warning(
+        "StableQueue: Queue on %s is off: none of the %d handlers on Generate is the app's "
+        "own modules.%s.%s: %s",
+        state.tab, len(found), state.tab, state.tab, "; ".join(found) or "none",
+    )  # fmt: skip
+    text = message(
+        f"StableQueue cannot queue from {state.tab} in this app: its Generate button does "
+        "not run the app's own generation (see the console)",
+        error=True,
+    )
+    for button in state.buttons:
+        button.click(fn=lambda text=text: text, outputs=outputs)
+    state.bound = True
 
 
 def handler(tab: str, many: bool) -> Callable[..., str]:

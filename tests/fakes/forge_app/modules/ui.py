@@ -2,7 +2,10 @@
 
 Each tab is its own gr.Blocks; extension tabs come from `on_ui_tabs`; one page
 renders them all. Like Forge, every component's creation fires the
-before/after-component callbacks (Forge patches gradio's Component.__init__).
+before/after-component callbacks (Forge patches gradio's Component.__init__), and on
+gradio 4+ (Forge; not A1111's gradio 3) each component's event methods are replaced
+by a `(*args, **kwargs)` wrapper, as Forge's modules/gradio_extensions.py does
+(PROTOCOLS.md §12).
 """
 
 from __future__ import annotations
@@ -19,11 +22,37 @@ _original_init = gr.components.Component.__init__
 page_head = ""  # the extensions' scripts and styles (webui.page_head)
 
 
+WRAPS_EVENTS = int(gr.__version__.split(".")[0]) >= 4
+
+
+class EventWrapper:
+    """Forge's replacement of a component's event method: takes anything, renames
+    `_js` to `js`, calls the original. Its signature is `(*args, **kwargs)`."""
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if "_js" in kwargs:
+            kwargs["js"] = kwargs.pop("_js")
+        return self.event(*args, **kwargs)
+
+
+def _wrap_events(component: Any) -> None:
+    for event in getattr(component, "EVENTS", None) or []:
+        name = str(getattr(event, "event_name", event))
+        original = getattr(component, name, None)
+        if original is not None:
+            setattr(component, name, EventWrapper(original))
+
+
 def _component_init(self: Any, *args: Any, **kwargs: Any) -> None:
     if scripts.scripts_current is not None:
         scripts.scripts_current.before_component(self, **kwargs)
     script_callbacks.before_component_callback(self, **kwargs)
     _original_init(self, *args, **kwargs)
+    if WRAPS_EVENTS:
+        _wrap_events(self)
     script_callbacks.after_component_callback(self, **kwargs)
     if scripts.scripts_current is not None:
         scripts.scripts_current.after_component(self, **kwargs)
