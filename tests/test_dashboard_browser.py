@@ -99,6 +99,91 @@ def select(page: Any, job: queue_pb2.Job) -> None:
     wait_until(lambda: box.input_value() == job.id, timeout=10)
 
 
+def status_of(page: Any, job: queue_pb2.Job) -> str:
+    """The Status cell of the job's row, as shown."""
+    cells = page.locator("#sq_queue [role=gridcell][data-col='1']")
+    ids = cell_texts(page)
+    texts = [t.strip() for t in cells.all_inner_texts()]
+    return texts[ids.index(job.id[:8])] if job.id[:8] in ids and len(texts) == len(ids) else ""
+
+
+def said(page: Any, text: str) -> None:
+    page.wait_for_selector(f"#sq_message:has-text('{text}')", timeout=10_000)
+
+
+def use_every_control(page: Any, sq: Client, tmp_path: Path, prefix: str = "") -> None:
+    """Each control of the StableQueue tab, with a server registered that runs jobs: its
+    effect in the coordinator, its message in the page, and rows updated in place."""
+    page.wait_for_selector("#sq_status:has-text('pending')", timeout=20_000)
+    page.click("#sq_pause")
+    said(page, "Queue paused")
+    wait_until(lambda: sq.stats().paused)
+    page.wait_for_selector("#sq_status:has-text('queue paused')", timeout=10_000)
+    waiting = [
+        sq.submit(txt2img(f"lighthouse, variation {i}", steps=8, seed=11 + i)) for i in range(4)
+    ]
+    wait_until(lambda: {j.id[:8] for j in waiting} <= set(cell_texts(page)), timeout=10)
+    shoot(page, tmp_path, f"{prefix}dashboard-queue")
+
+    def status(job: queue_pb2.Job) -> int:
+        return sq.get_job(job.id).status
+
+    def order() -> list[str]:
+        return [j.id for j in sq.list_jobs(statuses=[queue_pb2.JOB_STATUS_PENDING]).jobs]
+
+    select(page, waiting[1])
+    page.click("#sq_cancel")
+    said(page, f"Cancel: {waiting[1].id[:8]}")
+    wait_until(lambda: status(waiting[1]) == queue_pb2.JOB_STATUS_CANCELLED)
+    wait_until(lambda: status_of(page, waiting[1]) == "cancelled", timeout=10)
+    page.click("#sq_retry")
+    said(page, f"Retry: {waiting[1].id[:8]}")
+    wait_until(lambda: status(waiting[1]) == queue_pb2.JOB_STATUS_PENDING)
+    wait_until(lambda: status_of(page, waiting[1]) == "pending", timeout=10)
+
+    select(page, waiting[3])
+    page.click("#sq_front")
+    said(page, f"Front: {waiting[3].id[:8]}")
+    wait_until(lambda: order()[0] == waiting[3].id)
+    wait_until(lambda: cell_texts(page)[0] == waiting[3].id[:8], timeout=10)
+    page.click("#sq_back")
+    said(page, f"Back: {waiting[3].id[:8]}")
+    wait_until(lambda: order()[-1] == waiting[3].id)
+
+    select(page, waiting[2])
+    page.fill("#sq_priority input", "7")
+    page.click("#sq_set_priority")
+    said(page, f"Priority: {waiting[2].id[:8]}")
+    wait_until(lambda: order()[0] == waiting[2].id)
+    wait_until(lambda: cell_texts(page)[0] == waiting[2].id[:8], timeout=10)
+
+    select(page, waiting[0])
+    page.click("#sq_delete")
+    said(page, "cancel it before deleting it")  # the coordinator's refusal, shown
+    page.click("#sq_cancel")
+    said(page, f"Cancel: {waiting[0].id[:8]}")
+    page.click("#sq_delete")
+    said(page, f"Delete: {waiting[0].id[:8]}")
+    wait_until(lambda: waiting[0].id not in {j.id for j in sq.list_jobs().jobs})
+    wait_until(lambda: waiting[0].id[:8] not in cell_texts(page), timeout=10)
+
+    page.click("#sq_resume")
+    said(page, "Queue resumed")
+    ran = waiting[1:]
+    wait_until(lambda: all(status(j) == queue_pb2.JOB_STATUS_COMPLETED for j in ran), 30)
+    # The rows changed in place (no reload): each finished job reads "completed".
+    wait_until(lambda: all(status_of(page, j) == "completed" for j in ran), timeout=15)
+    page.wait_for_function(
+        "document.querySelectorAll('#sq_gallery img').length >= 3", timeout=30_000
+    )
+    page.locator("#sq_gallery img").first.click()
+    infotext = page.locator("#sq_infotext textarea")
+    wait_until(lambda: "Seed:" in infotext.input_value(), timeout=10)
+    box = page.locator("#sq_selected textarea, #sq_selected input").first
+    assert box.input_value() in {j.id for j in ran}
+    shoot(page, tmp_path, f"{prefix}dashboard-image")
+
+
 def test_dashboard_follows_a_job_to_its_image_and_acts_on_the_queue(
     sqlite_server: CoordinatorThread, dashboard: str, page: Any, tmp_path: Path
 ) -> None:
@@ -121,60 +206,14 @@ def test_dashboard_follows_a_job_to_its_image_and_acts_on_the_queue(
                 "document.querySelectorAll('#sq_gallery img').length >= 1", timeout=20_000
             )
             assert sq.get_job(first.id).status == queue_pb2.JOB_STATUS_COMPLETED
-
-            # Paused queue: three waiting jobs; cancel one and move another to the front.
-            page.click("#sq_pause")
-            page.wait_for_selector("#sq_status:has-text('queue paused')", timeout=10_000)
-            waiting = [
-                sq.submit(txt2img(f"lighthouse, variation {i}", steps=2, seed=11 + i))
-                for i in range(3)
-            ]
-            wait_until(lambda: {j.id[:8] for j in waiting} <= set(cell_texts(page)), timeout=10)
-            shoot(page, tmp_path, "dashboard-queue")
-
-            select(page, waiting[1])
-            page.click("#sq_cancel")
-            wait_until(lambda: sq.get_job(waiting[1].id).status == queue_pb2.JOB_STATUS_CANCELLED)
-            page.wait_for_selector("#sq_message:has-text('Cancel')", timeout=10_000)
-
-            select(page, waiting[2])
-            page.click("#sq_front")
-
-            def order() -> list[str]:
-                pending = sq.list_jobs(statuses=[queue_pb2.JOB_STATUS_PENDING]).jobs
-                return [j.id for j in pending]
-
-            wait_until(lambda: order() == [waiting[2].id, waiting[0].id])
-            wait_until(
-                lambda: cell_texts(page)[:2] == [waiting[2].id[:8], waiting[0].id[:8]],
-                timeout=10,
-            )
-
-            # A higher priority runs first.
-            select(page, waiting[0])
-            page.fill("#sq_priority input", "7")
-            page.click("#sq_set_priority")
-            wait_until(lambda: order() == [waiting[0].id, waiting[2].id])
-            wait_until(
-                lambda: cell_texts(page)[:2] == [waiting[0].id[:8], waiting[2].id[:8]],
-                timeout=10,
-            )
-
-            # Resume from the page: both run, the gallery shows three images.
-            page.click("#sq_resume")
-            page.wait_for_function(
-                "document.querySelectorAll('#sq_gallery img').length >= 3", timeout=30_000
-            )
+            forge.step_seconds = 0.02
+            use_every_control(page, sq, tmp_path)
             page.get_by_text("Servers, nodes and models").click()
             page.wait_for_selector("#sq_fleet [role=gridcell]:has-text('forge-1')", timeout=15_000)
             picture = shoot(page, tmp_path, "dashboard")
             if os.environ.get("SQ_DOCS_SCREENSHOT"):
                 (ROOT / "docs").mkdir(exist_ok=True)
                 shutil.copy(picture, ROOT / "docs" / "dashboard.png")
-            page.locator("#sq_gallery img").first.click()
-            infotext = page.locator("#sq_infotext textarea")
-            wait_until(lambda: "Seed:" in infotext.input_value(), timeout=10)
-            shoot(page, tmp_path, "dashboard-image")
     finally:
         forge.close()
 

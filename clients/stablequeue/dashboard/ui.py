@@ -42,10 +42,19 @@ CSS = """
 PasteHook = Callable[[Any, str, Any], None]
 
 
-def _listen(method: Callable[..., Any], fn: Callable[..., Any], **kwargs: Any) -> Any:
-    """Binds an event, dropping options this gradio does not know (3.x has fewer)."""
-    known = inspect.signature(method).parameters
-    return method(fn, **{k: v for k, v in kwargs.items() if k in known})
+def _listen(block: Any, event: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """Binds `block.<event>`, dropping options this gradio does not know (3.x has fewer).
+
+    The options are read off the event method of the block's class: Forge replaces each
+    component's own event methods with `(*args, **kwargs)` wrappers, whose signature
+    says nothing about what gradio takes.
+    """
+    declared = inspect.signature(getattr(type(block), event)).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in declared.values()):
+        known: Any = kwargs
+    else:
+        known = declared
+    return getattr(block, event)(fn, **{k: v for k, v in kwargs.items() if k in known})
 
 
 def _table(rows: list[list[Any]], columns: list[str]) -> Any:
@@ -128,6 +137,12 @@ def status_line(feed: QueueFeed, jobs: list[queue_pb2.Job]) -> str:
     return f"**{running}** running · **{pending}** pending{paused}{servers}"
 
 
+def caption(result: queue_pb2.JobResult) -> str:
+    """A gallery image's caption: the seed it was made with, and its file."""
+    seed = f"seed {result.seed}" if result.seed >= 0 else "seed unknown"
+    return f"{seed} · {result.filename or result.id[:8]}"
+
+
 def job_infotext(job: queue_pb2.Job) -> str:
     """A finished image's own infotext, else one built from the job's parameters."""
     for result in job.results:
@@ -184,7 +199,7 @@ class Dashboard:
         client = self.connect()
         try:
             results = client.list_results(page_size=GALLERY_SIZE).results
-            items = [(self.image(client, r), r.filename or r.id[:8]) for r in results]
+            items = [(self.image(client, r), caption(r)) for r in results]
             return items, [[r.id, r.job_id, r.infotext] for r in results]
         except StableQueueError:
             return [], []
@@ -340,20 +355,21 @@ def build(dashboard: Dashboard, paste: PasteHook | None = None) -> Callable[[Any
         return lambda text="", value=None: dashboard.act(verb, text, value)
 
     for button, verb in ((cancel, "cancel"), (retry, "retry"), (delete, "delete")):
-        _listen(button.click, act(verb), inputs=[selected], outputs=[message])
+        _listen(button, "click", act(verb), inputs=[selected], outputs=[message])
     for button, verb in ((front, "front"), (back, "back")):
-        _listen(button.click, act(verb), inputs=[selected], outputs=[message])
-    _listen(set_priority.click, act("priority"), inputs=[selected, priority], outputs=[message])
-    _listen(pause.click, act("pause"), outputs=[message])
-    _listen(resume.click, act("resume"), outputs=[message])
+        _listen(button, "click", act(verb), inputs=[selected], outputs=[message])
+    _listen(set_priority, "click", act("priority"), inputs=[selected, priority], outputs=[message])
+    _listen(pause, "click", act("pause"), outputs=[message])
+    _listen(resume, "click", act("resume"), outputs=[message])
     pick_row, pick_image = _pickers(dashboard)
-    _listen(table.select, pick_row, inputs=[table], outputs=[selected, params, priority])
-    _listen(gallery.select, pick_image, inputs=[shown], outputs=[selected, params])
+    _listen(table, "select", pick_row, inputs=[table], outputs=[selected, params, priority])
+    _listen(gallery, "select", pick_image, inputs=[shown], outputs=[selected, params])
     outputs = [status, table, running, gallery, shown, servers, nodes, models]
 
     def attach(blocks: Any) -> None:
         _listen(
-            blocks.load,
+            blocks,
+            "load",
             dashboard.stream,
             outputs=outputs,
             concurrency_limit=None,
