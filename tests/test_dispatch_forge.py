@@ -46,14 +46,28 @@ def test_forge_job_completes_with_images_and_metadata_on_disk(
     assert b"".join(c.data for c in chunks) == (root / done.results[0].filename).read_bytes()
 
 
-def test_rejected_request_fails_at_once_with_the_backend_message(
+def test_a_sampler_or_scheduler_the_server_lacks_fails_with_the_valid_names(
     sq: Client, forge: FakeForge
 ) -> None:
+    """Forge would run an unknown sampler as its default (HTTP 200); the job fails at
+    once instead, naming what the server has, and nothing is generated."""
     register_server(sq, "forge-1", "forge", forge.url)
     job = sq.submit(txt2img("x", steps=2, sampler="No Such Sampler"))
     done = final_job(sq, job.id)
+    assert done.status == queue_pb2.JOB_STATUS_FAILED and done.attempts == 1
+    assert done.reason == (
+        "forge-1 has no sampler 'No Such Sampler'; it has: Euler a, Euler, DPM++ 2M, "
+        "k_euler_a, k_euler_ancestral, k_euler, k_dpmpp_2m"
+    )
+    job = sq.submit(txt2img("x", steps=2, sampler="Euler", scheduler="Exponential"))
+    done = final_job(sq, job.id)
     assert done.status == queue_pb2.JOB_STATUS_FAILED
-    assert "Sampler not found" in done.reason and done.attempts == 1
+    assert "no scheduler 'Exponential'; it has: Automatic, automatic, Uniform" in done.reason
+    assert forge.requests == []
+    # Known names run, including Forge's "<sampler> <scheduler>" form.
+    for sampler, scheduler in (("DPM++ 2M Karras", ""), ("Euler a", "Karras")):
+        job = sq.submit(txt2img("x", steps=2, sampler=sampler, scheduler=scheduler))
+        assert final_job(sq, job.id).status == queue_pb2.JOB_STATUS_COMPLETED
 
 
 def test_cancel_running_job_interrupts_forge(sq: Client, forge: FakeForge) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -106,12 +107,65 @@ def payload(
     return body
 
 
+@dataclass(frozen=True)
+class SamplerNames:
+    """The sampler and scheduler names a server accepts (its /sdapi/v1/samplers and
+    /sdapi/v1/schedulers). An empty scheduler list: the server has no such route."""
+
+    samplers: tuple[str, ...]
+    schedulers: tuple[str, ...]
+
+    def problem(self, sampler: str, scheduler: str) -> str:
+        """Why the server would not run `sampler`/`scheduler` as asked ("" if it would).
+
+        Forge and A1111 answer an unknown name with HTTP 200 and their default sampler;
+        a job must not run with a silent substitute. A sampler may end with a scheduler
+        ("DPM++ 2M Karras"), as both accept.
+        """
+        if sampler:
+            name = sampler
+            for label in self.schedulers:
+                if name.endswith(" " + label) and name[: -len(label) - 1] in self.samplers:
+                    name = name[: -len(label) - 1]
+                    break
+            if name not in self.samplers:
+                return f"no sampler {sampler!r}; it has: {', '.join(self.samplers)}"
+        if scheduler and self.schedulers and scheduler not in self.schedulers:
+            return f"no scheduler {scheduler!r}; it has: {', '.join(self.schedulers)}"
+        return ""
+
+
 class ForgeBackend:
     """Adapter for one Forge / A1111 server started with `--api` (or `--nowebui`)."""
 
     def __init__(self, config: ServerConfig, timeout: float = 600.0) -> None:
         self.config = config
         self._client = http_client(config, timeout)
+        self._names: SamplerNames | None = None  # read with each probe
+
+    async def _sampler_names(self) -> SamplerNames:
+        samplers = (await self._call("GET", "/sdapi/v1/samplers", timeout=5.0)).json()
+        names = [str(s["name"]) for s in samplers if isinstance(s, dict) and s.get("name")]
+        names += [str(a) for s in samplers if isinstance(s, dict) for a in s.get("aliases") or []]
+        try:  # A1111 before 1.9 has no schedulers
+            listed = (await self._call("GET", "/sdapi/v1/schedulers", timeout=5.0)).json()
+        except BackendRejected:
+            listed = []
+        schedulers = [
+            str(s[key]) for s in listed if isinstance(s, dict) for key in ("label", "name")
+            if s.get(key)
+        ]  # fmt: skip
+        return SamplerNames(tuple(dict.fromkeys(names)), tuple(dict.fromkeys(schedulers)))
+
+    async def _check_names(self, params: queue_pb2.GenerationParams) -> None:
+        """Raises BackendRejected for a sampler or scheduler this server does not have."""
+        if not (params.sampler or params.scheduler):
+            return
+        if self._names is None:
+            self._names = await self._sampler_names()
+        problem = self._names.problem(params.sampler, params.scheduler)
+        if problem:
+            raise BackendRejected(f"{self.config.alias} has {problem}")
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return await request(self._client, method, path, self.config.alias, **kwargs)
@@ -141,10 +195,13 @@ class ForgeBackend:
             for lora in loras
             if isinstance(lora, dict) and lora.get("name")
         ]
+        with contextlib.suppress(BackendUnavailable, BackendRejected, ValueError, KeyError):
+            self._names = await self._sampler_names()
         return Probe(True, "", str(options.get("sd_model_checkpoint") or ""), tuple(entries))
 
     async def run(self, attempt: Attempt) -> list[Image]:
         params = attempt.job.spec.params
+        await self._check_names(params)
         title = attempt.names.get(params.model)  # the library knows this server's title
         if params.model and title is None:
             models = (await self._call("GET", "/sdapi/v1/sd-models")).json()

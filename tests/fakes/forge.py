@@ -40,6 +40,18 @@ CHECKPOINTS = [
 ]
 
 
+SAMPLERS = [
+    {"name": "Euler a", "aliases": ["k_euler_a", "k_euler_ancestral"], "options": {}},
+    {"name": "Euler", "aliases": ["k_euler"], "options": {}},
+    {"name": "DPM++ 2M", "aliases": ["k_dpmpp_2m"], "options": {"scheduler": "karras"}},
+]
+SCHEDULERS = [
+    {"name": "automatic", "label": "Automatic", "aliases": None},
+    {"name": "uniform", "label": "Uniform", "aliases": None},
+    {"name": "karras", "label": "Karras", "aliases": None},
+]
+
+
 def png(color: tuple[int, int, int], infotext: str = "", size: int = 64) -> bytes:
     buffer = io.BytesIO()
     info = PngImagePlugin.PngInfo()
@@ -82,6 +94,8 @@ class FakeForge(LoopbackServer):
         app.router.add_get("/sdapi/v1/options", self.options)
         app.router.add_get("/sdapi/v1/sd-models", self.sd_models)
         app.router.add_get("/sdapi/v1/loras", self.loras)
+        app.router.add_get("/sdapi/v1/samplers", self.samplers)
+        app.router.add_get("/sdapi/v1/schedulers", self.schedulers)
         app.router.add_get("/sdapi/v1/progress", self.progress)
         app.router.add_post("/sdapi/v1/txt2img", self.generate)
         app.router.add_post("/sdapi/v1/img2img", self.generate)
@@ -94,6 +108,12 @@ class FakeForge(LoopbackServer):
     async def sd_models(self, request: web.Request) -> web.Response:
         self.model_lists += 1
         return web.json_response(self.checkpoints)
+
+    async def samplers(self, request: web.Request) -> web.Response:
+        return web.json_response(SAMPLERS)
+
+    async def schedulers(self, request: web.Request) -> web.Response:
+        return web.json_response(SCHEDULERS)
 
     async def loras(self, request: web.Request) -> web.Response:
         return web.json_response(self.lora_list)
@@ -128,10 +148,6 @@ class FakeForge(LoopbackServer):
         self.arrivals.append(time.time())
         body = await request.json()
         self.requests.append((request.path, body))
-        sampler = body.get("sampler_name")
-        if sampler and sampler not in ("Euler a", "Euler", "DPM++ 2M"):
-            error = {"error": "HTTPException", "detail": "Sampler not found"}
-            return web.json_response(error, status=400)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -155,7 +171,14 @@ class FakeForge(LoopbackServer):
             seed = int(body.get("seed", -1))
             seed = seed if seed >= 0 else random.randrange(2**32)  # Forge: a random seed
             seeds = [seed + i for i in range(count)]
-            infotexts = [f"{body['prompt']}\nSteps: {steps}, Seed: {s}, Model: x" for s in seeds]
+            # Like Forge: a sampler it does not know runs as its default (HTTP 200).
+            sampler = body.get("sampler_name")
+            if sampler not in {str(s["name"]) for s in SAMPLERS}:
+                sampler = SAMPLERS[0]["name"]
+            infotexts = [
+                f"{body['prompt']}\nSteps: {steps}, Sampler: {sampler}, Seed: {s}, Model: x"
+                for s in seeds
+            ]
             images = [base64.b64encode(png(color(s), t)).decode()
                       for s, t in zip(seeds, infotexts, strict=True)]  # fmt: skip
             self.finished.append(self.current_task or "")
