@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,8 @@ from stablequeue.v1 import queue_pb2
 from tests.conftest import CoordinatorThread
 from tests.fakes.forge import FakeForge
 from tests.helpers import final_job, register_server, wait_until
+
+PROGRESS = queue_pb2.JOB_EVENT_TYPE_PROGRESS
 
 
 @pytest.fixture
@@ -97,3 +100,22 @@ def test_server_dying_mid_job_is_retried_elsewhere_and_completes_once(
         assert [p for p, _ in second.requests] == ["/sdapi/v1/txt2img"]
     finally:
         second.close()
+
+
+def test_progress_carries_steps_and_goes_out_only_when_it_changes(
+    sq: Client, forge: FakeForge
+) -> None:
+    """Forge's /internal/progress has no step numbers: they come from the API's state.
+    The adapter polls 4 times a second; only reports that change something are events."""
+    forge.step_seconds = 0.6  # several polls per step, as on a slow GPU
+    register_server(sq, "forge-1", "forge", forge.url)
+    job = sq.submit(txt2img("steps", steps=6))
+    progress = [e.job.progress for e in sq.watch_job(job.id) if e.type == PROGRESS]
+    steps = [p.step for p in progress]
+    assert {p.total_steps for p in progress} == {6}
+    assert steps == sorted(steps) and len(set(steps)) >= 4 and max(steps) >= 5
+    shown = [(p.step, round(p.fraction, 3), round(p.eta_seconds)) for p in progress]
+    repeats = [a for a, b in itertools.pairwise(shown) if a == b]
+    previews = sum(bool(p.preview_image) for p in progress)
+    assert len(repeats) <= previews  # a repeat only when it brings a new preview
+    assert 1 <= previews <= 3  # Forge makes one every 10 steps

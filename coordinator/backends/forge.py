@@ -258,12 +258,21 @@ class ForgeBackend:
             fraction=float(reply.get("progress") or 0.0),
             eta_seconds=float(reply["eta"]) if reply.get("eta") is not None else -1.0,
         )
+        # /internal/progress has no step numbers; the API's state has them, and while
+        # our task is the active one they are our task's.
+        with contextlib.suppress(BackendUnavailable, BackendRejected, ValueError):
+            state = (
+                await self._call("GET", "/sdapi/v1/progress?skip_current_image=true")
+            ).json().get("state") or {}
+            progress.step = int(state.get("sampling_step") or 0)
+            progress.total_steps = int(state.get("sampling_steps") or 0)
         preview = reply.get("live_preview")
         if preview and "," in preview:
             header, data = preview.split(",", 1)
             progress.preview_image = base64.b64decode(data)
             progress.preview_mime = header.removeprefix("data:").split(";")[0]
-        return progress, int(reply.get("id_live_preview") or preview_id)
+        shown = reply.get("id_live_preview")  # 0 is an id like any other
+        return progress, int(shown) if shown is not None else preview_id
 
     async def _legacy_progress(self) -> queue_pb2.JobProgress | None:
         reply = (await self._call("GET", "/sdapi/v1/progress?skip_current_image=false")).json()

@@ -463,8 +463,17 @@ class QueueService:
         return self._paused
 
     def report_progress(self, job: queue_pb2.Job, progress: queue_pb2.JobProgress) -> None:
-        """Records and publishes live progress (not persisted: it is stale on restart)."""
+        """Records and publishes live progress (not persisted: it is stale on restart).
+        A report that changes nothing a watcher sees (same step, fraction, whole-second
+        ETA, no new preview) is not published."""
+        previous = self._progress.get(job.id)
         self._progress[job.id] = progress
+        if (
+            previous is not None
+            and not progress.preview_image
+            and _shown(previous) == _shown(progress)
+        ):
+            return
         if self._bus.wants(job.id):
             event_job = queue_pb2.Job()
             event_job.CopyFrom(job)
@@ -598,3 +607,9 @@ def _without_preview(event: queue_pb2.QueueEvent) -> queue_pb2.QueueEvent:
     copy.CopyFrom(event)
     copy.job_event.job.progress.ClearField("preview_image")
     return copy
+
+
+def _shown(progress: queue_pb2.JobProgress) -> tuple[int, int, float, int]:
+    """What a watcher sees of a progress report, preview aside."""
+    eta = round(progress.eta_seconds) if progress.eta_seconds >= 0 else -1
+    return progress.step, progress.total_steps, round(progress.fraction, 3), eta

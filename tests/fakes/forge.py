@@ -40,6 +40,7 @@ CHECKPOINTS = [
 ]
 
 
+PREVIEW_STEPS = 10
 SAMPLERS = [
     {"name": "Euler a", "aliases": ["k_euler_a", "k_euler_ancestral"], "options": {}},
     {"name": "Euler", "aliases": ["k_euler"], "options": {}},
@@ -138,8 +139,13 @@ class FakeForge(LoopbackServer):
                                  "completed": task in self.finished}  # fmt: skip
         if active:
             steps = self.state["sampling_steps"] or 1
-            reply.update(progress=self.state["sampling_step"] / steps, eta=0.1, id_live_preview=1)
-            if body.get("live_preview"):
+            step = self.state["sampling_step"]
+            left = (steps - step) * self.step_seconds
+            # Like Forge: a new live preview every PREVIEW_STEPS steps (its default: 10),
+            # sent only to a caller that has not seen that one yet.
+            preview_id = step // PREVIEW_STEPS
+            reply.update(progress=step / steps, eta=left, id_live_preview=preview_id)
+            if body.get("live_preview") and body.get("id_live_preview") != preview_id:
                 preview = base64.b64encode(png((9, 9, 9), size=8)).decode()
                 reply["live_preview"] = f"data:image/png;base64,{preview}"
         return web.json_response(reply)
