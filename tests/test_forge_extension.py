@@ -75,6 +75,9 @@ def forge_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamesp
 
         webui.load([EXTENSION], models, loras)
         from modules import sd_models
+        from sq_forge import inventory
+
+        inventory.HASHES.path = root / "sq-hashes.json"  # not the user's ~/.cache
 
         shared.opts.sd_model_checkpoint = next(
             t for t in sd_models.checkpoints_list if t.startswith("dreamshaper")
@@ -381,12 +384,23 @@ def test_errors_are_messages_not_tracebacks(
 
 
 def test_inventory_sync_sends_every_model_and_registers_the_server(
-    forge_app: SimpleNamespace, settings: Any, sqlite_server: CoordinatorThread
+    forge_app: SimpleNamespace, settings: Any, sqlite_server: CoordinatorThread, tmp_path: Path
 ) -> None:
     from modules import shared
     from sq_forge import inventory
 
+    inventory.HASHES.path, inventory.HASHES._cache = tmp_path / "hashes.json", None
+    unhashed = forge_app.models / "unhashed.safetensors"
+    first = {f.backend_name: f for f in inventory.collect()}
+    assert first["unhashed.safetensors"].hashes.sha256 == ""  # not read on the caller's path
+    wait_until(inventory.HASHES.idle)  # ... but hashed once, in the background
     files = {f.backend_name: f for f in inventory.collect()}
+    assert (
+        files["unhashed.safetensors"].hashes.sha256
+        == hashlib.sha256(unhashed.read_bytes()).hexdigest()
+    )
+    cached = json.loads((tmp_path / "hashes.json").read_text())
+    assert cached[str(unhashed)][:2] == [unhashed.stat().st_size, unhashed.stat().st_mtime_ns]
     assert set(files) == {
         f"dreamshaper_8.safetensors [{forge_app.sha[:10]}]", "unhashed.safetensors",
         "detail", "sdxl_vae.safetensors", "easynegative",
@@ -395,9 +409,10 @@ def test_inventory_sync_sends_every_model_and_registers_the_server(
     assert ckpt.type == models_pb2.MODEL_TYPE_CHECKPOINT and ckpt.hashes.sha256 == forge_app.sha
     assert ckpt.size_bytes == (forge_app.models / "dreamshaper_8.safetensors").stat().st_size
     assert ckpt.modified_at.seconds > 0
-    assert files["unhashed.safetensors"].hashes.sha256 == ""  # never hashed by the sync
     assert files["detail"].type == models_pb2.MODEL_TYPE_LORA
     assert files["detail"].hashes.autov3 == forge_app.lora_sha  # Forge's addnet hash
+    lora_file = forge_app.root / "Lora" / "detail.safetensors"
+    assert files["detail"].hashes.sha256 == hashlib.sha256(lora_file.read_bytes()).hexdigest()
     assert files["sdxl_vae.safetensors"].type == models_pb2.MODEL_TYPE_VAE
     assert files["easynegative"].hashes.sha256 == forge_app.emb_sha
 

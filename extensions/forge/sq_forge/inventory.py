@@ -4,15 +4,23 @@ Checkpoints (`sd_models.checkpoints_list`), LoRAs (the built-in Lora extension's
 `networks.available_networks`), VAEs (`sd_vae.vae_dict`) and embeddings (the
 textual-inversion database) go through `SyncInventory` as one full snapshot: at
 start, when the lists change (checked every few seconds, so a Refresh button
-press is seen), and every N minutes. Hashes are only read from Forge's cache —
-never computed here, so a sync never reads a 7 GB file.
+press is seen), and every N minutes. Every checkpoint and LoRA goes with its
+SHA-256: from Forge's cache when Forge has hashed it, else hashed once by this
+extension on a background thread (cached by size and mtime, never on Forge's
+request path); the sync after the hashing finishes sends it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
+import queue
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -24,6 +32,107 @@ from stablequeue.dashboard.feed import unreachable
 from stablequeue.v1 import common_pb2, models_pb2
 
 CHECK_SECONDS = 5.0
+CHUNK = 1 << 20
+log = logging.getLogger("stablequeue")
+
+
+def cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "stablequeue" / "forge-hashes.json"
+
+
+class FileHashes:
+    """Full-file SHA-256 of model files, computed once on a background thread and kept
+    (by path, size and mtime) in a JSON file; `get` never reads a model file.
+
+    Args:
+        path: the cache file.
+        on_hashed: called (on the hashing thread) when the files asked for are done.
+    """
+
+    def __init__(self, path: Path | None = None, on_hashed: Callable[[], None] = lambda: None):
+        self.path = path or cache_file()
+        self.on_hashed = on_hashed
+        self._lock = threading.Lock()
+        self._cache: dict[str, list[Any]] | None = None
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._pending: set[str] = set()
+        self._thread: threading.Thread | None = None
+
+    def _load(self) -> dict[str, list[Any]]:
+        if self._cache is None:
+            try:
+                self._cache = dict(json.loads(self.path.read_text()))
+            except (OSError, ValueError, TypeError):
+                self._cache = {}
+        return self._cache
+
+    def get(self, filename: str) -> str:
+        """The file's SHA-256 if known for its current size and mtime; else "" and it is
+        hashed in the background."""
+        try:
+            stat = os.stat(filename)
+        except OSError:
+            return ""
+        with self._lock:
+            known = self._load().get(filename)
+            if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
+                return str(known[2])
+            if filename not in self._pending:
+                self._pending.add(filename)
+                self._queue.put(filename)
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="sq-hash", daemon=True)
+                    self._thread.start()
+        return ""
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._pending
+
+    def _run(self) -> None:
+        while True:
+            try:
+                filename = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                return
+            entry = self._hash(filename)
+            with self._lock:
+                if entry is not None:
+                    self._load()[filename] = entry
+                    self._save()
+                self._pending.discard(filename)
+                done = not self._pending
+            if done:
+                self.on_hashed()
+
+    @staticmethod
+    def _hash(filename: str) -> list[Any] | None:
+        digest = hashlib.sha256()
+        try:
+            before = os.stat(filename)
+            with open(filename, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    digest.update(chunk)
+            after = os.stat(filename)
+        except OSError as e:
+            log.warning("StableQueue: cannot hash %s: %s", filename, e)
+            return None
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+            return None  # changed while read: hashed again at the next sync
+        return [after.st_size, after.st_mtime_ns, digest.hexdigest()]
+
+    def _save(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(self._cache))
+            os.replace(temporary, self.path)
+        except OSError as e:
+            log.warning("StableQueue: cannot keep model hashes in %s: %s", self.path, e)
+
+
+HASHES = FileHashes()
 
 
 def _cached_sha256(filename: str, title: str) -> str:
@@ -59,8 +168,10 @@ def checkpoints() -> Iterator[models_pb2.InventoryFile]:
     from modules import sd_models
 
     for info in list(sd_models.checkpoints_list.values()):
-        sha = getattr(info, "sha256", None) or _cached_sha256(
-            info.filename, f"checkpoint/{info.name}"
+        sha = (
+            getattr(info, "sha256", None)
+            or _cached_sha256(info.filename, f"checkpoint/{info.name}")
+            or HASHES.get(info.filename)
         )
         yield _file(info.filename, info.title, models_pb2.MODEL_TYPE_CHECKPOINT, sha)
 
@@ -72,11 +183,12 @@ def loras() -> Iterator[models_pb2.InventoryFile]:
         # Its cached "sha256" of a .safetensors is the addnet hash of the tensor data.
         cached = _cached_sha256(filename, f"lora/{name}")
         safetensors = filename.lower().endswith(".safetensors")
+        sha = HASHES.get(filename) if safetensors or not cached else cached
         yield _file(
             filename,
             str(getattr(network, "alias", "") or name),
             models_pb2.MODEL_TYPE_LORA,
-            "" if safetensors else cached,
+            sha,
             cached if safetensors else "",
         )
 
@@ -158,6 +270,7 @@ class Syncer(InventoryWatch):
 
     def __init__(self, check_seconds: float = CHECK_SECONDS) -> None:
         super().__init__(self.once, signature, check_seconds, lambda: current().sync_minutes * 60)
+        HASHES.on_hashed = self.now  # send the new hashes once they are there
 
     def once(self) -> str:
         settings = current()
