@@ -86,14 +86,35 @@ ID_CELLS = "#sq_queue [role=gridcell][data-col='0']"  # the visible grid, not th
 
 
 def row(page: Any, job: queue_pb2.Job) -> Any:
-    return page.locator(ID_CELLS, has_text=job.id[:8])
+    cells = page.locator(ID_CELLS)
+    if not cells.count():  # gradio 3 and 4.40: the last table is the one shown
+        cells = page.locator("#sq_queue table").last.locator("tbody tr td:nth-child(1)")
+    return cells.filter(has_text=job.id[:8])
+
+
+# The queue table's column `col` as shown: gradio 5+ marks grid cells; gradio 4.40
+# (Forge) and 3 (A1111) render plain tables — 4.40 a one-row measuring copy first, then
+# the table itself.
+COLUMN_JS = """(col) => {
+    const grid = [...document.querySelectorAll(`#sq_queue [role=gridcell][data-col='${col}']`)];
+    if (grid.length) return grid.map((c) => c.innerText.trim());
+    const tables = [...document.querySelectorAll('#sq_queue table')];
+    if (!tables.length) return [];
+    const cells = tables[tables.length - 1].querySelectorAll(`tbody tr td:nth-child(${col + 1})`);
+    return [...cells].map((c) => c.innerText.trim());
+}"""
+
+
+def column(page: Any, col: int) -> list[str]:
+    return list(page.evaluate(COLUMN_JS, col))
 
 
 def cell_texts(page: Any) -> list[str]:
-    return [t.strip() for t in page.locator(ID_CELLS).all_inner_texts()]
+    return column(page, 0)
 
 
 def select(page: Any, job: queue_pb2.Job) -> None:
+    wait_until(lambda: job.id[:8] in cell_texts(page), timeout=10)
     row(page, job).click()
     box = page.locator("#sq_selected textarea, #sq_selected input").first
     wait_until(lambda: box.input_value() == job.id, timeout=10)
@@ -101,9 +122,7 @@ def select(page: Any, job: queue_pb2.Job) -> None:
 
 def status_of(page: Any, job: queue_pb2.Job) -> str:
     """The Status cell of the job's row, as shown."""
-    cells = page.locator("#sq_queue [role=gridcell][data-col='1']")
-    ids = cell_texts(page)
-    texts = [t.strip() for t in cells.all_inner_texts()]
+    ids, texts = cell_texts(page), column(page, 1)
     return texts[ids.index(job.id[:8])] if job.id[:8] in ids and len(texts) == len(ids) else ""
 
 
@@ -176,11 +195,12 @@ def use_every_control(page: Any, sq: Client, tmp_path: Path, prefix: str = "") -
     page.wait_for_function(
         "document.querySelectorAll('#sq_gallery img').length >= 3", timeout=30_000
     )
-    page.locator("#sq_gallery img").first.click()
-    infotext = page.locator("#sq_infotext textarea")
-    wait_until(lambda: "Seed:" in infotext.input_value(), timeout=10)
     box = page.locator("#sq_selected textarea, #sq_selected input").first
-    assert box.input_value() in {j.id for j in ran}
+    assert box.input_value() == waiting[0].id  # the last row selected (now deleted)
+    page.locator("#sq_gallery img").first.click()
+    wait_until(lambda: box.input_value() != waiting[0].id, timeout=10)
+    assert sq.get_job(box.input_value()).status == queue_pb2.JOB_STATUS_COMPLETED
+    assert "Seed:" in page.locator("#sq_infotext textarea").input_value()
     shoot(page, tmp_path, f"{prefix}dashboard-image")
 
 

@@ -49,7 +49,9 @@ def _listen(block: Any, event: str, fn: Callable[..., Any], **kwargs: Any) -> An
     component's own event methods with `(*args, **kwargs)` wrappers, whose signature
     says nothing about what gradio takes.
     """
-    declared = inspect.signature(getattr(type(block), event)).parameters
+    # gradio 4+ defines events on the class; gradio 3 only on each instance.
+    method = getattr(type(block), event, None) or getattr(block, event)
+    declared = inspect.signature(method).parameters
     if any(p.kind is p.VAR_KEYWORD for p in declared.values()):
         known: Any = kwargs
     else:
@@ -97,6 +99,11 @@ def queue_rows(jobs: list[queue_pb2.Job]) -> list[list[Any]]:
             ]
         )
     return rows
+
+
+def changed_in_place(before: list[list[Any]], after: list[list[Any]]) -> bool:
+    """Whether a row the table shows (by position) now reads differently."""
+    return any(old != new for old, new in zip(before, after, strict=False))
 
 
 def running_html(jobs: list[queue_pb2.Job]) -> str:
@@ -268,6 +275,8 @@ class Dashboard:
         seen = -1
         done_key: tuple[str, ...] | None = None
         fleet_at = 0.0
+        shown: list[list[Any]] = []
+        redraw = False
         while not self.feed.stopped:
             seen = self.feed.wait(seen, AUX_SECONDS)
             jobs = self.feed.ordered()
@@ -281,9 +290,16 @@ class Dashboard:
             if time.monotonic() - fleet_at >= AUX_SECONDS:
                 fleet_at = time.monotonic()
                 tables = self.fleet()
+            rows = queue_rows(jobs)
+            if changed_in_place(shown, rows):
+                # gradio 4.40 (Forge's) redraws a table's new rows but not the changed
+                # cells of rows it shows; new headers make it redraw the whole table.
+                redraw = not redraw
+            shown = rows
+            columns = [*QUEUE_COLUMNS[:-1], QUEUE_COLUMNS[-1] + ("\u200b" if redraw else "")]
             yield (
                 status_line(self.feed, jobs),
-                _table(queue_rows(jobs), QUEUE_COLUMNS),
+                _table(rows, columns),
                 running_html(jobs),
                 images,
                 state,
