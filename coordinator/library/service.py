@@ -826,6 +826,14 @@ def _replace_inventory(session: Session, report: _Report) -> bool:
             .where(col(ModelRow.sha256) == sha, col(ModelRow.size_bytes) == 0)
             .values(size_bytes=size)
         )
+    for key, sha in {(name_key(e.path), e.sha256) for e in report.entries if e.sha256}:
+        # Files of that name reported earlier without a hash: presumed this model too.
+        presumed = session.execute(
+            update(LocationRow)
+            .where(col(LocationRow.name_key) == key, col(LocationRow.sha256).is_(None))
+            .values(sha256=sha)
+        )
+        changed = changed or bool(presumed.rowcount)  # type: ignore[attr-defined]
     mine = {e.path: e.sha256 for e in report.entries if e.sha256}
     return _share_hashes(session, report.host, report.source, mine) or changed
 
