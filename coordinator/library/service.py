@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path, PurePath
 from typing import Any
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
 from coordinator.backends.base import InventoryEntry
@@ -726,16 +726,16 @@ def _known_hashes(session: Session, report: _Report) -> tuple[dict[str, str], di
     by_name: dict[str, str] = {}
     if not unhashed:
         return by_path, by_name
-    paths = {e.path for e in unhashed}
-    for path, sha in session.exec(
-        select(LocationRow.path, LocationRow.sha256).where(
-            LocationRow.host == report.host,
-            LocationRow.source != report.source,
-            LocationRow.verified,
-            col(LocationRow.path).in_(paths),
-        )
-    ):
-        by_path.setdefault(path, str(sha))
+    for paths in _chunks({e.path for e in unhashed}):
+        for path, sha in session.exec(
+            select(LocationRow.path, LocationRow.sha256).where(
+                LocationRow.host == report.host,
+                LocationRow.source != report.source,
+                LocationRow.verified,
+                col(LocationRow.path).in_(paths),
+            )
+        ):
+            by_path.setdefault(path, str(sha))
     keys = {name_key(e.path) for e in unhashed if e.path not in by_path}
     if keys:
         for key, sha in session.exec(
@@ -751,13 +751,12 @@ def _share_hashes(session: Session, host: str, source: str, hashed: dict[str, st
     """A hash one source knows sticks to the file: other sources' rows of the same
     path on `host` whose content was unknown or only presumed take it."""
     changed = False
-    paths = list(hashed)
-    for start in range(0, len(paths), 500):
+    for paths in _chunks(hashed):
         for loc in session.exec(
             select(LocationRow).where(
                 LocationRow.host == host,
                 LocationRow.source != source,
-                col(LocationRow.path).in_(paths[start : start + 500]),
+                col(LocationRow.path).in_(paths),
                 col(LocationRow.verified).is_(False),
             )
         ):
@@ -819,23 +818,45 @@ def _replace_inventory(session: Session, report: _Report) -> bool:
         if (path in report.removed) if report.incremental else (path not in seen):
             session.delete(loc)
             changed = True
-    sizes = {e.sha256: e.size_bytes for e in report.entries if e.sha256 and e.size_bytes}
-    for sha, size in sizes.items():  # a size nobody knew yet (a probe reports none)
-        session.execute(
-            update(ModelRow)
-            .where(col(ModelRow.sha256) == sha, col(ModelRow.size_bytes) == 0)
-            .values(size_bytes=size)
-        )
-    for key, sha in {(name_key(e.path), e.sha256) for e in report.entries if e.sha256}:
-        # Files of that name reported earlier without a hash: presumed this model too.
-        presumed = session.execute(
-            update(LocationRow)
-            .where(col(LocationRow.name_key) == key, col(LocationRow.sha256).is_(None))
-            .values(sha256=sha)
-        )
-        changed = changed or bool(presumed.rowcount)  # type: ignore[attr-defined]
+    _fill_sizes(session, report.entries)
+    changed = _presume_by_name(session, report.entries) or changed
     mine = {e.path: e.sha256 for e in report.entries if e.sha256}
     return _share_hashes(session, report.host, report.source, mine) or changed
+
+
+def _chunks(values: Iterable[str], size: int = 500) -> Iterable[list[str]]:
+    """`values` in lists of at most `size`, for IN (...) clauses."""
+    items = list(values)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _fill_sizes(session: Session, entries: list[InventoryEntry]) -> None:
+    """Models whose size nobody knew yet (a probe reports none) take a reported one."""
+    sizes = {e.sha256: e.size_bytes for e in entries if e.sha256 and e.size_bytes}
+    for shas in _chunks(sizes):
+        for model in session.exec(
+            select(ModelRow).where(col(ModelRow.sha256).in_(shas), ModelRow.size_bytes == 0)
+        ):
+            model.size_bytes = sizes[model.sha256]
+            session.add(model)
+
+
+def _presume_by_name(session: Session, entries: list[InventoryEntry]) -> bool:
+    """Files reported earlier without a hash, named like a file reported now with one:
+    presumed that model (unverified), as a name match at write time would be."""
+    by_key = {name_key(e.path): e.sha256 for e in entries if e.sha256}
+    changed = False
+    for keys in _chunks(by_key):
+        for loc in session.exec(
+            select(LocationRow).where(
+                col(LocationRow.name_key).in_(keys), col(LocationRow.sha256).is_(None)
+            )
+        ):
+            loc.sha256 = by_key[loc.name_key]
+            session.add(loc)
+            changed = True
+    return changed
 
 
 def _hosts_for(session: Session, reference: str) -> Placement:
