@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -212,3 +213,131 @@ def test_foreign_origin_is_refused_like_comfyui(comfy: FakeComfyUI) -> None:
     assert httpx.get(comfy.url + "/system_stats").status_code == 200
     refused = httpx.get(comfy.url + "/system_stats", headers={"Origin": "http://evil.example"})
     assert refused.status_code == 403
+
+
+# A ComfyUI as its default workflow has it: one KSampler, prompts from text encoders.
+KSAMPLER = {
+    "4": {"class_type": "CheckpointLoaderSimple",
+          "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+    "10": {"class_type": "LoraLoader",
+           "inputs": {"model": ["4", 0], "clip": ["4", 1], "lora_name": "styles/ink.safetensors",
+                      "strength_model": 0.7, "strength_clip": 0.7}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox, snow", "clip": ["10", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["10", 1]}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 96, "batch_size": 1}},
+    "3": {"class_type": "KSampler",
+          "inputs": {"seed": 1234, "steps": 3, "cfg": 5.5, "sampler_name": "dpmpp_2m",
+                     "scheduler": "karras", "denoise": 1.0, "model": ["10", 0],
+                     "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "fox"}},
+}  # fmt: skip
+
+
+def _parameters(server: CoordinatorThread, result: queue_pb2.JobResult) -> str:
+    with Image.open(server.coordinator.results.root / result.filename) as image:
+        assert "prompt" in image.text  # ComfyUI's own chunk is kept beside it
+        return str(image.text.get("parameters", ""))
+
+
+def test_typed_job_images_say_the_sampler_scheduler_and_cfg_that_ran(
+    server: CoordinatorThread, sq: Client, comfy: FakeComfyUI
+) -> None:
+    register_server(sq, "comfy-1", "comfyui", comfy.url)
+    # Nothing but a prompt: the defaults ComfyUI ran with are what the image must say.
+    done = final_job(sq, sq.submit(txt2img("plain", model="sd_xl_base_1.0", steps=2,
+                                           app="comfyui")).id)  # fmt: skip
+    assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+    text = _parameters(server, done.results[0])
+    seed = done.results[0].seed
+    for field in ("Steps: 2", "Sampler: Euler", "Schedule type: Normal", "CFG scale: 7",
+                  f"Seed: {seed}", "Size: 512x512", "Model: sd_xl_base_1.0"):  # fmt: skip
+        assert field in text, text
+
+
+def test_workflow_job_images_get_parameters_derived_from_an_unambiguous_graph(
+    server: CoordinatorThread, sq: Client, comfy: FakeComfyUI
+) -> None:
+    register_server(sq, "comfy-1", "comfyui", comfy.url)
+    done = final_job(sq, sq.submit(workflow(KSAMPLER)).id)
+    assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+    text = _parameters(server, done.results[0])
+    assert text.splitlines() == [
+        "a red fox, snow <lora:ink:0.7>",
+        "Negative prompt: blurry",
+        "Steps: 3, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 5.5, Seed: 1234, "
+        "Size: 64x96, Model: sd_xl_base_1.0, Version: StableQueue",
+    ]
+    assert done.results[0].seed == 1234
+    # Two samplers (a hires pass, say): which one "the" parameters are is not clear.
+    twice = json.loads(json.dumps(KSAMPLER))
+    twice["13"] = {**twice["3"], "inputs": {**twice["3"]["inputs"], "latent_image": ["3", 0]}}
+    twice["8"]["inputs"]["samples"] = ["13", 0]
+    done = final_job(sq, sq.submit(workflow(twice)).id)
+    assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+    assert _parameters(server, done.results[0]) == ""
+    # A prompt fed from another kind of node is not known before it ran.
+    linked = json.loads(json.dumps(KSAMPLER))
+    linked["6"]["inputs"]["text"] = ["11", 0]
+    linked["11"] = {"class_type": "StringConcatenate",
+                    "inputs": {"string_a": "a", "string_b": "b", "delimiter": ""}}  # fmt: skip
+    done = final_job(sq, sq.submit(workflow(linked)).id)
+    assert _parameters(server, done.results[0]) == ""
+
+
+def test_comfyui_known_by_url_only_has_its_files_in_the_library(
+    server: CoordinatorThread, sq: Client, comfy: FakeComfyUI
+) -> None:
+    from stablequeue.v1 import models_pb2, processes_pb2
+
+    register_server(sq, "comfy-1", "comfyui", comfy.url)
+
+    def listed() -> dict[str, models_pb2.Model]:
+        reply = sq.call("ListModels", models_pb2.ListModelsRequest(), "models")
+        return {m.name: m for m in reply.models}
+
+    wait_until(lambda: "v1-5-pruned-emaonly" in listed())
+    found = listed()
+    assert {"sd_xl_base_1.0", "v1-5-pruned-emaonly", "detail_tweaker", "ink"} <= set(found)
+    sd15 = found["v1-5-pruned-emaonly"]
+    assert sd15.id == "" and sd15.type == models_pb2.MODEL_TYPE_CHECKPOINT  # no hash yet
+    [where] = sd15.locations
+    assert (where.host, where.backend_name, where.verified) == (
+        "comfy-1", "SD15\\v1-5-pruned-emaonly.safetensors", False,
+    )  # fmt: skip
+    # Located by file name, with or without folder and extension.
+    located = sq.call("LocateModel", models_pb2.LocateModelRequest(
+        reference="v1-5-pruned-emaonly.safetensors"), "models")  # fmt: skip
+    assert [loc.host for loc in located.locations] == ["comfy-1"]
+    only_loras = sq.call("ListModels", models_pb2.ListModelsRequest(
+        type=models_pb2.MODEL_TYPE_LORA), "models")  # fmt: skip
+    assert sorted(m.name for m in only_loras.models) == ["detail_tweaker", "ink"]
+    # Paging walks through them all, one at a time.
+    names, token = [], ""
+    while True:
+        page = sq.call("ListModels", models_pb2.ListModelsRequest(
+            page=common_page(1, token)), "models")  # fmt: skip
+        names += [m.name for m in page.models]
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(names) == sorted(found)
+    # Nothing ran yet: ComfyUI has not told which model it holds.
+    servers = sq.call("ListServers", processes_pb2.ListServersRequest(), "processes").servers
+    assert servers[0].loaded_model == ""
+    # A job naming the file by name runs there; then the loaded model is that one.
+    done = final_job(sq, sq.submit(txt2img("x", model="v1-5-pruned-emaonly", steps=1,
+                                           app="comfyui")).id)  # fmt: skip
+    assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+
+    def loaded() -> str:
+        reply = sq.call("ListServers", processes_pb2.ListServersRequest(), "processes")
+        return str(reply.servers[0].loaded_model)
+
+    wait_until(lambda: loaded() == "SD15\\v1-5-pruned-emaonly.safetensors", timeout=30)
+
+
+def common_page(size: int, token: str) -> Any:
+    from stablequeue.v1 import common_pb2
+
+    return common_pb2.PageRequest(page_size=size, page_token=token)

@@ -97,7 +97,24 @@ class ComfyUIBackend:
             except (BackendUnavailable, BackendRejected, ValueError):
                 continue
             entries += [InventoryEntry(str(n), str(n), kind) for n in listed if isinstance(n, str)]
-        return Probe(True, inventory=tuple(entries))
+        return Probe(True, loaded_model=await self._last_checkpoint(), inventory=tuple(entries))
+
+    async def _last_checkpoint(self) -> str:
+        """The checkpoint of the prompt running now, else of the latest one in the history
+        (ComfyUI keeps the last prompt's models loaded); "" when none says."""
+        graphs: list[Any] = []
+        with contextlib.suppress(BackendUnavailable, BackendRejected, ValueError, TypeError):
+            queue = (await self._call("GET", "/queue", timeout=5.0)).json()
+            graphs += [item[2] for item in queue.get("queue_running", []) if len(item) > 2]
+        if not graphs:
+            with contextlib.suppress(BackendUnavailable, BackendRejected, ValueError, TypeError):
+                history = (await self._call("GET", "/history?max_items=1", timeout=5.0)).json()
+                graphs += [e["prompt"][2] for e in history.values() if len(e["prompt"]) > 2]
+        for graph in graphs:
+            name = comfyui_workflow.checkpoint_of(graph)
+            if name:
+                return name
+        return ""
 
     # ---- running ----------------------------------------------------------
 
@@ -266,6 +283,11 @@ class ComfyUIBackend:
             if isinstance(image, dict) and image.get("filename")
         ]
         saved = [f for f in files if f.get("type", "output") == "output"] or files
+        # What ran, as A1111 would write it (the graph from ComfyUI's own history).
+        prompt = entry.get("prompt")
+        ran = prompt[2] if isinstance(prompt, list) and len(prompt) > 2 else None
+        text, used = comfyui_workflow.parameters_of(ran), comfyui_workflow.seed_of(ran)
+        seed = seed if seed >= 0 else used
         images = []
         for f in saved:
             response = await self._call(
@@ -275,7 +297,9 @@ class ComfyUIBackend:
                         "type": f.get("type", "output")},
             )  # fmt: skip
             data = response.content
-            images.append(Image(data=data, mime=mime_of(data), seed=seed, from_comfyui=True))
+            images.append(
+                Image(data=data, mime=mime_of(data), seed=seed, infotext=text, from_comfyui=True)
+            )
         return images
 
 

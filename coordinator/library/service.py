@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
 from coordinator.backends.base import InventoryEntry
-from coordinator.errors import InvalidArgument, NotFound
+from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from coordinator.library import metadata
 from coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
 from coordinator.library.classify import EXTENSIONS
@@ -63,6 +63,10 @@ TYPES = {
 TYPE_NAMES = {v: k for k, v in TYPES.items()}
 APPS = {"forge": common_pb2.APP_KIND_FORGE, "comfyui": common_pb2.APP_KIND_COMFYUI,
         "sdcpp": common_pb2.APP_KIND_SDCPP}  # fmt: skip
+
+
+# Page tokens past the hashed models: the file names listed so far.
+UNHASHED_TOKEN = "\x00files\n"
 
 
 @dataclass(frozen=True)
@@ -348,6 +352,10 @@ class ModelLibrary:
             NotFound: no model matches `reference`.
         """
         model, locations = await self.get(reference)
+        if not model.sha256:
+            raise FailedPrecondition(
+                f"{reference!r}: only its file name is known; no source has hashed it yet"
+            )
         errors: list[str] = []
         info = ModelInfo()
         preview = ""
@@ -504,9 +512,12 @@ class ModelLibrary:
 
         def read(session: Session) -> tuple[ModelRow, list[LocationRow]]:
             model = _resolve(session, reference)
-            if model is None:
-                raise NotFound(f"no model matches {reference!r}")
-            return model, _locations(session, [model.sha256])[model.sha256]
+            if model is not None:
+                return model, _locations(session, [model.sha256])[model.sha256]
+            files = _unhashed(session, [name_key(reference)])
+            if files:
+                return files[0]
+            raise NotFound(f"no model matches {reference!r}")
 
         return await self._db.run(read)
 
@@ -514,9 +525,14 @@ class ModelLibrary:
         self, type_name: str = "", base_model: str = "", host: str = "", text: str = "",
         page_size: int = 50, page_token: str = "", missing_metadata: bool = False,
     ) -> tuple[list[tuple[ModelRow, list[LocationRow]]], str]:  # fmt: skip
-        """Models by name (then id), filtered; a cursor token for the next page."""
+        """Models by name (then id), filtered; a cursor token for the next page. After
+        the models come files no source has hashed (one entry per file name, id "")
+        unless the filter asks for what only a hash gives (a base model)."""
 
         def read(session: Session) -> tuple[list[tuple[ModelRow, list[LocationRow]]], str]:
+            if page_token.startswith(UNHASHED_TOKEN):
+                after = page_token.removeprefix(UNHASHED_TOKEN)
+                return _unhashed_page(session, (type_name, host, text), after, page_size)
             stmt = select(ModelRow)
             if type_name:
                 stmt = stmt.where(ModelRow.type == type_name)
@@ -560,8 +576,15 @@ class ModelLibrary:
             more = len(rows) > page_size
             rows = rows[:page_size]
             where = _locations(session, [r.sha256 for r in rows])
-            token = f"{rows[-1].name}\n{rows[-1].sha256}" if more else ""
-            return [(r, where[r.sha256]) for r in rows], token
+            found = [(r, where[r.sha256]) for r in rows]
+            if more:
+                return found, f"{rows[-1].name}\n{rows[-1].sha256}"
+            if base_model or page_size - len(found) <= 0:
+                return found, "" if base_model else UNHASHED_TOKEN
+            rest, token = _unhashed_page(
+                session, (type_name, host, text), "", page_size - len(found)
+            )
+            return found + rest, token
 
         return await self._db.run(read)
 
@@ -906,6 +929,52 @@ def _resolve(session: Session, reference: str) -> ModelRow | None:
     return session.exec(select(ModelRow).where(func.lower(ModelRow.name) == ref.lower())).first()
 
 
+def _unhashed_page(
+    session: Session, filters: tuple[str, str, str], after: str, size: int
+) -> tuple[list[tuple[ModelRow, list[LocationRow]]], str]:
+    """A page of files no source has hashed, by file name after `after`; filtered by
+    (type, host, text) as `ModelLibrary.list` is."""
+    type_name, host, text = filters
+    stmt = select(LocationRow.name_key).where(col(LocationRow.sha256).is_(None))
+    if type_name:
+        stmt = stmt.where(LocationRow.type == type_name)
+    if host:
+        stmt = stmt.where(LocationRow.host == host)
+    if text:
+        stmt = stmt.where(col(LocationRow.name_key).like(f"%{text.lower()}%"))
+    if after:
+        stmt = stmt.where(LocationRow.name_key > after)
+    keys = list(session.exec(stmt.distinct().order_by(LocationRow.name_key).limit(size + 1)))
+    more = len(keys) > size
+    keys = keys[:size]
+    return _unhashed(session, keys), UNHASHED_TOKEN + keys[-1] if more else ""
+
+
+def _unhashed(session: Session, keys: list[str]) -> list[tuple[ModelRow, list[LocationRow]]]:
+    """Files no source has hashed, one entry per file name (`keys`, in that order): a
+    model row that is not stored (sha256 ""), and its files on every host."""
+    by_key: dict[str, list[LocationRow]] = {}
+    for chunk in _chunks(keys):
+        for loc in session.exec(
+            select(LocationRow)
+            .where(col(LocationRow.name_key).in_(chunk), col(LocationRow.sha256).is_(None))
+            .order_by(LocationRow.host, LocationRow.path, col(LocationRow.seen_at).desc())
+        ):
+            same = by_key.setdefault(loc.name_key, [])
+            if not any((o.host, o.path) == (loc.host, loc.path) for o in same):
+                same.append(loc)
+    found = []
+    for key in keys:
+        where = by_key.get(key)
+        if where:
+            size = max(loc.size_bytes for loc in where)
+            seen = max(loc.seen_at for loc in where)
+            row = ModelRow(sha256="", autov2="", name=key, type=where[0].type,
+                           size_bytes=size, created_at=seen, updated_at=seen)  # fmt: skip
+            found.append((row, where))
+    return found
+
+
 def _locations(session: Session, shas: list[str]) -> dict[str, list[LocationRow]]:
     """Each model's files, one per (host, path) whichever sources reported it (a
     verified row before a presumed one)."""
@@ -955,7 +1024,7 @@ def model_to_pb(row: ModelRow, locations: list[LocationRow]) -> models_pb2.Model
             common_pb2.ModelLocation(
                 host=loc.host, path=loc.path, backend_name=loc.backend_name,
                 app=APPS.get(loc.app, common_pb2.APP_KIND_UNSPECIFIED),
-                seen_at=timestamp(loc.seen_at),
+                seen_at=timestamp(loc.seen_at), verified=bool(loc.sha256 and loc.verified),
             )
         )  # fmt: skip
     return model

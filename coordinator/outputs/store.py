@@ -225,8 +225,9 @@ def _find(session: Session, result_id: str, owner: str | None) -> ResultRow:
 def _with_metadata(job: queue_pb2.Job, image: Image, model: str) -> tuple[bytes, str]:
     """The bytes to store and the infotext they carry.
 
-    ComfyUI's `prompt`/`workflow` chunks stay as they came; a parameter job's
-    PNG gets an A1111 `parameters` chunk unless the backend already wrote one.
+    ComfyUI's `prompt`/`workflow` chunks stay as they came; a PNG gets an A1111
+    `parameters` chunk unless the backend already wrote one: the backend's text of
+    what ran (a ComfyUI graph read back), else a parameter job's own parameters.
     """
     if image.mime != "image/png":
         return image.data, image.infotext
@@ -234,7 +235,9 @@ def _with_metadata(job: queue_pb2.Job, image: Image, model: str) -> tuple[bytes,
     if "parameters" in existing:
         return image.data, existing["parameters"]
     if not job.spec.HasField("params"):
-        return image.data, image.infotext
+        if not image.infotext:
+            return image.data, ""
+        return png.with_text(image.data, "parameters", image.infotext), image.infotext
     text = image.infotext or infotext.build(job.spec.params, image.seed, model)
     return png.with_text(image.data, "parameters", text), text
 

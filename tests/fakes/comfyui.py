@@ -52,6 +52,7 @@ NODES: dict[str, tuple[tuple[str, ...], bool]] = {
     "LoadImage": (("image",), False),
     "EmptyImage": (("width", "height", "batch_size", "color"), False),
     "ImageInvert": (("image",), False),
+    "StringConcatenate": (("string_a", "string_b", "delimiter"), False),
     "ImageBlur": (("image", "blur_radius", "sigma"), False),
     "SaveImage": (("images", "filename_prefix"), True),
     "PreviewImage": (("images",), True),
@@ -124,6 +125,7 @@ class FakeComfyUI(LoopbackServer):
             app.router.add_get(prefix + "/queue", self.get_queue)
             app.router.add_post(prefix + "/queue", self.post_queue)
             app.router.add_post(prefix + "/interrupt", self.interrupt)
+            app.router.add_get(prefix + "/history", self.get_histories)
             app.router.add_get(prefix + "/history/{prompt_id}", self.get_history)
             app.router.add_get(prefix + "/view", self.view)
             app.router.add_post(prefix + "/upload/image", self.upload)
@@ -242,6 +244,13 @@ class FakeComfyUI(LoopbackServer):
         if self.running is not None and (wanted is None or wanted == self.running[1]):
             self.interrupt_flag = True
         return web.Response(status=200)
+
+    async def get_histories(self, request: web.Request) -> web.Response:
+        """ComfyUI's `get_history(max_items)`: the newest `max_items` entries, oldest first."""
+        items = list(self.history.items())
+        if "max_items" in request.query:
+            items = items[max(0, len(items) - int(request.query["max_items"])) :]
+        return web.json_response(dict(items))
 
     async def get_history(self, request: web.Request) -> web.Response:
         prompt_id = request.match_info["prompt_id"]
@@ -448,6 +457,8 @@ class FakeComfyUI(LoopbackServer):
                 return {"size": image.size, "count": 1, "color": (0, 200, 0)}
         if kind == "RepeatLatentBatch":
             return {**args["samples"], "count": args["samples"]["count"] * args["amount"]}
+        if kind == "StringConcatenate":
+            return f"{args['string_a']}{args['delimiter']}{args['string_b']}"
         passes = {"VAEDecode": "samples", "VAEEncode": "pixels", "ImageInvert": "image"}
         if kind in passes:
             return args[passes[kind]]

@@ -123,6 +123,9 @@ def stats_line(stats: queue_pb2.QueueStats) -> str:
     )
 
 
+UP = 1  # SERVER_HEALTH_UP: the server answers, whether or not it tells its model
+
+
 def servers_table(servers: Iterable[Any]) -> Table:
     table = Table()
     for column in ("ALIAS", "KIND", "URL", "HEALTH", "JOBS", "STATE", "LOADED MODEL"):
@@ -140,7 +143,7 @@ def servers_table(servers: Iterable[Any]) -> Table:
             + (f" ({server.health_reason})" if server.health_reason else ""),
             f"{server.running_jobs}/{server.max_concurrency}",
             state,
-            server.loaded_model or "-",
+            server.loaded_model or ("unknown" if server.health == UP else "-"),
         )
     return table
 
@@ -181,8 +184,8 @@ def models_table(models: Iterable[Any]) -> Table:
     for model in models:
         hosts = sorted({loc.host for loc in model.locations})
         table.add_row(
-            model.name, _type_name(model), model.base_model or "-", model.hashes.autov2,
-            mib(model.size_bytes), ", ".join(hosts) or "-",
+            model.name, _type_name(model), model.base_model or "-",
+            model.hashes.autov2 or "unverified", mib(model.size_bytes), ", ".join(hosts) or "-",
         )  # fmt: skip
     return table
 
@@ -203,17 +206,21 @@ def model_details(model: Any) -> Table:
     for key, value in rows:
         if value:
             table.add_row(key, str(value))
+    if not hashes.sha256:
+        table.add_row("sha256", "unknown: no source has hashed this file yet")
     for loc in model.locations:
-        table.add_row("location", f"{loc.host}: {loc.path} (as {loc.backend_name})")
+        mark = "" if loc.verified else ", unverified"
+        table.add_row("location", f"{loc.host}: {loc.path} (as {loc.backend_name}{mark})")
     return table
 
 
 def locations_table(locations: Iterable[Any]) -> Table:
     table = Table()
-    for column in ("HOST", "PATH", "BACKEND NAME"):
+    for column in ("HOST", "PATH", "BACKEND NAME", "CONTENT"):
         table.add_column(column, overflow="fold")
     for loc in locations:
-        table.add_row(loc.host, loc.path, loc.backend_name)
+        content = "hashed" if loc.verified else "unverified"
+        table.add_row(loc.host, loc.path, loc.backend_name, content)
     return table
 
 

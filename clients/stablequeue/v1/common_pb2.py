@@ -15,17 +15,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bstablequeue/v1/common.proto\x12\x0establequeue.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n\rModelLocation\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x14\n\x0c\x62\x61\x63kend_name\x18\x03 \x01(\t\x12$\n\x03\x61pp\x18\x04 \x01(\x0e\x32\x17.stablequeue.v1.AppKind\x12+\n\x07seen_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t*s\n\x07\x41ppKind\x12\x18\n\x14\x41PP_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41PP_KIND_FORGE\x10\x01\x12\x14\n\x10\x41PP_KIND_COMFYUI\x10\x02\x12\x12\n\x0e\x41PP_KIND_SDCPP\x10\x03\x12\x10\n\x0c\x41PP_KIND_ANY\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bstablequeue/v1/common.proto\x12\x0establequeue.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x01\n\rModelLocation\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x14\n\x0c\x62\x61\x63kend_name\x18\x03 \x01(\t\x12$\n\x03\x61pp\x18\x04 \x01(\x0e\x32\x17.stablequeue.v1.AppKind\x12+\n\x07seen_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08verified\x18\x06 \x01(\x08\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t*s\n\x07\x41ppKind\x12\x18\n\x14\x41PP_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41PP_KIND_FORGE\x10\x01\x12\x14\n\x10\x41PP_KIND_COMFYUI\x10\x02\x12\x12\n\x0e\x41PP_KIND_SDCPP\x10\x03\x12\x10\n\x0c\x41PP_KIND_ANY\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stablequeue.v1.common_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_APPKIND']._serialized_start=285
-  _globals['_APPKIND']._serialized_end=400
+  _globals['_APPKIND']._serialized_start=303
+  _globals['_APPKIND']._serialized_end=418
   _globals['_MODELLOCATION']._serialized_start=81
-  _globals['_MODELLOCATION']._serialized_end=229
-  _globals['_PAGEREQUEST']._serialized_start=231
-  _globals['_PAGEREQUEST']._serialized_end=283
+  _globals['_MODELLOCATION']._serialized_end=247
+  _globals['_PAGEREQUEST']._serialized_start=249
+  _globals['_PAGEREQUEST']._serialized_end=301
 # @@protoc_insertion_point(module_scope)

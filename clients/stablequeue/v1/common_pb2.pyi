@@ -20,18 +20,20 @@ APP_KIND_SDCPP: AppKind
 APP_KIND_ANY: AppKind
 
 class ModelLocation(_message.Message):
-    __slots__ = ("host", "path", "backend_name", "app", "seen_at")
+    __slots__ = ("host", "path", "backend_name", "app", "seen_at", "verified")
     HOST_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     BACKEND_NAME_FIELD_NUMBER: _ClassVar[int]
     APP_FIELD_NUMBER: _ClassVar[int]
     SEEN_AT_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
     host: str
     path: str
     backend_name: str
     app: AppKind
     seen_at: _timestamp_pb2.Timestamp
-    def __init__(self, host: _Optional[str] = ..., path: _Optional[str] = ..., backend_name: _Optional[str] = ..., app: _Optional[_Union[AppKind, str]] = ..., seen_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    verified: bool
+    def __init__(self, host: _Optional[str] = ..., path: _Optional[str] = ..., backend_name: _Optional[str] = ..., app: _Optional[_Union[AppKind, str]] = ..., seen_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., verified: bool = ...) -> None: ...
 
 class PageRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
