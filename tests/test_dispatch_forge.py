@@ -116,6 +116,9 @@ def test_progress_carries_steps_and_goes_out_only_when_it_changes(
     assert steps == sorted(steps) and len(set(steps)) >= 4 and max(steps) >= 5
     shown = [(p.step, round(p.fraction, 3), round(p.eta_seconds)) for p in progress]
     repeats = [a for a, b in itertools.pairwise(shown) if a == b]
-    previews = sum(bool(p.preview_image) for p in progress)
+    frames = [p.preview_image for p in progress]
+    previews = sum(bool(b) and b != a for a, b in itertools.pairwise([b"", *frames]))
     assert len(repeats) <= previews  # a repeat only when it brings a new preview
     assert 1 <= previews <= 3  # Forge makes one every 10 steps
+    first = frames.index(next(f for f in frames if f))
+    assert all(frames[first:])  # once shown, every update carries the preview shown

@@ -304,18 +304,38 @@ class ComfyUIBackend:
 
 
 class _Progress:
-    """Turns websocket messages about one prompt into JobProgress updates."""
+    """Turns websocket messages about one prompt into JobProgress updates: one per
+    step. ComfyUI sends each step's `progress` and then, when previews are on, that
+    step's preview frame; so a step is held until the next message and relayed with
+    the preview if that is what came (a step never shows first without it, which
+    would make the page's preview flicker)."""
 
     def __init__(self, prompt_id: str) -> None:
         self.prompt_id = prompt_id
         self.running = False
+        self.held: queue_pb2.JobProgress | None = None  # a step awaiting its preview
         self.node_started = 0.0
         self.last = queue_pb2.JobProgress(eta_seconds=-1.0)
 
     def feed(self, message: str | bytes) -> tuple[queue_pb2.JobProgress | None, bool]:
         """(progress to relay or None, whether the prompt has finished)."""
         if isinstance(message, bytes):
-            return self._binary(message), False
+            with_preview = self._binary(message)
+            if with_preview is None:
+                return self._release(), False
+            self.held = None
+            return with_preview, False
+        held = self._release()
+        progress, finished = self._event(message)
+        if progress is not None:
+            self.held = progress
+        return held, finished
+
+    def _release(self) -> queue_pb2.JobProgress | None:
+        held, self.held = self.held, None
+        return held
+
+    def _event(self, message: str) -> tuple[queue_pb2.JobProgress | None, bool]:
         try:
             event = json.loads(message)
             kind, data = event["type"], event.get("data") or {}
@@ -341,6 +361,8 @@ class _Progress:
                 total_steps=maximum,
                 fraction=value / maximum if maximum else 0.0,
                 eta_seconds=rate * (maximum - value) if value > 1 else -1.0,
+                preview_image=self.last.preview_image,
+                preview_mime=self.last.preview_mime,
             )
             return self.last, False
         return None, False
@@ -351,10 +373,10 @@ class _Progress:
         kind, image_format = struct.unpack(">II", frame[:8])
         if kind != PREVIEW_IMAGE:
             return None
+        self.last.preview_image = frame[8:]
+        self.last.preview_mime = PREVIEW_FORMATS.get(image_format, mime_of(frame[8:]))
         progress = queue_pb2.JobProgress()
         progress.CopyFrom(self.last)
-        progress.preview_image = frame[8:]
-        progress.preview_mime = PREVIEW_FORMATS.get(image_format, mime_of(frame[8:]))
         return progress
 
 

@@ -474,16 +474,25 @@ class Dispatcher:
 
     def _progress_relay(self, running: Running) -> Callable[[queue_pb2.JobProgress], None]:
         last_preview = 0.0
+        shown = queue_pb2.JobProgress()  # the preview watchers see now
 
         def relay(progress: queue_pb2.JobProgress) -> None:
+            # A new preview at most every PREVIEW_EVERY_S; in between, updates carry
+            # the one shown, so a watcher's preview never disappears between frames.
             nonlocal last_preview
-            if progress.preview_image:
-                now = time.monotonic()
-                if now - last_preview < PREVIEW_EVERY_S:
-                    progress.ClearField("preview_image")
-                    progress.ClearField("preview_mime")
-                else:
-                    last_preview = now
+            now = time.monotonic()
+            if progress.preview_image and now - last_preview >= PREVIEW_EVERY_S:
+                last_preview = now
+                shown.preview_image, shown.preview_mime = (
+                    progress.preview_image, progress.preview_mime,
+                )  # fmt: skip
+            elif shown.preview_image:
+                progress.preview_image, progress.preview_mime = (
+                    shown.preview_image, shown.preview_mime,
+                )  # fmt: skip
+            else:
+                progress.ClearField("preview_image")
+                progress.ClearField("preview_mime")
             self._queue.report_progress(running.job, progress)
 
         return relay

@@ -139,6 +139,22 @@ class ResultStore:
 
         return await self._db.run(query)
 
+    async def for_jobs(self, job_ids: list[str]) -> dict[str, list[ResultRow]]:
+        """The results of several jobs at once (a listing's page), by job id."""
+
+        def query(session: Session) -> dict[str, list[ResultRow]]:
+            found: dict[str, list[ResultRow]] = {}
+            stmt = (
+                select(ResultRow)
+                .where(col(ResultRow.job_id).in_(job_ids))
+                .order_by(col(ResultRow.job_id), col(ResultRow.idx))
+            )
+            for row in session.exec(stmt):
+                found.setdefault(row.job_id, []).append(row)
+            return found
+
+        return await self._db.run(query) if job_ids else {}
+
     async def list(self, query: ResultQuery) -> tuple[list[ResultRow], str]:
         """Newest first, filtered; one page and the next page's token."""
         if not 0 <= query.page_size <= MAX_PAGE:

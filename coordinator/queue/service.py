@@ -165,7 +165,13 @@ class QueueService:
         """One page of jobs and the token of the next page ("" on the last)."""
         query = query.restricted_to(who)
         rows, token = await self._db.run(lambda s: list_page(s, query))
-        return [self.to_pb(row) for row in rows], token
+        jobs = [self.to_pb(row) for row in rows]
+        if self._results is not None:  # the records only: one query for the page
+            done = [j.id for j in jobs if j.status == queue_pb2.JOB_STATUS_COMPLETED]
+            found = await self._results.for_jobs(done)
+            for job in jobs:
+                job.results.extend(result_to_pb(r) for r in found.get(job.id, []))
+        return jobs, token
 
     async def stats(self) -> queue_pb2.QueueStats:
         return await self._db.run(_stats)
@@ -470,7 +476,7 @@ class QueueService:
         self._progress[job.id] = progress
         if (
             previous is not None
-            and not progress.preview_image
+            and progress.preview_image == previous.preview_image
             and _shown(previous) == _shown(progress)
         ):
             return

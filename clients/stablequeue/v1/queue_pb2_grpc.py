@@ -146,7 +146,8 @@ class QueueServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Lists jobs with filters and cursor pagination, in queue order by default.
+        """Lists jobs with filters and cursor pagination, in queue order by default; completed
+        jobs carry their result records (not the image bytes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
