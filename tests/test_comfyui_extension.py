@@ -23,7 +23,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
-from stablequeue.v1 import models_pb2, queue_pb2
+from stablequeue import StableQueueError
+from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
 from tests.conftest import CoordinatorThread
 from tests.fakes.comfyui import FakeComfyUI
 from tests.helpers import final_job, wait_until
@@ -299,3 +300,62 @@ async def test_coordinator_down_is_a_502_with_the_address(
     reply = await page.post("/stablequeue/queue", json={"prompt": graph()})
     assert reply.status == 502
     assert "coordinator at 127.0.0.1:9 is not reachable" in (await reply.json())["error"]
+
+
+async def test_the_readme_setup_runs_jobs_while_the_server_is_probed_every_second(
+    page: TestClient, comfy_home: SimpleNamespace, tmp_path: Path
+) -> None:
+    """Alias + URL set, the extension registers its ComfyUI and sends the hashed
+    inventory; the coordinator's probe (every second here) reports names only. The
+    probe must not erase what the extension sent: the job runs here, and on another
+    server with the same files. When the coordinator forgets this ComfyUI, the
+    extension sends it all again."""
+    from tests.conftest import make_settings
+    from tests.helpers import register_server
+
+    coordinator = CoordinatorThread(make_settings(
+        tmp_path / "quick", f"sqlite:///{tmp_path / 'quick.db'}", health_interval=1.0))  # fmt: skip
+    here, other = FakeComfyUI(), FakeComfyUI()
+    for backend in (here, other):  # the same files under the same names
+        backend.checkpoints, backend.loras = [CKPT], ["detail.safetensors"]
+    module = sys.modules["comfyui_stablequeue"]
+    try:
+        reply = await page.post("/stablequeue/settings", json={
+            "address": coordinator.address, "alias": "comfy-here", "url": here.url,
+            "sync": True, "resync_seconds": 1})  # fmt: skip
+        assert reply.status == 200, await reply.text()
+        sha = comfy_home.files[CKPT]
+        with coordinator.client() as sq:
+            await page.post("/stablequeue/models", json={"prompt": graph()})  # hashes them
+            module.EXTENSION.syncer.now()
+
+            def hosts() -> set[str]:
+                try:
+                    located = sq.call("LocateModel", models_pb2.LocateModelRequest(
+                        reference=sha), "models")  # fmt: skip
+                except StableQueueError:
+                    return set()  # not sent yet
+                return {loc.host for loc in located.locations if loc.verified}
+
+            await asyncio.to_thread(wait_until, lambda: "comfy-here" in hosts())
+            await asyncio.sleep(3)  # three probes of comfy-here, names only
+            assert "comfy-here" in hosts()
+            first = (await (await page.post("/stablequeue/queue", json={
+                "prompt": graph(), "target": "this"})).json())["jobs"][0]  # fmt: skip
+            done = await asyncio.to_thread(final_job, sq, first)
+            assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "comfy-here")
+            # Another ComfyUI known by URL only, with files of the same names: presumed
+            # the same files (by name), so the job may run there too.
+            register_server(sq, "comfy-other", "comfyui", other.url)
+            second = (await (await page.post("/stablequeue/queue", json={
+                "prompt": graph(), "target": "comfy-other"})).json())["jobs"][0]  # fmt: skip
+            done = await asyncio.to_thread(final_job, sq, second)
+            assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "comfy-other")
+            # The coordinator forgets comfy-here: the extension registers and sends again.
+            sq.call("RemoveServer", processes_pb2.RemoveServerRequest(alias="comfy-here"),
+                    "processes")  # fmt: skip
+            await asyncio.to_thread(wait_until, lambda: "comfy-here" in hosts(), 15)
+    finally:
+        here.close()
+        other.close()
+        coordinator.close()

@@ -66,19 +66,32 @@ const JOBS = {
     ],
 };
 
-test("the button posts graphToPrompt's prompt and workflow", async () => {
-    const s = standIns({ "/stablequeue/queue": [200, { jobs: ["j1", "j2"], models: [] }] });
-    const reply = await queueWorkflow(s.app, s.api, { count: 2, seed_mode: "increment" });
-    assert.deepEqual(reply.jobs, ["j1", "j2"]);
+test("each queued job is one graphToPrompt between the widgets' before/afterQueued", async () => {
+    const s = standIns({ "/stablequeue/queue": [200, { jobs: ["j1"], models: [] }] });
+    // A widget records the callbacks; graphToPrompt sends its current value.
+    const order = [];
+    const widget = { value: 7, beforeQueued: () => order.push(`before ${widget.value}`), afterQueued: () => { widget.value += 1; order.push("after"); } };
+    const node = { id: 4, widgets: [widget] };
+    s.app.graph = { nodes: [node], getNodeById: (id) => (id === 4 ? node : null) };
+    s.app.graphToPrompt = async () => {
+        order.push(`prompt ${widget.value}`);
+        return { output: { 4: { class_type: "KSampler", inputs: { seed: widget.value } } }, workflow: { nodes: [{ id: 4 }] } };
+    };
+    const reply = await queueWorkflow(s.app, s.api, { count: 2, target: "this" });
+    assert.deepEqual(reply.jobs, ["j1", "j1"]);
+    assert.deepEqual(order, ["before 7", "prompt 7", "after", "before 8", "prompt 8", "after"]);
+    assert.deepEqual(s.calls.map((c) => [c.route, c.method, c.body.prompt[4].inputs.seed, c.body.target]),
+        [["/stablequeue/queue", "POST", 7, "this"], ["/stablequeue/queue", "POST", 8, "this"]]);
+    assert.equal(s.calls[0].body.count, undefined); // one job per request, as ComfyUI's queue
+});
+
+test("a refused job stops the run and leaves the widgets as they were", async () => {
+    const s = standIns({ "/stablequeue/queue": [400, { error: "prompt: bad" }] });
+    const widget = { value: 1, afterQueued: () => { widget.value += 1; } };
+    s.app.graph = { nodes: [{ id: 1, widgets: [widget] }], getNodeById: () => ({ widgets: [widget] }) };
+    await assert.rejects(queueWorkflow(s.app, s.api, { count: 3 }), /prompt: bad/);
     assert.equal(s.calls.length, 1);
-    assert.equal(s.calls[0].route, "/stablequeue/queue");
-    assert.equal(s.calls[0].method, "POST");
-    assert.deepEqual(s.calls[0].body, {
-        prompt: { 4: { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: "a.safetensors" } } },
-        workflow: { last_node_id: 4, nodes: [{ id: 4 }] },
-        count: 2,
-        seed_mode: "increment",
-    });
+    assert.equal(widget.value, 1);
 });
 
 test("register adds a command, a menu entry, an action-bar button and a sidebar tab", async () => {
@@ -88,6 +101,7 @@ test("register adds a command, a menu entry, an action-bar button and a sidebar 
     assert.equal(ext.commands[0].label, "Queue in StableQueue");
     assert.deepEqual(ext.menuCommands[0].path, ["Extensions", "StableQueue"]);
     assert.equal(ext.actionBarButtons[0].tooltip, "Queue in StableQueue");
+    assert.deepEqual(ext.keybindings, [{ combo: { key: "Enter", alt: true }, commandId: "StableQueue.Queue" }]);
     await ext.commands[0].function();
     assert.equal(s.calls.at(-1).route, "/stablequeue/queue");
     assert.match(s.toasts.at(-1).detail, /Queued 1 job: abcdef12/);
@@ -128,6 +142,11 @@ test("the sidebar renders jobs: progress, preview, reason, thumbnails, actions",
     assert.match(html, /src="\/api\/stablequeue\/results\/r1"/);
     assert.match(html, /does not have &lt;lora&gt;\.safetensors/); // escaped
     assert.match(html, /data-action="cancel" data-id="cccccccc3333"/);
+    assert.match(html, /data-action="front" data-id="cccccccc3333"/);
+    // Only what applies: a finished job offers retry and delete, never cancel.
+    assert.doesNotMatch(html, /data-action="cancel" data-id="bbbbbbbb2222"/);
+    assert.match(html, /data-action="retry" data-id="bbbbbbbb2222"/);
+    assert.doesNotMatch(html, /data-action="(retry|delete|front)" data-id="aaaaaaaa1111"/);
     assert.match(renderJobs(s.api, { jobs: [], error: "not reachable", paused: false }), /sq-error">not reachable/);
 });
 

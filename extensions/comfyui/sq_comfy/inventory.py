@@ -83,12 +83,17 @@ def register(settings: config.Settings) -> str:
 
 
 class Syncer(InventoryWatch):
-    """At start, on a change of any model folder, and when asked (`now()`)."""
+    """At start, on a change of any model folder, when asked (`now()`), every
+    `resync_seconds`, and at each check while the coordinator could not be reached."""
 
     def __init__(self, cache: HashCache, check_seconds: float = 5.0,
                  load: Callable[[], config.Settings] = config.load) -> None:  # fmt: skip
-        super().__init__(self.once, signature, check_seconds)
+        super().__init__(self.once, signature, check_seconds, self._period)
         self.cache, self.load = cache, load
+        self.failed = False
+
+    def _period(self) -> float:
+        return self.check_seconds if self.failed else float(self.load().resync_seconds)
 
     def once(self) -> str:
         settings = self.load()
@@ -101,5 +106,7 @@ class Syncer(InventoryWatch):
                     host_name(settings), common_pb2.APP_KIND_COMFYUI, collect(self.cache)
                 )
         except StableQueueError as e:
+            self.failed = True
             return unreachable(settings.address or "SQ_ADDR", e)
+        self.failed = False
         return f"sent {reply.files_received} model files, {reply.models_matched} known; {note}"

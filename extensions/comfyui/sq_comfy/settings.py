@@ -30,6 +30,9 @@ class Settings:
     url: str = ""
     priority: int = 0
     sync: bool = True
+    # The inventory is sent again this often (seconds), so a coordinator that lost or
+    # forgot it (a new database, the server removed and added) has it back.
+    resync_seconds: int = 300
 
     def client(self, timeout: float = 15.0) -> Client:
         return Client(self.address or None, self.api_key or None, timeout=timeout)
@@ -76,10 +79,10 @@ def checked(base: Settings, changes: dict[str, Any]) -> Settings:
         raise SettingsError("alias: letters, digits, '.', '_' or '-', at most 100 characters")
     if changes.get("url") and not re.match(r"^https?://", changes["url"].strip()):
         raise SettingsError("url: must start with http:// or https://")
-    if "priority" in changes:
-        value = changes["priority"]
-        if isinstance(value, bool) or not isinstance(value, int) or not -1000 <= value <= 1000:
-            raise SettingsError("priority: a whole number within -1000 .. 1000")
+    for key, low, high in (("priority", -1000, 1000), ("resync_seconds", 1, 86400)):
+        value = changes.get(key, low)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise SettingsError(f"{key}: a whole number within {low} .. {high}")
     if "sync" in changes and not isinstance(changes["sync"], bool):
         raise SettingsError("sync: true or false")
     cleaned = {k: v.strip() if isinstance(v, str) else v for k, v in changes.items()}

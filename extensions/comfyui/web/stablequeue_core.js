@@ -36,11 +36,45 @@ export function toast(app, severity, summary, detail) {
     }
 }
 
-// Sends the canvas's workflow: app.graphToPrompt() gives the API-format prompt
-// (`output`) and the UI workflow (`workflow`, written into the result images).
+// Runs one widget callback ("beforeQueued" / "afterQueued") on every widget of the
+// nodes, as ComfyUI's own queue does: that is how "control after generate"
+// (randomize, increment, decrement, fixed) moves seeds and other values.
+function widgetCallbacks(nodes, name) {
+    for (const node of nodes) {
+        for (const widget of node?.widgets ?? []) {
+            widget[name]?.();
+        }
+    }
+}
+
+function subgraphNodes(graph) {
+    const nodes = [];
+    for (const subgraph of graph?.subgraphs?.values?.() ?? []) {
+        nodes.push(...(subgraph.nodes ?? []));
+    }
+    return nodes;
+}
+
+// Sends the canvas's workflow `count` times (default 1), each the way ComfyUI's own
+// Queue sends one: widgets' beforeQueued, app.graphToPrompt() (the API-format prompt
+// `output` and the UI `workflow` written into the images), then afterQueued on the
+// nodes that went, so each job gets the next seed and the widgets end up showing
+// what ComfyUI's Queue would have left there. Stops at the first refusal.
 export async function queueWorkflow(app, api, options = {}) {
-    const { output, workflow } = await app.graphToPrompt();
-    return call(api, "/stablequeue/queue", { prompt: output, workflow, ...options });
+    const { count = 1, ...rest } = options;
+    const jobs = [];
+    const models = [];
+    for (let i = 0; i < count; i++) {
+        widgetCallbacks([...(app.graph?.nodes ?? []), ...subgraphNodes(app.graph)], "beforeQueued");
+        const { output, workflow } = await app.graphToPrompt();
+        const reply = await call(api, "/stablequeue/queue", { prompt: output, workflow, ...rest });
+        jobs.push(...reply.jobs);
+        models.push(...(i === 0 ? reply.models ?? [] : []));
+        const sent = (workflow?.nodes ?? []).map((n) => app.graph?.getNodeById?.(n.id)).filter(Boolean);
+        widgetCallbacks([...sent, ...subgraphNodes(app.graph)], "afterQueued");
+        app.canvas?.draw?.(true, true);
+    }
+    return { jobs, models };
 }
 
 export async function queueWithToast(app, api, options = {}) {
@@ -55,6 +89,15 @@ export async function queueWithToast(app, api, options = {}) {
     }
 }
 
+// What can be done to a job in each status (the coordinator refuses the rest).
+const APPLIES = {
+    pending: ["cancel", "front", "back", "delete"],
+    processing: ["cancel"],
+    completed: ["retry", "delete"],
+    failed: ["retry", "delete"],
+    cancelled: ["retry", "delete"],
+};
+
 function jobHtml(api, job) {
     const percent = Math.round((job.progress || 0) * 100);
     const running = job.status === "processing";
@@ -68,7 +111,7 @@ function jobHtml(api, job) {
         `<img class="sq-thumb" alt="${escapeHtml(r.filename)}" data-action="open" data-result="${r.id}" src="${api.apiURL(`/stablequeue/results/${r.id}`)}">`
         + `<button data-action="load" data-result="${r.id}" data-name="${escapeHtml(r.filename)}" title="Load this image's workflow onto the canvas">Load</button>`,
     ).join("");
-    const buttons = ACTIONS.map((a) =>
+    const buttons = (APPLIES[job.status] ?? []).map((a) =>
         `<button data-action="${a}" data-id="${job.id}">${a}</button>`).join("");
     const where = job.server || job.target || "any server";
     const reason = job.reason ? `<div class="sq-reason">${escapeHtml(job.reason)}</div>` : "";
@@ -80,16 +123,19 @@ function jobHtml(api, job) {
         + `<div class="sq-actions">${buttons}</div></li>`;
 }
 
+// The queue controls: drawn once, so the count being typed survives refreshes.
+export const CONTROLS = `<div class="sq-controls"><button data-action="queue">Queue in StableQueue</button>`
+    + `×<input class="sq-count" type="number" min="1" max="100" value="1" title="how many jobs, each with the widgets' next values (as ComfyUI's batch count)"></div>`;
+
 export function renderJobs(api, listing) {
     const head = listing.error
         ? `<div class="sq-error">${escapeHtml(listing.error)}</div>`
         : `<div class="sq-head">${listing.jobs.filter((j) => j.status === "processing").length} running · `
           + `${listing.jobs.filter((j) => j.status === "pending").length} pending`
           + `${listing.paused ? " · paused" : ""}</div>`;
-    const control = `<div class="sq-controls"><button data-action="queue">Queue in StableQueue</button>`
-        + `<button data-action="${listing.paused ? "resume" : "pause"}">${listing.paused ? "Resume queue" : "Pause queue"}</button></div>`;
+    const pause = `<div class="sq-controls"><button data-action="${listing.paused ? "resume" : "pause"}">${listing.paused ? "Resume queue" : "Pause queue"}</button></div>`;
     const items = listing.jobs.map((job) => jobHtml(api, job)).join("");
-    return `${control}${head}<ul class="sq-jobs">${items || "<li>No jobs yet.</li>"}</ul>`;
+    return `${pause}${head}<ul class="sq-jobs">${items || "<li>No jobs yet.</li>"}</ul>`;
 }
 
 // The sidebar tab: lists jobs, refreshes on the coordinator's queue events (pushed
@@ -99,6 +145,7 @@ export class Sidebar {
         this.app = app;
         this.api = api;
         this.element = null;
+        this.list = null;
         this.listing = { jobs: [], error: "", paused: false };
         this.onEvent = () => this.refresh();
         api.addEventListener(EVENT, this.onEvent);
@@ -107,7 +154,9 @@ export class Sidebar {
     render(element) {
         this.element = element;
         element.addEventListener("click", (event) => this.click(event));
-        element.innerHTML = renderJobs(this.api, this.listing);
+        element.innerHTML = `${CONTROLS}<div class="sq-list"></div>`;
+        this.list = element.querySelector?.(".sq-list") ?? element;
+        this.list.innerHTML = renderJobs(this.api, this.listing);
         return this.refresh();
     }
 
@@ -117,8 +166,8 @@ export class Sidebar {
         } catch (error) {
             this.listing = { jobs: [], error: error.message, paused: false };
         }
-        if (this.element) {
-            this.element.innerHTML = renderJobs(this.api, this.listing);
+        if (this.list) {
+            this.list.innerHTML = renderJobs(this.api, this.listing);
         }
         return this.listing;
     }
@@ -129,7 +178,9 @@ export class Sidebar {
         const { action, id, result, name } = target.dataset;
         try {
             if (action === "queue") {
-                await queueWithToast(this.app, this.api);
+                const input = this.element?.querySelector?.(".sq-count");
+                const count = Math.min(100, Math.max(1, Number.parseInt(input?.value ?? "1", 10) || 1));
+                await queueWithToast(this.app, this.api, { count });
             } else if (action === "pause" || action === "resume") {
                 await call(this.api, `/stablequeue/${action}`, {});
             } else if (ACTIONS.includes(action)) {
@@ -158,6 +209,11 @@ const STYLE = `
 .sq-bar { height: 6px; background: #8884; border-radius: 3px; overflow: hidden; margin: 3px 0; }
 .sq-bar > div { height: 100%; background: #3b82f6; }
 .sq-preview { max-width: 100%; max-height: 160px; display: block; }
+.sq-fallback { display: inline-flex; align-items: center; gap: 4px; margin-left: 6px; padding: 4px 10px;
+  border-radius: 6px; border: 1px solid var(--border-color, #555); background: var(--comfy-input-bg, #333);
+  color: var(--input-text, #ddd); cursor: pointer; font-size: 13px; height: 32px; }
+.sq-fallback:hover { filter: brightness(1.2); }
+.sq-count { width: 3.5em; margin: 2px; font-size: 11px; }
 .sq-thumb { width: 56px; height: 56px; object-fit: cover; cursor: zoom-in; vertical-align: middle; }
 `;
 
@@ -188,6 +244,38 @@ export function settingsEntries(app, api) {
     ];
 }
 
+// The one-click button: in the action bar where the frontend has `actionBarButtons`
+// (1.3x and later), else beside ComfyUI's own queue controls (the Run button group of
+// frontend 1.27, or the legacy menu's Queue button). Checked again as the page
+// redraws; a fallback is removed once the action bar's own button is there.
+export const BUTTON_CLASS = "sq-queue-button";
+const ANCHORS = [".queue-button-group", ".comfyui-queue-button", "#queue-button"];
+
+export function ensureQueueButton(doc, queue) {
+    const own = [...doc.querySelectorAll(`.${BUTTON_CLASS}`)];
+    const fallback = own.filter((b) => b.classList.contains("sq-fallback"));
+    if (own.length > fallback.length) {
+        fallback.forEach((b) => b.remove());
+        return "action bar";
+    }
+    if (fallback.length) return "fallback";
+    const anchor = ANCHORS.map((sel) => doc.querySelector(sel)).find(Boolean);
+    if (!anchor) return "none";
+    const button = doc.createElement("button");
+    button.type = "button";
+    button.className = `${BUTTON_CLASS} sq-fallback`;
+    button.title = "Queue in StableQueue";
+    button.setAttribute("aria-label", "Queue in StableQueue");
+    button.innerHTML = `<i class="pi pi-send"></i><span>StableQueue</span>`;
+    button.addEventListener("click", () => queue());
+    anchor.insertAdjacentElement("afterend", button);
+    return "fallback";
+}
+
+// Alt+Enter: free in every frontend from 1.27 on (Ctrl+Enter queues, Ctrl+Shift+Enter
+// queues at the front and Ctrl+Alt+Enter interrupts in ComfyUI's own bindings).
+export const KEYBINDING = { combo: { key: "Enter", alt: true }, commandId: "StableQueue.Queue" };
+
 export function register(app, api) {
     const sidebar = new Sidebar(app, api);
     const queue = () => queueWithToast(app, api);
@@ -198,8 +286,8 @@ export function register(app, api) {
             { id: "StableQueue.QueueHere", label: "Queue in StableQueue on this server", icon: "pi pi-send", function: () => queueWithToast(app, api, { target: "this" }) },
         ],
         menuCommands: [{ path: ["Extensions", "StableQueue"], commands: ["StableQueue.Queue", "StableQueue.QueueHere"] }],
-        keybindings: [{ combo: { key: "Enter", ctrl: true, shift: true }, commandId: "StableQueue.Queue" }],
-        actionBarButtons: [{ icon: "pi pi-send", label: "StableQueue", tooltip: "Queue in StableQueue", onClick: queue }],
+        keybindings: [KEYBINDING],
+        actionBarButtons: [{ icon: "pi pi-send", label: "StableQueue", tooltip: "Queue in StableQueue", class: BUTTON_CLASS, onClick: queue }],
         settings: settingsEntries(app, api),
         async setup() {
             if (globalThis.document?.head && !document.getElementById("stablequeue-style")) {
@@ -207,6 +295,11 @@ export function register(app, api) {
                 style.id = "stablequeue-style";
                 style.textContent = STYLE;
                 document.head.appendChild(style);
+            }
+            if (globalThis.document?.body) {
+                const check = () => ensureQueueButton(document, queue);
+                check();
+                globalThis.setInterval?.(check, 1000);
             }
             const manager = app.extensionManager;
             if (manager?.registerSidebarTab) {
