@@ -322,12 +322,10 @@ async def test_the_readme_setup_runs_jobs_while_the_server_is_probed_every_secon
     try:
         reply = await page.post("/stablequeue/settings", json={
             "address": coordinator.address, "alias": "comfy-here", "url": here.url,
-            "sync": True, "resync_seconds": 1})  # fmt: skip
+            "sync": True})  # fmt: skip
         assert reply.status == 200, await reply.text()
         sha = comfy_home.files[CKPT]
         with coordinator.client() as sq:
-            await page.post("/stablequeue/models", json={"prompt": graph()})  # hashes them
-            module.EXTENSION.syncer.now()
 
             def hosts() -> set[str]:
                 try:
@@ -337,11 +335,15 @@ async def test_the_readme_setup_runs_jobs_while_the_server_is_probed_every_secon
                     return set()  # not sent yet
                 return {loc.host for loc in located.locations if loc.verified}
 
+            syncer = module.EXTENSION.syncer
+            await asyncio.to_thread(wait_until, lambda: syncer.last.startswith("sent 3"))
+            # Queued now: the files are hashed for it, and those hashes must reach
+            # this server's inventory without anything else happening.
+            first = (await (await page.post("/stablequeue/queue", json={
+                "prompt": graph(), "target": "this"})).json())["jobs"][0]  # fmt: skip
             await asyncio.to_thread(wait_until, lambda: "comfy-here" in hosts())
             await asyncio.sleep(3)  # three probes of comfy-here, names only
             assert "comfy-here" in hosts()
-            first = (await (await page.post("/stablequeue/queue", json={
-                "prompt": graph(), "target": "this"})).json())["jobs"][0]  # fmt: skip
             done = await asyncio.to_thread(final_job, sq, first)
             assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "comfy-here")
             # Another ComfyUI known by URL only, with files of the same names: presumed
@@ -351,7 +353,9 @@ async def test_the_readme_setup_runs_jobs_while_the_server_is_probed_every_secon
                 "prompt": graph(), "target": "comfy-other"})).json())["jobs"][0]  # fmt: skip
             done = await asyncio.to_thread(final_job, sq, second)
             assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "comfy-other")
-            # The coordinator forgets comfy-here: the extension registers and sends again.
+            # The coordinator forgets comfy-here: the extension registers and sends again
+            # (every resync_seconds; 300 by default).
+            await page.post("/stablequeue/settings", json={"resync_seconds": 1})
             sq.call("RemoveServer", processes_pb2.RemoveServerRequest(alias="comfy-here"),
                     "processes")  # fmt: skip
             await asyncio.to_thread(wait_until, lambda: "comfy-here" in hosts(), 15)

@@ -84,6 +84,8 @@ class HashCache:
         except (OSError, ValueError):
             self._entries = {}
         self.hashing = ""  # the file being hashed now, for progress
+        # Called after new hashes are stored (the inventory sync sends them at once).
+        self.on_hashed: Callable[[], None] | None = None
 
     def known(self, path: str) -> str | None:
         try:
@@ -116,6 +118,8 @@ class HashCache:
         self.hashing = ""
         if changed:
             self._save()
+            if self.on_hashed is not None:
+                self.on_hashed()
         return result
 
     async def ensure(self, paths: list[str]) -> dict[str, str]:

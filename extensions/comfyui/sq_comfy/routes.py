@@ -117,6 +117,9 @@ class Extension:
         # Beside the settings file: the hashes outlive restarts, never the model files.
         self.cache = HashCache(config.path().parent / "stablequeue-hashes.json")
         self.syncer = Syncer(self.cache)
+        # A queued prompt's files were just hashed: the coordinator needs those hashes
+        # in this server's inventory before it can run the job here.
+        self.cache.on_hashed = self.syncer.now
         self.feed: QueueFeed | None = None
         self._bridge: threading.Thread | None = None
 
