@@ -297,8 +297,8 @@ export function register(app, api) {
                 document.head.appendChild(style);
             }
             if (globalThis.document?.body) {
+                // First after the action bar has had time to draw its buttons.
                 const check = () => ensureQueueButton(document, queue);
-                check();
                 globalThis.setInterval?.(check, 1000);
             }
             const manager = app.extensionManager;
