@@ -160,6 +160,41 @@ def test_the_sdk_and_the_forge_extension_in_the_apps_python(
     queue_click_in_the_app(python, tmp_path, sqlite_server, gradio)
 
 
+def test_the_comfyui_install_adds_only_the_light_sdk_and_writes_nothing_into_the_checkout(
+    tmp_path: Path, sqlite_server: CoordinatorThread
+) -> None:
+    """README: `<ComfyUI's python> custom_nodes/comfyui-stablequeue/install.py` (as
+    ComfyUI-Manager runs it). ComfyUI's own packages keep their versions (here with a
+    protobuf 4 another custom node pinned), only grpcio and the SDK are added, and
+    the checkout gets no build/ or *.egg-info."""
+    venv = tmp_path / "comfyui-python"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    pins = ["aiohttp>=3.11.8", "pyyaml", "protobuf==4.25.3"]
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    before, checkout = freeze(python), checkout_files()
+    ran = subprocess.run(
+        [python, str(ROOT / "extensions" / "comfyui" / "install.py")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert f"installing the SDK from {ROOT / 'clients'}" in ran.stdout
+    after = freeze(python)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert set(after) - set(before) == {"grpcio", "stablequeue-sdk"}
+    assert checkout_files() == checkout
+    used = subprocess.run(
+        [python, "-c", SCRIPT, sqlite_server.address],
+        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+    )  # fmt: skip
+    assert used.returncode == 0, used.stderr[-2000:]
+    assert json.loads(used.stdout.strip().splitlines()[-1])["protobuf"] == "4.25.3"
+
+
 def freeze(python: str) -> dict[str, str]:
     """Installed distributions and their versions, as pip lists them."""
     listed = subprocess.run(
