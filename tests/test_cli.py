@@ -232,3 +232,24 @@ def test_unseeded_submits_get_random_seeds_recorded_as_their_images_say(
         assert seeds[0] != seeds[1]
     finally:
         backend.close()
+
+
+def test_a_server_that_is_up_without_telling_its_model_shows_unknown() -> None:
+    """A ComfyUI says which model it holds only once it ran a prompt: not "-", which
+    reads as "none", but unknown; a server that is down shows "-"."""
+    from rich.console import Console
+
+    from stablequeue.cli import render
+    from stablequeue.v1 import processes_pb2
+
+    up = processes_pb2.Server(alias="comfy", health=processes_pb2.SERVER_HEALTH_UP)
+    down = processes_pb2.Server(alias="gone", health=processes_pb2.SERVER_HEALTH_DOWN)
+    loaded = processes_pb2.Server(
+        alias="forge", health=processes_pb2.SERVER_HEALTH_UP, loaded_model="sd15.safetensors"
+    )
+    console = Console(width=200, record=True)
+    console.print(render.servers_table([up, down, loaded]))
+    rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines()
+            if line.count("│") > 2}  # fmt: skip
+    assert "unknown" in rows["comfy"] and "sd15.safetensors" in rows["forge"]
+    assert rows["gone"].rstrip().rstrip("│").rstrip().endswith("-")

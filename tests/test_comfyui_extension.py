@@ -344,6 +344,12 @@ async def test_the_readme_setup_runs_jobs_while_the_server_is_probed_every_secon
             await asyncio.to_thread(wait_until, lambda: "comfy-here" in hosts())
             await asyncio.sleep(3)  # three probes of comfy-here, names only
             assert "comfy-here" in hosts()
+            # The probe's relative name and the extension's full path are one file.
+            located = sq.call("LocateModel", models_pb2.LocateModelRequest(reference=sha),
+                              "models")  # fmt: skip
+            [file] = [loc for loc in located.locations if loc.host == "comfy-here"]
+            assert file.verified and file.path == str(comfy_home.models / "checkpoints" / CKPT)
+            assert file.backend_name == CKPT
             done = await asyncio.to_thread(final_job, sq, first)
             assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "comfy-here")
             # Another ComfyUI known by URL only, with files of the same names: presumed

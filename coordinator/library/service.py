@@ -741,51 +741,76 @@ class _Report:
     removed: set[str] = field(default_factory=set)
 
 
-def _known_hashes(session: Session, report: _Report) -> tuple[dict[str, str], dict[str, str]]:
+@dataclass
+class _Known:
+    """Content other reports established for entries that come without a hash."""
+
+    by_path: dict[str, str] = field(default_factory=dict)  # same host, same path
+    by_backend: dict[str, str] = field(default_factory=dict)  # same host, same API name
+    by_name: dict[str, str] = field(default_factory=dict)  # file name, any host
+
+    def verified(self, e: InventoryEntry) -> str | None:
+        return self.by_path.get(e.path) or self.by_backend.get(e.backend_name)
+
+
+def _known_hashes(session: Session, report: _Report) -> _Known:
     """Content other reports already established for entries that come without a hash:
-    by path on the same host (any source), then by file name anywhere."""
+    on the same host by path, or by the name the host's API selects the file by (a
+    ComfyUI probe lists relative names where its extension sends absolute paths);
+    then by file name anywhere."""
     unhashed = [e for e in report.entries if not e.sha256]
-    by_path: dict[str, str] = {}
-    by_name: dict[str, str] = {}
+    known = _Known()
     if not unhashed:
-        return by_path, by_name
+        return known
+    same_host = (
+        LocationRow.host == report.host,
+        LocationRow.source != report.source,
+        LocationRow.verified,
+    )
     for paths in _chunks({e.path for e in unhashed}):
-        for path, sha in session.exec(
-            select(LocationRow.path, LocationRow.sha256).where(
-                LocationRow.host == report.host,
-                LocationRow.source != report.source,
-                LocationRow.verified,
-                col(LocationRow.path).in_(paths),
-            )
-        ):
-            by_path.setdefault(path, str(sha))
-    keys = {name_key(e.path) for e in unhashed if e.path not in by_path}
+        stmt = select(LocationRow.path, LocationRow.sha256).where(
+            *same_host, col(LocationRow.path).in_(paths)
+        )
+        for path, sha in session.exec(stmt):
+            known.by_path.setdefault(path, str(sha))
+    for names in _chunks({e.backend_name for e in unhashed if e.backend_name}):
+        stmt = select(LocationRow.backend_name, LocationRow.sha256).where(
+            *same_host, col(LocationRow.backend_name).in_(names)
+        )
+        for name, sha in session.exec(stmt):
+            known.by_backend.setdefault(name, str(sha))
+    keys = {name_key(e.path) for e in unhashed if not known.verified(e)}
     if keys:
         for key, sha in session.exec(
             select(LocationRow.name_key, LocationRow.sha256).where(
                 col(LocationRow.name_key).in_(keys), LocationRow.verified
             )
         ):
-            by_name.setdefault(key, str(sha))
-    return by_path, by_name
+            known.by_name.setdefault(key, str(sha))
+    return known
 
 
-def _share_hashes(session: Session, host: str, source: str, hashed: dict[str, str]) -> bool:
-    """A hash one source knows sticks to the file: other sources' rows of the same
-    path on `host` whose content was unknown or only presumed take it."""
+def _share_hashes(session: Session, host: str, source: str, entries: list[InventoryEntry]) -> bool:
+    """A hash one source knows sticks to the file: other sources' rows on `host` of the
+    same path, or of the same API name, whose content was unknown or only presumed
+    take it."""
+    by_path = {e.path: e.sha256 for e in entries if e.sha256}
+    by_backend = {e.backend_name: e.sha256 for e in entries if e.sha256 and e.backend_name}
     changed = False
-    for paths in _chunks(hashed):
-        for loc in session.exec(
-            select(LocationRow).where(
-                LocationRow.host == host,
-                LocationRow.source != source,
-                col(LocationRow.path).in_(paths),
-                col(LocationRow.verified).is_(False),
-            )
-        ):
-            loc.sha256, loc.verified = hashed[loc.path], True
-            session.add(loc)
-            changed = True
+    for column, hashed in ((LocationRow.path, by_path), (LocationRow.backend_name, by_backend)):
+        for keys in _chunks(hashed):
+            for loc in session.exec(
+                select(LocationRow).where(
+                    LocationRow.host == host,
+                    LocationRow.source != source,
+                    col(column).in_(keys),
+                    col(LocationRow.verified).is_(False),
+                )
+            ):
+                sha = by_path.get(loc.path) or by_backend[loc.backend_name]
+                loc.sha256, loc.verified = sha, True
+                session.add(loc)
+                changed = True
     return changed
 
 
@@ -803,7 +828,7 @@ def _replace_inventory(session: Session, report: _Report) -> bool:
             )
         )
     }
-    by_path, by_name = _known_hashes(session, report)
+    known_hashes = _known_hashes(session, report)
     hashed = {e.sha256 for e in report.entries if e.sha256}
     known: set[str] = set()
     if hashed:
@@ -814,7 +839,7 @@ def _replace_inventory(session: Session, report: _Report) -> bool:
     for e in report.entries:
         seen.add(e.path)
         key = name_key(e.path)
-        sha = e.sha256 or by_path.get(e.path) or by_name.get(key)
+        sha = e.sha256 or known_hashes.verified(e) or known_hashes.by_name.get(key)
         if e.sha256 and e.sha256 not in known:
             session.add(ModelRow(sha256=e.sha256, autov2=e.sha256[:10], name=key, type=e.type,
                                  size_bytes=e.size_bytes, created_at=now,
@@ -822,7 +847,7 @@ def _replace_inventory(session: Session, report: _Report) -> bool:
             known.add(e.sha256)
         values = {"backend_name": e.backend_name, "app": report.app, "type": e.type,
                   "name_key": key, "sha256": sha,
-                  "verified": bool(e.sha256) or e.path in by_path,
+                  "verified": bool(e.sha256 or known_hashes.verified(e)),
                   "size_bytes": e.size_bytes}  # fmt: skip
         loc = existing.get(e.path)
         if loc is None:
@@ -843,8 +868,7 @@ def _replace_inventory(session: Session, report: _Report) -> bool:
             changed = True
     _fill_sizes(session, report.entries)
     changed = _presume_by_name(session, report.entries) or changed
-    mine = {e.path: e.sha256 for e in report.entries if e.sha256}
-    return _share_hashes(session, report.host, report.source, mine) or changed
+    return _share_hashes(session, report.host, report.source, report.entries) or changed
 
 
 def _chunks(values: Iterable[str], size: int = 500) -> Iterable[list[str]]:
@@ -976,8 +1000,10 @@ def _unhashed(session: Session, keys: list[str]) -> list[tuple[ModelRow, list[Lo
 
 
 def _locations(session: Session, shas: list[str]) -> dict[str, list[LocationRow]]:
-    """Each model's files, one per (host, path) whichever sources reported it (a
-    verified row before a presumed one)."""
+    """Each model's files, one per file on a host whichever sources reported it: rows of
+    the same path, or of the same API name (a probe's relative name for the file an
+    extension reported by its full path), are one file; a verified row is shown before
+    a presumed one, a reported path before a probe's name."""
     found: dict[str, list[LocationRow]] = {sha: [] for sha in shas}
     if shas:
         seen: set[tuple[str, str]] = set()
@@ -986,14 +1012,17 @@ def _locations(session: Session, shas: list[str]) -> dict[str, list[LocationRow]
             .where(col(LocationRow.sha256).in_(shas))
             .order_by(
                 LocationRow.host,
-                LocationRow.path,
                 col(LocationRow.verified).desc(),
+                LocationRow.source == "probe",
                 col(LocationRow.seen_at).desc(),
             )
         ):
-            if (loc.host, loc.path) not in seen:
-                seen.add((loc.host, loc.path))
+            keys = {(loc.host, "path", loc.path), (loc.host, "name", loc.backend_name or loc.path)}
+            if not keys & seen:
                 found[str(loc.sha256)].append(loc)
+            seen |= keys
+        for where in found.values():
+            where.sort(key=lambda loc: (loc.host, loc.path))
     return found
 
 

@@ -123,7 +123,7 @@ def stats_line(stats: queue_pb2.QueueStats) -> str:
     )
 
 
-UP = 1  # SERVER_HEALTH_UP: the server answers, whether or not it tells its model
+UP = 2  # SERVER_HEALTH_UP: the server answers, whether or not it tells its model
 
 
 def servers_table(servers: Iterable[Any]) -> Table:
