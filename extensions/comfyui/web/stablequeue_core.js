@@ -114,7 +114,9 @@ function jobHtml(api, job) {
     const buttons = (APPLIES[job.status] ?? []).map((a) =>
         `<button data-action="${a}" data-id="${job.id}">${a}</button>`).join("");
     const where = job.server || job.target || "any server";
-    const reason = job.reason ? `<div class="sq-reason">${escapeHtml(job.reason)}</div>` : "";
+    // Why a job waits or failed stands out; a finished job's note ("1 image(s)") does not.
+    const kind = job.status === "completed" ? "sq-note" : "sq-reason";
+    const reason = job.reason ? `<div class="${kind}">${escapeHtml(job.reason)}</div>` : "";
     return `<li class="sq-job sq-${job.status}" data-job="${job.id}">`
         + `<div><b>${escapeHtml(job.id.slice(0, 8))}</b> ${escapeHtml(job.status)} · ${escapeHtml(job.stage)} · ${escapeHtml(where)}`
         + `${running ? ` · ${percent}%` : ""}</div>`
