@@ -8,6 +8,8 @@ process with zero-time generation, so what is measured is the coordinator.
 Prints:
   * the delay from SubmitJob returning to an idle server receiving the request
     (p50/p99; target p50 < 10 ms, p99 < 50 ms);
+  * a ListJobs page of 50 finished jobs (with their result records) against the 50
+    GetJob calls a page needed before to show their images, as a ratio;
   * the coordinator's own overhead per job through 4 servers: the gap between a
     server answering one job and receiving its next one, while jobs are queued
     (p50/p99; target p50 < 15 ms), the resulting jobs/s, and the coordinator's
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 import time
@@ -90,9 +93,11 @@ async def submit_to_idle_server(data: Path, samples: int) -> list[float]:
     return delays
 
 
-async def overhead_per_job(data: Path, jobs: int, servers: int) -> tuple[list[float], float, float]:
+async def overhead_per_job(
+    data: Path, jobs: int, servers: int
+) -> tuple[list[float], float, float, tuple[list[float], list[float]]]:
     """(ms between a server's answer and its next request, jobs/s, coordinator CPU ms
-    per job) with jobs queued."""
+    per job) with jobs queued; then `listing_with_results` on the finished jobs."""
     fakes = [FakeForge(step_seconds=0) for _ in range(servers)]
     coordinator = Coordinator(data)
     try:
@@ -105,6 +110,7 @@ async def overhead_per_job(data: Path, jobs: int, servers: int) -> tuple[list[fl
         elapsed = time.perf_counter() - started
         used = process.cpu_times()
         cpu_ms = (used.user + used.system - cpu.user - cpu.system) * 1000 / jobs
+        listing = await listing_with_results(coordinator)
     finally:
         await coordinator.close()
         for fake in fakes:
@@ -113,13 +119,35 @@ async def overhead_per_job(data: Path, jobs: int, servers: int) -> tuple[list[fl
     for fake in fakes:
         for answered, next_arrival in zip(fake.departures, fake.arrivals[1:], strict=False):
             gaps.append((next_arrival - answered) * 1000)
-    return gaps, jobs / elapsed, cpu_ms
+    return gaps, jobs / elapsed, cpu_ms, listing
+
+
+async def listing_with_results(
+    coordinator: Coordinator, rounds: int = 30
+) -> tuple[list[float], list[float]]:
+    """ms for a ListJobs page of 50 finished jobs (it carries their result records) and
+    for the 50 GetJob calls a page needed before to show their thumbnails, interleaved."""
+    page = queue_pb2.ListJobsRequest(order=queue_pb2.JOB_ORDER_NEWEST)
+    page.page.page_size = 50
+    listed, fetched = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        reply = await coordinator.queue.ListJobs(page)
+        listed.append((time.perf_counter() - started) * 1000)
+        assert len(reply.jobs) == 50 and all(j.results for j in reply.jobs)
+        started = time.perf_counter()
+        for job in reply.jobs:
+            await coordinator.queue.GetJob(queue_pb2.GetJobRequest(id=job.id))
+        fetched.append((time.perf_counter() - started) * 1000)
+    return listed, fetched
 
 
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         delays = await submit_to_idle_server(Path(tmp) / "latency", args.samples)
-        gaps, throughput, cpu_ms = await overhead_per_job(Path(tmp) / "overhead", args.jobs, 4)
+        gaps, throughput, cpu_ms, listing = await overhead_per_job(
+            Path(tmp) / "overhead", args.jobs, 4
+        )
     print()
     print("StableQueue dispatch benchmark (Forge fakes on loopback, zero-time generation)")
     print(f"  submit -> idle server receives it ({len(delays)} jobs): p50 {pct(delays, .5):.2f} "
@@ -128,6 +156,10 @@ async def main(args: argparse.Namespace) -> None:
           f"p99 {pct(gaps, .99):.2f} ms   (target p50 < 15 ms)")  # fmt: skip
     print(f"  throughput with 4 servers: {throughput:.0f} jobs/s ({args.jobs} jobs); "
           f"coordinator CPU {cpu_ms:.2f} ms per job")  # fmt: skip
+    listed, fetched = listing
+    ratio = statistics.median(g / max(lst, 1e-9) for lst, g in zip(listed, fetched, strict=True))
+    print(f"  ListJobs, 50 finished jobs with results: p50 {pct(listed, .5):.2f} ms; the 50 "
+          f"GetJob calls it spares: p50 {pct(fetched, .5):.2f} ms; ratio {ratio:.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":
