@@ -17,12 +17,8 @@ import tempfile
 from pathlib import Path
 
 from agent.config import PLACEHOLDER, ModelConfig, resolve_command
+from coordinator.backends import sdcpp_names
 from stablequeue.v1 import queue_pb2
-
-# A1111 sampler labels -> sd-cli --sampling-method names.
-SAMPLERS = {"euler": "euler", "euler a": "euler_a", "heun": "heun", "dpm2": "dpm2",
-            "dpm++ 2s a": "dpm++2s_a", "dpm++ 2m": "dpm++2m", "lcm": "lcm",
-            "ddim": "ddim_trailing", "tcd": "tcd", "ipndm": "ipndm"}  # fmt: skip
 
 
 class CliFailed(Exception):
@@ -38,9 +34,14 @@ def cli_flags(params: queue_pb2.GenerationParams, output: Path) -> list[str]:
         if value:
             flags += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     flags += ["-s", str(params.seed)]
-    if params.sampler:
-        label = params.sampler.strip().lower()
-        flags += ["--sampling-method", SAMPLERS.get(label, label.replace(" ", ""))]
+    try:
+        method, scheduler = sdcpp_names.translate(params.sampler, params.scheduler)
+    except sdcpp_names.UnknownName as e:
+        raise CliFailed(str(e)) from None
+    if method:
+        flags += ["--sampling-method", method]
+    if scheduler:
+        flags += ["--scheduler", scheduler]
     count = (params.batch_size or 1) * (params.iterations or 1)
     if count > 1:
         flags += ["-b", str(count)]

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import psutil
 import pytest
+from PIL import Image
 
 from stablequeue import Client
 from stablequeue.v1 import processes_pb2
@@ -245,9 +246,14 @@ def test_cli_mode_models_run_one_process_per_job(
         with coordinator.client() as sq:
             wait_until(lambda: connected(sq, "gpu-c"))
             spec = txt2img("a lighthouse", model="flux-cli", steps=4, seed=9, batch_size=2,
-                           width=512, height=256)  # fmt: skip
+                           width=512, height=256, sampler="DPM++ 2M SDE",
+                           scheduler="Align Your Steps")  # fmt: skip
             done = final_job(sq, sq.submit(spec).id)
             assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-c:flux-cli")
+            # sd-cli got sd.cpp's own names (it exits with its usage text on others).
+            image = coordinator.coordinator.results.root / done.results[0].filename
+            with Image.open(image) as png:
+                assert "Sampler: dpm++2m_sde, Scheduler: ays" in png.text["parameters"]
             assert [(r.width, r.height, r.seed) for r in done.results] == [
                 (32, 16, 9),
                 (32, 16, 10),

@@ -119,3 +119,32 @@ def test_cancel_drops_a_queued_job_and_leaves_a_generating_one_to_finish(
 def loaded_model(sq: Client, alias: str) -> str:
     request = processes_pb2.GetServerRequest(alias=alias)
     return str(sq.processes.GetServer(request).server.loaded_model)
+
+
+def test_a1111_sampler_and_schedule_names_reach_sd_cpp_as_its_own(
+    sq: Client, sdcpp: FakeSdServer
+) -> None:
+    """sd-server runs its default for a name it does not know, without a word: names are
+    translated with sd.cpp's own tables, and an sdcpp job naming one it lacks is
+    refused at submit, listing the valid ones."""
+    register_server(sq, "cpp-1", "sdcpp", sdcpp.url)
+    cases = [
+        (("DPM++ 2M SDE Karras", ""), ("dpm++2m_sde", "karras")),
+        (("Euler a", "Align Your Steps"), ("euler_a", "ays")),
+        (("DDIM", "Uniform"), ("ddim_trailing", "discrete")),
+        (("dpm++2mv2", "sgm_uniform"), ("dpm++2mv2", "sgm_uniform")),  # sd.cpp's own names
+    ]
+    for (sampler, scheduler), expected in cases:
+        spec = txt2img("names", sampler=sampler, scheduler=scheduler, steps=1, app="sdcpp")
+        done = final_job(sq, sq.submit(spec).id)
+        assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+        sample = sdcpp.requests[-1][1]["sample_params"]
+        assert (sample["sample_method"], sample["scheduler"]) == expected
+        assert sdcpp.used[-1] == expected  # what it really ran with
+    automatic = txt2img("names", sampler="Euler", scheduler="Automatic", steps=1, app="sdcpp")
+    final_job(sq, sq.submit(automatic).id)
+    assert "scheduler" not in sdcpp.requests[-1][1]["sample_params"]  # sd.cpp's default
+    with raises(grpc.StatusCode.INVALID_ARGUMENT, "spec.params.sampler", "dpm++2m_sde", "UniPC"):
+        sq.submit(txt2img("x", sampler="UniPC", app="sdcpp"))
+    with raises(grpc.StatusCode.INVALID_ARGUMENT, "spec.params.scheduler", "ays"):
+        sq.submit(txt2img("x", sampler="Euler", scheduler="Turbo", app="sdcpp"))

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from coordinator.backends import sdcpp_names
 from coordinator.backends.base import (
     Attempt,
     Image,
@@ -37,26 +38,19 @@ from stablequeue.v1 import queue_pb2
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25
-# A1111 sampler labels → sd.cpp `sample_method` names.
-SAMPLERS = {
-    "euler": "euler",
-    "euler a": "euler_a",
-    "heun": "heun",
-    "dpm2": "dpm2",
-    "dpm++ 2s a": "dpm++2s_a",
-    "dpm++ 2m": "dpm++2m",
-    "dpm++ 2m v2": "dpm++2mv2",
-    "ipndm": "ipndm",
-    "lcm": "lcm",
-    "ddim": "ddim_trailing",
-    "tcd": "tcd",
-}
 NAME_SPLIT = re.compile(r"[\\/]")
 
 
-def sample_method(sampler: str) -> str:
-    label = sampler.strip().lower()
-    return SAMPLERS.get(label, label.replace(" ", ""))
+def names(params: queue_pb2.GenerationParams) -> tuple[str, str]:
+    """sd.cpp's (sample_method, scheduler) for the job; "" where its default applies.
+
+    Raises:
+        BackendRejected: a name sd.cpp does not have (it would silently run its default).
+    """
+    try:
+        return sdcpp_names.translate(params.sampler, params.scheduler)
+    except sdcpp_names.UnknownName as e:
+        raise BackendRejected(str(e)) from None
 
 
 def find_lora(listed: list[dict[str, Any]], wanted: str) -> str | None:
@@ -74,10 +68,11 @@ def find_lora(listed: list[dict[str, Any]], wanted: str) -> str | None:
 def native_body(params: queue_pb2.GenerationParams, loras: list[dict[str, Any]]) -> dict[str, Any]:
     """The `/sdcpp/v1/img_gen` body for one job."""
     sample: dict[str, Any] = {}
-    if params.sampler:
-        sample["sample_method"] = sample_method(params.sampler)
-    if params.scheduler:
-        sample["scheduler"] = params.scheduler.strip().lower().replace(" ", "_")
+    method, scheduler = names(params)
+    if method:
+        sample["sample_method"] = method
+    if scheduler:
+        sample["scheduler"] = scheduler
     if params.steps:
         sample["sample_steps"] = params.steps
     if params.cfg_scale:
@@ -112,13 +107,14 @@ def sdapi_body(params: queue_pb2.GenerationParams, loras: list[dict[str, Any]]) 
         "batch_size": (params.batch_size or 1) * (params.iterations or 1),
         "lora": loras,
     }
+    method, scheduler = names(params)
     for key, value in (
         ("steps", params.steps),
         ("cfg_scale", params.cfg_scale),
         ("width", params.width),
         ("height", params.height),
-        ("sampler_name", params.sampler.lower()),
-        ("scheduler", params.scheduler.lower()),
+        ("sampler_name", method),
+        ("scheduler", scheduler),
     ):
         if value:
             body[key] = value

@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
+from coordinator.backends import sdcpp_names
 from coordinator.errors import InvalidArgument
 from stablequeue.v1 import common_pb2, queue_pb2
 
@@ -168,6 +169,8 @@ def normalize_spec(spec: queue_pb2.JobSpec) -> queue_pb2.JobSpec:
             out.app = common_pb2.APP_KIND_ANY
         if out.params.mode == queue_pb2.GENERATION_MODE_UNSPECIFIED:
             out.params.mode = queue_pb2.GENERATION_MODE_TXT2IMG
+        if spec.app == common_pb2.APP_KIND_SDCPP:
+            _validate_sdcpp_names(spec.params)
     if spec.target_server and not SERVER_ALIAS.match(spec.target_server):
         raise InvalidArgument(
             "spec.target_server", "letters, digits, '.', '_' or '-', at most 100 characters"
@@ -180,6 +183,20 @@ def normalize_spec(spec: queue_pb2.JobSpec) -> queue_pb2.JobSpec:
             raise InvalidArgument("spec.comfy_ui_workflow", "only with a workflow job")
         _json_object("spec.comfy_ui_workflow", spec.comfy_ui_workflow, MAX_WORKFLOW_BYTES)
     return out
+
+
+def _validate_sdcpp_names(p: queue_pb2.GenerationParams) -> None:
+    """Names stable-diffusion.cpp has (its own, or A1111's it translates); it would run
+    its default for any other without a word."""
+    label, schedule = sdcpp_names.split_label(p.sampler, p.scheduler)
+    for field, check, value in (
+        ("spec.params.sampler", sdcpp_names.sample_method, label),
+        ("spec.params.scheduler", sdcpp_names.scheduler_name, schedule),
+    ):
+        try:
+            check(value)
+        except sdcpp_names.UnknownName as e:
+            raise InvalidArgument(field, str(e)) from None
 
 
 def _validate_models(spec: queue_pb2.JobSpec, out: queue_pb2.JobSpec) -> None:

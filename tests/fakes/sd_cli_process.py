@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
+from sdcpp_tables import SAMPLE_METHODS, SCHEDULERS  # beside this file (run as a script)
 
 
 def main() -> int:
@@ -26,9 +27,17 @@ def main() -> int:
     parser.add_argument("--cfg-scale", type=float, default=7.0)
     parser.add_argument("-s", "--seed", type=int, default=42)
     parser.add_argument("--sampling-method", default="euler_a")
+    parser.add_argument("--scheduler", default="discrete")
     parser.add_argument("-b", "--batch-count", type=int, default=1)
     parser.add_argument("-o", "--output", default="./output.png")
     args = parser.parse_args()
+    # As sd-cli: an unknown name is an error, followed by its usage text.
+    for what, value, known in (("sample method", args.sampling_method, SAMPLE_METHODS),
+                               ("scheduler", args.scheduler, SCHEDULERS)):  # fmt: skip
+        if value not in known:
+            print(f"error: invalid {what} {value}", flush=True)
+            print("usage: sd-cli [arguments]\n\narguments:\n  -h, --help  show this help")
+            return 1
     if "FAIL" in args.prompt:
         print("[ERROR] generate_image failed: simulated failure", flush=True)
         return 1
@@ -36,7 +45,11 @@ def main() -> int:
     for i in range(args.batch_count):
         path = out if args.batch_count == 1 else out.with_name(f"{out.stem}_{i + 1}{out.suffix}")
         info = PngImagePlugin.PngInfo()
-        info.add_text("parameters", f"{args.prompt}\nSteps: {args.steps}, Seed: {args.seed + i}")
+        info.add_text(
+            "parameters",
+            f"{args.prompt}\nSteps: {args.steps}, Seed: {args.seed + i}, "
+            f"Sampler: {args.sampling_method}, Scheduler: {args.scheduler}",
+        )
         buffer = io.BytesIO()
         Image.new("RGB", (args.width // 16, args.height // 16), (200, 50, i * 40)).save(
             buffer, format="PNG", pnginfo=info

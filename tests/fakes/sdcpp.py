@@ -22,11 +22,10 @@ from aiohttp import web
 
 from tests.fakes.forge import png
 from tests.fakes.loopback import LoopbackServer
+from tests.fakes.sdcpp_tables import SAMPLE_METHODS, SCHEDULERS
 
-SAMPLE_METHODS = ["euler", "euler_a", "heun", "dpm2", "dpm++2s_a", "dpm++2m", "dpm++2mv2",
-                  "ipndm", "ipndm_v", "lcm", "ddim_trailing", "tcd"]  # fmt: skip
-SCHEDULERS = ["discrete", "normal", "karras", "exponential", "ays", "gits", "sgm_uniform",
-              "simple", "smoothstep"]  # fmt: skip
+# Like the real sd-server, the fake runs its default for a name it does not know,
+# without a word (`used` records what each job really ran with).
 
 
 class FakeSdServer(LoopbackServer):
@@ -44,6 +43,7 @@ class FakeSdServer(LoopbackServer):
         self.loras = [{"name": "pixel-art", "path": "pixel-art.safetensors"},
                       {"name": "styles/ink", "path": "styles/ink.safetensors"}]  # fmt: skip
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.used: list[tuple[str, str]] = []  # (sampler, scheduler) each job really ran with
         self.jobs: dict[str, dict[str, Any]] = {}
         self.queue: list[str] = []
         self.cancels: list[tuple[str, int]] = []
@@ -94,8 +94,14 @@ class FakeSdServer(LoopbackServer):
         except json.JSONDecodeError as e:
             return web.json_response({"error": "invalid json", "message": str(e)}, status=400)
         self.requests.append((request.path, body))
-        if not self._valid(body, (body.get("sample_params") or {}).get("sample_method")):
+        if not self._valid(body):
             return web.json_response({"error": "invalid generation parameters"}, status=400)
+        sample = body.get("sample_params") or {}
+        self.used.append((
+            sample.get("sample_method") if sample.get("sample_method") in SAMPLE_METHODS
+            else "euler_a",
+            sample.get("scheduler") if sample.get("scheduler") in SCHEDULERS else "discrete",
+        ))  # fmt: skip
         pending = [j for j in self.jobs.values() if j["status"] in ("queued", "generating")]
         if len(pending) >= self.max_pending:
             return web.json_response({"error": "job queue is full"}, status=429)
@@ -112,10 +118,8 @@ class FakeSdServer(LoopbackServer):
             status=202,
         )  # fmt: skip
 
-    def _valid(self, body: dict[str, Any], sampler: str | None) -> bool:
+    def _valid(self, body: dict[str, Any]) -> bool:
         if not body.get("prompt") or "<lora:" in body["prompt"]:
-            return False
-        if sampler and sampler not in SAMPLE_METHODS:
             return False
         known = {lora["path"] for lora in self.loras}
         return all(item.get("path") in known for item in body.get("lora") or [])
@@ -197,7 +201,7 @@ class FakeSdServer(LoopbackServer):
     async def txt2img(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append((request.path, body))
-        if not self._valid(body, None):
+        if not self._valid(body):
             return web.json_response({"error": "invalid request"}, status=400)
         try:
             images = await self._generate(body)
