@@ -118,6 +118,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     servers.on_removed(library.forget_host)
     queue = QueueService(db, bus, servers, results, library)
     nodes = NodeService()
+    queue.node_places = nodes.places
     downloads = DownloadService(db, library, civitai, settings.download_concurrency, nodes)
     nodes.on_download(downloads.node_update)
     nodes.on_offline(downloads.node_lost)

@@ -437,3 +437,42 @@ def test_an_agent_reaches_a_tls_coordinator(
     finally:
         stop_agent(agent)
         running.close()
+
+
+def test_a_node_model_is_accepted_beside_a_registered_sd_server(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    """Once a registered sd-server reported its inventory, the submit-time check knew
+    only registered servers: a job for a node's model was refused ('not on any
+    server (cpp)'). Node models count as well."""
+    from stablequeue import txt2img
+    from stablequeue.v1 import queue_pb2
+    from tests.fakes.sdcpp import FakeSdServer
+    from tests.helpers import final_job, register_server
+
+    cli = Path(__file__).parent / "fakes" / "sd_cli_process.py"
+    config = tmp_path / "models.yml"
+    config.write_text(
+        f"models:\n  sd15:\n    command: {sys.executable}\n    exec_mode: cli\n"
+        f'    args: ["{cli}", "-m", "/models/${{MODEL}}.safetensors"]\n'
+    )
+    registered = FakeSdServer()
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent.main", "--coordinator", coordinator.address, "--config",
+         str(config), "--name", "gpu-n", "--work-dir", str(tmp_path / "agent"),
+         "--heartbeat", str(BEAT)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with coordinator.client() as sq:
+            register_server(sq, "cpp", "sdcpp", registered.url)
+            wait_until(lambda: "cpp" in coordinator.coordinator.library.inventoried)
+            wait_until(lambda: connected(sq, "gpu-n"))
+            job = sq.submit(txt2img("on the node", model="sd15", steps=1, app="sdcpp"))
+            done = final_job(sq, job.id)
+            assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-n:sd15")
+            with raises(grpc.StatusCode.FAILED_PRECONDITION, "not on any server"):
+                sq.submit(txt2img("nowhere", model="sd99", steps=1, app="sdcpp"))
+    finally:
+        stop_agent(agent)  # type: ignore[arg-type]
+        registered.close()

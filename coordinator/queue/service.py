@@ -11,6 +11,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from coordinator.auth.principal import Principal
+from coordinator.dispatch.policy import model_matches
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from coordinator.outputs.store import result_to_pb
 from coordinator.queue import ordering, validation
@@ -32,7 +33,7 @@ Listener = Callable[[queue_pb2.Job | None, int], None]
 if TYPE_CHECKING:
     from coordinator.library.service import ModelLibrary
     from coordinator.outputs.store import ResultStore
-    from coordinator.servers.service import ServerService
+    from coordinator.servers.service import ServerService, ServerState
 
 
 # What scheduling reads of a pending job (see QueueService.dispatchable).
@@ -64,6 +65,9 @@ class QueueService:
         self._writer = SubmissionWriter(db)
         self._listeners: list[Listener] = []
         self._paused: bool | None = None  # the queue-wide pause flag, once read
+        # The node agents' models as places (set by the server once nodes exist): they
+        # count wherever a model is checked, beside the registered servers.
+        self.node_places: Callable[[], list[ServerState]] = list
 
     def on_event(self, listener: Listener) -> None:
         """Calls `listener(job, event type)` after every committed change (the dispatcher's cue)."""
@@ -125,6 +129,8 @@ class QueueService:
         model = spec.params.model if spec.HasField("params") else ""
         if not model or self._library is None or self._servers is None:
             return
+        if any(model_matches(p.health.loaded_model, model) for p in self.node_places()):
+            return  # a node has it as one of its models
         placement = await self._library.hosts_for(model)
         if placement is None:
             return
