@@ -58,6 +58,10 @@ STATES = {
 }
 
 
+class CliModel(Exception):
+    """A start or stop asked of a model that runs one sd-cli process per job."""
+
+
 class Agent:
     def __init__(self, args: argparse.Namespace, supervisor: Supervisor, gpus: Gpus) -> None:
         self.args = args
@@ -253,6 +257,9 @@ class Agent:
         result = processes_pb2.CommandResult(command_id=command.command_id, ok=True)
         kind = command.WhichOneof("body")
         try:
+            if kind in ("start_model", "stop_model"):
+                key = getattr(command, kind).model
+                self._refuse_cli(key, "start" if kind == "start_model" else "stop")
             if kind == "start_model":
                 key = command.start_model.model
                 await self.downloads.ensure_files(key, self.supervisor.config)
@@ -279,9 +286,18 @@ class Agent:
                 result.ok, result.error = False, f"{kind} is not supported by this agent yet"
         except KeyError as e:
             result.ok, result.error = False, f"no model {e.args[0]!r} in this node's models.yml"
-        except (StartFailed, DownloadFailed) as e:
+        except (StartFailed, DownloadFailed, CliModel) as e:
             result.ok, result.error = False, str(e)
         outgoing.put_nowait(processes_pb2.AgentMessage(command_result=result))
+
+    def _refuse_cli(self, key: str, verb: str) -> None:
+        """A cli model has no process between jobs: nothing to start or stop."""
+        model = self.supervisor.config.models.get(key)
+        if model is not None and model.exec_mode == "cli":
+            raise CliModel(
+                f"cannot {verb} {key!r}: it runs {model.command} once per job (exec_mode: cli), "
+                "so there is no server to start or stop; submit a job for it instead"
+            )
 
     async def _run_job_task(
         self,

@@ -245,6 +245,11 @@ def test_cli_mode_models_run_one_process_per_job(
     try:
         with coordinator.client() as sq:
             wait_until(lambda: connected(sq, "gpu-c"))
+            # No process lives between jobs: start/stop are refused, saying why.
+            for verb in ("StartProcess", "StopProcess"):
+                request = getattr(processes_pb2, f"{verb}Request")(model="flux-cli")
+                with raises(grpc.StatusCode.FAILED_PRECONDITION, "exec_mode: cli"):
+                    call(sq, verb, request)
             spec = txt2img("a lighthouse", model="flux-cli", steps=4, seed=9, batch_size=2,
                            width=512, height=256, sampler="DPM++ 2M SDE",
                            scheduler="Align Your Steps")  # fmt: skip
