@@ -14,9 +14,12 @@ import contextlib
 import os
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from agent.config import PLACEHOLDER, ModelConfig, resolve_command
+from agent.output import Step, keep_tail, step_of
+from agent.output import lines as output_lines
 from coordinator.backends import sdcpp_names
 from stablequeue.v1 import queue_pb2
 
@@ -49,9 +52,14 @@ def cli_flags(params: queue_pb2.GenerationParams, output: Path) -> list[str]:
 
 
 async def run_cli(
-    key: str, model: ModelConfig, base_dir: Path, params: queue_pb2.GenerationParams
+    key: str,
+    model: ModelConfig,
+    base_dir: Path,
+    params: queue_pb2.GenerationParams,
+    on_step: Callable[[Step], None] | None = None,
 ) -> list[bytes]:
     """Runs the CLI once for `params`; returns the PNG bytes it wrote, in order.
+    `on_step` gets each progress redraw it prints while sampling.
 
     Raises:
         CliFailed: the command is missing, exits non-zero, or writes no image.
@@ -72,8 +80,11 @@ async def run_cli(
         tail: collections.deque[str] = collections.deque(maxlen=20)
         try:
             assert proc.stdout is not None
-            async for raw in proc.stdout:
-                tail.append(raw.decode(errors="replace").rstrip())
+            async for line in output_lines(proc.stdout):
+                keep_tail(tail, line)
+                step = step_of(line)
+                if step is not None and on_step is not None:
+                    on_step(step)
             code = await proc.wait()
         except asyncio.CancelledError:  # the job was cancelled: end the run
             with contextlib.suppress(ProcessLookupError):
@@ -81,11 +92,19 @@ async def run_cli(
             await proc.wait()
             raise
         if code != 0:
-            raise CliFailed(f"{key} exited with code {code}: " + " | ".join(list(tail)[-3:]))
+            raise CliFailed(f"{key} exited with code {code}: {reason(tail)}")
         images = await asyncio.to_thread(_read_outputs, output)
         if not images:
-            raise CliFailed(f"{key} wrote no image: " + " | ".join(list(tail)[-3:]))
+            raise CliFailed(f"{key} wrote no image: {reason(tail)}")
         return images
+
+
+def reason(tail: collections.deque[str]) -> str:
+    """What a failed run said: its error lines (sd-cli prints its usage text after
+    them), else its last lines; never a progress bar."""
+    said = [line for line in tail if step_of(line) is None]
+    errors = [line for line in said if "error" in line.lower() or "invalid" in line.lower()]
+    return " | ".join(errors[-3:] or said[-3:]) or "no output"
 
 
 def _read_outputs(output: Path) -> list[bytes]:

@@ -369,6 +369,10 @@ class Agent:
             command.job_id,
             lambda p: update(step=p.step, total_steps=p.total_steps, preview_image=p.preview_image),
         )
+        # sd-server's job API has no steps; its output does (one job at a time here).
+        process.on_step = lambda s: update(
+            step=s.done, total_steps=s.total, steps_per_second=s.per_second
+        )
         try:
             images = await backend.run(attempt)
             for image in images:
@@ -380,6 +384,7 @@ class Agent:
             await asyncio.shield(self._end_generation(key, backend, attempt))
             raise
         finally:
+            process.on_step = None
             await backend.close()
             self.supervisor.job_finished(key)
 
@@ -417,6 +422,7 @@ class Agent:
             images = await run_cli(
                 key, self.supervisor.config.models[key], self.supervisor.config.base_dir,
                 spec.params,
+                lambda s: update(step=s.done, total_steps=s.total, steps_per_second=s.per_second),
             )  # fmt: skip
             for data in images:
                 update(image=data)

@@ -27,6 +27,8 @@ from pathlib import Path
 import httpx
 
 from agent.config import PLACEHOLDER, ModelConfig, resolve_command
+from agent.output import Step, keep_tail, step_of
+from agent.output import lines as output_lines
 
 log = logging.getLogger(__name__)
 TAIL_LINES = 200
@@ -92,6 +94,9 @@ class ModelProcess:
         self.changed_at = time.time()  # wall clock of the last state change
         self.proc: asyncio.subprocess.Process | None = None
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        # Called with each progress redraw the model prints while a job runs (one job
+        # at a time on a node's model), to report its steps.
+        self.on_step: Callable[[Step], None] | None = None
         self._starting: asyncio.Task[None] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -218,13 +223,16 @@ class ModelProcess:
         return True
 
     async def _read_output(self, proc: asyncio.subprocess.Process) -> None:
-        """Keeps the last lines in memory and writes every line to the rotating log."""
+        """Keeps the last lines in memory and writes every line to the rotating log, as
+        they come: progress redraws (split at `\r`) too, one tail line per bar."""
         assert proc.stdout is not None
         output = self._output_log()
-        async for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            self.tail.append(line)
+        async for line in output_lines(proc.stdout):
+            keep_tail(self.tail, line)
             output.info(line)
+            step = step_of(line)
+            if step is not None and self.on_step is not None:
+                self.on_step(step)
 
     def _output_log(self) -> logging.Logger:
         """A logger writing only this model's output to `<key>.log` (one backup kept)."""

@@ -241,6 +241,7 @@ def test_cli_mode_models_run_one_process_per_job(
          str(config), "--name", "gpu-c", "--work-dir", str(tmp_path / "agent"),
          "--heartbeat", str(BEAT)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "SQ_FAKE_STEP_SECONDS": "0.02"},  # the stand-in's time per step
     )  # fmt: skip
     try:
         with coordinator.client() as sq:
@@ -266,6 +267,13 @@ def test_cli_mode_models_run_one_process_per_job(
             failed = final_job(sq, sq.submit(txt2img("FAIL now", model="flux-cli")).id)
             assert failed.status == queue_pb2.JOB_STATUS_FAILED
             assert "exited with code 1" in failed.reason and "simulated failure" in failed.reason
+            assert "/20 - " not in failed.reason  # no progress bar in the reason
+            # The steps sd-cli prints (redrawn with \r) become the job's progress.
+            job = sq.submit(txt2img("steps", model="flux-cli", steps=40))
+            steps = [e.job.progress.step for e in sq.watch_job(job.id)
+                     if e.type == queue_pb2.JOB_EVENT_TYPE_PROGRESS
+                     and e.job.progress.total_steps == 40]  # fmt: skip
+            assert len(set(steps)) >= 5 and steps == sorted(steps), steps
         import tempfile
 
         assert not list(Path(tempfile.gettempdir()).glob("sq-cli-*"))  # outputs removed
@@ -481,3 +489,36 @@ def test_a_node_model_is_accepted_beside_a_registered_sd_server(
     finally:
         stop_agent(agent)  # type: ignore[arg-type]
         registered.close()
+
+
+def test_node_models_report_the_steps_their_output_shows(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    """sd-server's job API has no steps, but it redraws a progress bar on stdout with
+    `\\r` and no newline: the agent reads it as it comes, the job gets step/total, and
+    `sq logs` shows the current bar while sampling."""
+    from stablequeue import txt2img
+    from stablequeue.v1 import queue_pb2
+
+    agent = start_agent(tmp_path, coordinator.address)
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-a"))
+            job = sq.submit(txt2img("steps", model="sd", steps=200, app="sdcpp"))
+            seen: list[tuple[int, int]] = []
+            bar = ""
+            for event in sq.watch_job(job.id):
+                progress = event.job.progress
+                if event.type == queue_pb2.JOB_EVENT_TYPE_PROGRESS and progress.total_steps:
+                    seen.append((progress.step, progress.total_steps))
+                    if not bar and 20 < progress.step < 150:
+                        logs = call(sq, "GetProcessLogs", processes_pb2.GetProcessLogsRequest(
+                            model="sd", lines=5)).lines  # fmt: skip
+                        bar = next((line for line in logs if "/200 - " in line), "")
+            assert event.job.status == queue_pb2.JOB_STATUS_COMPLETED, event.job.reason
+        steps = [s for s, _ in seen]
+        assert {t for _, t in seen} == {200}
+        assert len(set(steps)) >= 5 and steps == sorted(steps) and steps[-1] >= 150, steps
+        assert bar.strip().startswith("|") and "it/s" in bar, bar  # one line per redraw, live
+    finally:
+        stop_agent(agent)  # type: ignore[arg-type]

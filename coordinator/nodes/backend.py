@@ -71,8 +71,10 @@ class NodeBackend:
                     images.append(Image(update.image, mime_of(update.image),
                                         seed + n if seed >= 0 else -1))  # fmt: skip
                 elif update.total_steps or update.preview_image:
+                    left = update.total_steps - update.step
+                    eta = left / update.steps_per_second if update.steps_per_second else -1.0
                     progress = queue_pb2.JobProgress(
-                        step=update.step, total_steps=update.total_steps, eta_seconds=-1.0,
+                        step=update.step, total_steps=update.total_steps, eta_seconds=eta,
                         fraction=update.step / update.total_steps if update.total_steps else 0.0,
                         preview_image=update.preview_image,
                     )  # fmt: skip

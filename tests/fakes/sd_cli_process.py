@@ -1,6 +1,7 @@
 """A small stand-in for stable-diffusion.cpp's `sd-cli` (PROTOCOLS.md §9), run as a process.
 
-It takes the generation flags sd-cli takes, writes `-b` PNGs with the `parameters`
+It takes the generation flags sd-cli takes, prints sd.cpp's progress bar (redrawn
+with `\r`, $SQ_FAKE_STEP_SECONDS per step), writes `-b` PNGs with the `parameters`
 chunk (`-o out.png`, or out_1.png .. out_N.png for a batch), logs like sd-cli,
 and fails (exit 1) when the prompt contains FAIL.
 """
@@ -9,11 +10,23 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 from sdcpp_tables import SAMPLE_METHODS, SCHEDULERS  # beside this file (run as a script)
+
+
+def sample(steps: int, step_seconds: float) -> None:
+    """sd.cpp's progress bar: redrawn in place (`\r`, no newline) after every step."""
+    for done in range(1, steps + 1):
+        time.sleep(step_seconds)
+        bar = ("=" * (50 * done // steps)).ljust(50)
+        sys.stdout.write(f"\r  |{bar}| {done}/{steps} - {1 / max(step_seconds, 1e-3):.2f}it/s")
+        sys.stdout.flush()
+    sys.stdout.write("\n")
 
 
 def main() -> int:
@@ -38,6 +51,7 @@ def main() -> int:
             print(f"error: invalid {what} {value}", flush=True)
             print("usage: sd-cli [arguments]\n\narguments:\n  -h, --help  show this help")
             return 1
+    sample(args.steps, float(os.environ.get("SQ_FAKE_STEP_SECONDS", "0.005")))
     if "FAIL" in args.prompt:
         print("[ERROR] generate_image failed: simulated failure", flush=True)
         return 1

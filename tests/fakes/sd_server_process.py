@@ -68,7 +68,12 @@ def main() -> None:
     async def txt2img(request: web.Request) -> web.Response:
         body = await request.json()
         steps = int(body.get("steps") or 4)
-        await asyncio.sleep(steps * 0.01)
+        for done in range(1, steps + 1):  # sd.cpp's bar, redrawn with \r (no newline)
+            await asyncio.sleep(0.01)
+            bar = ("=" * (50 * done // steps)).ljust(50)
+            sys.stdout.write(f"\r  |{bar}| {done}/{steps} - 98.50it/s")
+            sys.stdout.flush()
+        sys.stdout.write("\n")
         seed = int(body.get("seed", 42))
         seed = seed if seed >= 0 else 7
         image = base64.b64encode(png(f"{body.get('prompt', '')}\nSteps: {steps}, Seed: {seed}"))

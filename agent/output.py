@@ -1,0 +1,75 @@
+"""A model process's output, as sd-server and sd-cli write it (PROTOCOLS.md §12).
+
+They redraw a progress bar in place while sampling (`  |====>   | 3/40 - 1.56it/s`, or
+`s/it` when slow), each redraw starting with `\\r` and no newline until sampling ends;
+a reader that waits for newlines sees none of it until the end. `Lines` splits the
+stream at `\\r` as well as `\\n`; `step_of` reads a progress line.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+PROGRESS = re.compile(r"\|\s*(\d+)/(\d+)\s*-\s*([\d.]+|inf|nan)\s*(it/s|s/it)")
+# Terminal escapes (colours, cursor moves) some builds print around log lines.
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Step:
+    """One redraw of the progress bar: step `done` of `total`, at `per_second` steps/s."""
+
+    done: int
+    total: int
+    per_second: float
+
+
+def step_of(line: str) -> Step | None:
+    """The progress a line shows, or None for any other line."""
+    found = PROGRESS.search(line)
+    if found is None:
+        return None
+    done, total = int(found.group(1)), int(found.group(2))
+    try:
+        rate = float(found.group(3))
+    except ValueError:
+        rate = 0.0
+    per_second = rate if found.group(4) == "it/s" else (1 / rate if rate else 0.0)
+    return Step(done, total, per_second)
+
+
+def keep_tail(tail: collections.deque[str], line: str) -> None:
+    """Appends `line`, a progress redraw replacing the redraw before it."""
+    if tail and step_of(line) is not None and step_of(tail[-1]) is not None:
+        tail[-1] = line
+    else:
+        tail.append(line)
+
+
+def clean(line: str) -> str:
+    """A line without terminal escapes and trailing blanks."""
+    return ESCAPES.sub("", line).rstrip()
+
+
+async def lines(stream: AsyncIterator[bytes] | object) -> AsyncIterator[str]:
+    """Every line of an asyncio stream (`read(n)`), split at `\\r`, `\\n` or `\\r\\n`,
+    escapes removed; empty ones skipped."""
+    pending = ""
+    reader = stream
+    while True:
+        chunk = await reader.read(CHUNK)  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        pending += chunk.decode(errors="replace")
+        *complete, pending = re.split(r"\r\n|\r|\n", pending)
+        for line in complete:
+            line = clean(line)
+            if line:
+                yield line
+    line = clean(pending)
+    if line:
+        yield line
