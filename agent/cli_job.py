@@ -25,7 +25,12 @@ from stablequeue.v1 import queue_pb2
 
 
 class CliFailed(Exception):
-    """The CLI run failed; the message holds its exit code and last output."""
+    """The CLI run failed; the message holds its exit code and last output.
+    `retryable`: it was killed (a signal), not refusing the job."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def cli_flags(params: queue_pb2.GenerationParams, output: Path) -> list[str]:
@@ -91,6 +96,8 @@ async def run_cli(
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
             raise
+        if code < 0:
+            raise CliFailed(f"{key} was killed by signal {-code}: {reason(tail)}", retryable=True)
         if code != 0:
             raise CliFailed(f"{key} exited with code {code}: {reason(tail)}")
         images = await asyncio.to_thread(_read_outputs, output)

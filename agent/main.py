@@ -35,6 +35,7 @@ from agent.cli_job import CliFailed, run_cli
 from agent.config import ConfigError, load_config
 from agent.downloads import NodeDownloads, missing_files, needed_files
 from agent.gpus import Gpus, load_nvml
+from agent.output import readable
 from agent.process import StartFailed, State
 from agent.supervisor import Supervisor
 from coordinator.backends.base import Attempt, ServerConfig
@@ -379,7 +380,12 @@ class Agent:
                 update(image=image.data)
             update(done=True)
         except (BackendRejected, BackendUnavailable) as e:
-            update(done=True, error=e.message)
+            # A model that died mid-job (its server gone: refused, reset, 404 for the
+            # job) is worth another try; a refusal of a live server is final.
+            died = process.proc is None or process.proc.returncode is not None
+            retryable = isinstance(e, BackendUnavailable) or died
+            why = f"{e.message} ({key} exited{process.exit_note()})" if died else e.message
+            update(done=True, error=readable(why), retryable=retryable)
         except asyncio.CancelledError:
             await asyncio.shield(self._end_generation(key, backend, attempt))
             raise
@@ -428,7 +434,7 @@ class Agent:
                 update(image=data)
             update(done=True)
         except CliFailed as e:
-            update(done=True, error=str(e))
+            update(done=True, error=readable(str(e)), retryable=e.retryable)
         finally:
             self.supervisor.job_finished(key)
 

@@ -50,6 +50,15 @@ def keep_tail(tail: collections.deque[str], line: str) -> None:
         tail.append(line)
 
 
+BAR = re.compile(r"\s*\|[^|\r\n]*\|\s*\d+/\d+\s*-\s*[\d.]+\s*(?:it/s|s/it)")
+
+
+def readable(message: str) -> str:
+    """An error message without terminal escapes, progress bars or line breaks."""
+    text = BAR.sub("", ESCAPES.sub("", message))
+    return re.sub(r"\s*[\r\n]+\s*", " | ", text).strip(" |")
+
+
 def clean(line: str) -> str:
     """A line without terminal escapes and trailing blanks."""
     return ESCAPES.sub("", line).rstrip()

@@ -248,6 +248,13 @@ class ModelProcess:
             logger.propagate = False
         return logger
 
+    def exit_note(self) -> str:
+        """ " with code N" / " by signal N" once the process has ended, else ""."""
+        code = None if self.proc is None else self.proc.returncode
+        if code is None:
+            return ""
+        return f" by signal {-code}" if code < 0 else f" with code {code}"
+
     def _last_lines(self, count: int = 5) -> str:
         lines = list(self.tail)[-count:]
         return ("; last output: " + " | ".join(lines)) if lines else ""

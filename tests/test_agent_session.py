@@ -522,3 +522,64 @@ def test_node_models_report_the_steps_their_output_shows(
         assert bar.strip().startswith("|") and "it/s" in bar, bar  # one line per redraw, live
     finally:
         stop_agent(agent)  # type: ignore[arg-type]
+
+
+def test_a_node_model_killed_mid_job_is_retried_and_completes_once(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    """kill -9 of the node's sd-server while it generates: a failure that may pass, so
+    the job is tried again (the model restarted on demand) instead of failing for good
+    with an empty 'GET /sdcpp/v1/jobs/... failed: '."""
+    from stablequeue import txt2img
+    from stablequeue.v1 import queue_pb2
+    from tests.helpers import final_job
+
+    agent = start_agent(tmp_path, coordinator.address)
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-a"))
+            job = sq.submit(txt2img("crash me", model="sd", steps=300, app="sdcpp"))
+            wait_until(lambda: sq.get_job(job.id).progress.step > 20)
+            os.kill(processes(sq)["sd"].pid, signal.SIGKILL)
+            done = final_job(sq, job.id)
+            assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+            assert done.attempts == 2 and len(done.results) == 1
+    finally:
+        stop_agent(agent)  # type: ignore[arg-type]
+
+
+def test_a_cli_run_killed_mid_job_is_retried_and_a_refusal_is_final(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    from stablequeue import txt2img
+    from stablequeue.v1 import queue_pb2
+    from tests.helpers import final_job
+
+    cli = Path(__file__).parent / "fakes" / "sd_cli_process.py"
+    config = tmp_path / "models.yml"
+    config.write_text(
+        f"models:\n  cli:\n    command: {sys.executable}\n    exec_mode: cli\n"
+        f'    args: ["{cli}", "-m", "/models/${{MODEL}}.gguf"]\n'
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent.main", "--coordinator", coordinator.address, "--config",
+         str(config), "--name", "gpu-k", "--work-dir", str(tmp_path / "agent"),
+         "--heartbeat", str(BEAT)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "SQ_FAKE_STEP_SECONDS": "0.02"},
+    )  # fmt: skip
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-k"))
+            job = sq.submit(txt2img("kill me", model="cli", steps=200))
+            wait_until(lambda: sq.get_job(job.id).progress.step > 10)
+            [run] = [p for p in psutil.Process(agent.pid).children(recursive=True)
+                     if "sd_cli_process" in " ".join(p.cmdline())]  # fmt: skip
+            run.kill()
+            done = final_job(sq, job.id)
+            assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+            assert done.attempts == 2
+            refused = final_job(sq, sq.submit(txt2img("FAIL", model="cli", steps=2)).id)
+            assert (refused.status, refused.attempts) == (queue_pb2.JOB_STATUS_FAILED, 1)
+    finally:
+        stop_agent(agent)  # type: ignore[arg-type]

@@ -165,8 +165,8 @@ async def request(
         response = await client.request(method, path, **kwargs)
     except httpx.TimeoutException as e:
         raise BackendUnavailable(f"{alias}: {method} {path} timed out") from e
-    except httpx.HTTPError as e:
-        raise BackendUnavailable(f"{alias}: {method} {path} failed: {e}") from e
+    except httpx.HTTPError as e:  # str(e) is often empty (a reset, a closed connection)
+        raise BackendUnavailable(f"{alias}: {method} {path} failed: {e or type(e).__name__}") from e
     if response.status_code in passthrough:
         return response
     if response.status_code >= 500 or response.status_code == 429:

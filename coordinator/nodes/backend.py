@@ -59,7 +59,8 @@ class NodeBackend:
                 self.node, self.model, attempt.job.id, attempt.job.spec.SerializeToString()
             ):
                 if update.error:
-                    raise BackendRejected(f"node {self.node}: {update.error}")
+                    failure = BackendUnavailable if update.retryable else BackendRejected
+                    raise failure(f"node {self.node}: {update.error}")
                 if update.download_total:  # the model's files are being fetched first
                     await self._downloading(attempt, update)
                     continue

@@ -351,7 +351,7 @@ class CommandResult(_message.Message):
     def __init__(self, command_id: _Optional[str] = ..., ok: bool = ..., error: _Optional[str] = ..., process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., lines: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentJobUpdate(_message.Message):
-    __slots__ = ("job_id", "step", "total_steps", "preview_image", "image", "done", "error", "download_done", "download_total", "steps_per_second")
+    __slots__ = ("job_id", "step", "total_steps", "preview_image", "image", "done", "error", "download_done", "download_total", "steps_per_second", "retryable")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -362,6 +362,7 @@ class AgentJobUpdate(_message.Message):
     DOWNLOAD_DONE_FIELD_NUMBER: _ClassVar[int]
     DOWNLOAD_TOTAL_FIELD_NUMBER: _ClassVar[int]
     STEPS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     step: int
     total_steps: int
@@ -372,7 +373,8 @@ class AgentJobUpdate(_message.Message):
     download_done: int
     download_total: int
     steps_per_second: float
-    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., preview_image: _Optional[bytes] = ..., image: _Optional[bytes] = ..., done: bool = ..., error: _Optional[str] = ..., download_done: _Optional[int] = ..., download_total: _Optional[int] = ..., steps_per_second: _Optional[float] = ...) -> None: ...
+    retryable: bool
+    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., preview_image: _Optional[bytes] = ..., image: _Optional[bytes] = ..., done: bool = ..., error: _Optional[str] = ..., download_done: _Optional[int] = ..., download_total: _Optional[int] = ..., steps_per_second: _Optional[float] = ..., retryable: bool = ...) -> None: ...
 
 class CoordinatorCommand(_message.Message):
     __slots__ = ("command_id", "start_model", "stop_model", "run_job", "download", "logs", "cancel_job", "cancel_download")
