@@ -74,7 +74,8 @@ class Agent:
         )
         self._outgoing: asyncio.Queue[processes_pb2.AgentMessage] | None = None
         self._commands: set[asyncio.Task[None]] = set()
-        self._jobs: dict[str, asyncio.Task[None]] = {}  # job id -> the task running it
+        # Runs by attempt (task id, else job id) -> (job id, the task running it).
+        self._jobs: dict[str, tuple[str, asyncio.Task[None]]] = {}
 
     # ---- what the coordinator hears --------------------------------------------
 
@@ -274,7 +275,7 @@ class Agent:
                 await self._run_job_task(command.run_job, outgoing)
                 return  # its updates are the answer
             elif kind == "cancel_job":
-                await self._cancel_job(command.cancel_job.job_id)
+                await self._cancel_job(command.cancel_job.job_id, command.cancel_job.task_id)
             elif kind == "download":
                 self.downloads.start(command.download)
                 return  # its DownloadUpdates are the answer
@@ -307,24 +308,32 @@ class Agent:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._jobs[command.job_id] = task
+        # A new attempt of a job still running here: the coordinator gave up on the old
+        # one (this node went silent meanwhile). It ends before the new one starts.
+        await self._cancel_job(command.job_id, "", keep=command.task_id)
+        key = command.task_id or command.job_id
+        self._jobs[key] = (command.job_id, task)
         try:
             await self._run_job(command, outgoing)
         except asyncio.CancelledError:
-            if self._jobs.get(command.job_id) is not task:
+            if self._jobs.get(key, (None, None))[1] is not task:
                 raise  # the agent is going away
-            log.info("job %s cancelled", command.job_id)
+            log.info("job %s (attempt %s) cancelled", command.job_id, command.task_id)
         finally:
-            if self._jobs.get(command.job_id) is task:
-                del self._jobs[command.job_id]
+            if self._jobs.get(key, (None, None))[1] is task:
+                del self._jobs[key]
 
-    async def _cancel_job(self, job_id: str) -> None:
-        """Ends a running job's work; a job that is not running here is already over."""
-        task = self._jobs.get(job_id)
-        if task is None:
-            return
-        task.cancel()
-        await asyncio.wait({task}, timeout=60)
+    async def _cancel_job(self, job_id: str, task_id: str = "", keep: str = "") -> None:
+        """Ends the job's runs here (only attempt `task_id` when given; never `keep`);
+        a job that is not running here is already over."""
+        tasks = [
+            task for key, (job, task) in list(self._jobs.items())
+            if job == job_id and key != keep and (not task_id or key == task_id)
+        ]  # fmt: skip
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(set(tasks), timeout=60)
 
     async def _run_job(
         self,
@@ -334,7 +343,11 @@ class Agent:
         """Runs one job on the model's local server, streaming progress and images."""
 
         def update(**fields: object) -> None:
-            job_update = processes_pb2.AgentJobUpdate(job_id=command.job_id, **fields)  # type: ignore[arg-type]
+            job_update = processes_pb2.AgentJobUpdate(
+                job_id=command.job_id,
+                task_id=command.task_id,
+                **fields,  # type: ignore[arg-type]
+            )
             outgoing.put_nowait(processes_pb2.AgentMessage(job_update=job_update))
 
         key = command.model

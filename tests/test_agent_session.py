@@ -583,3 +583,46 @@ def test_a_cli_run_killed_mid_job_is_retried_and_a_refusal_is_final(
             assert (refused.status, refused.attempts) == (queue_pb2.JOB_STATUS_FAILED, 1)
     finally:
         stop_agent(agent)  # type: ignore[arg-type]
+
+
+def test_a_frozen_agent_that_comes_back_does_not_generate_the_job_twice(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    """SIGSTOP the agent mid-job: offline after missed heartbeats, the job re-queued.
+    SIGCONT: the node is back and gets attempt 2 while attempt 1 still runs there.
+    Updates carry their attempt: attempt 1's are ignored and it is ended, so the job
+    completes from attempt 2 and the model generates it to the end once."""
+    from stablequeue import txt2img
+    from stablequeue.v1 import queue_pb2
+    from tests.helpers import final_job
+
+    agent = start_agent(tmp_path, coordinator.address)
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-a"))
+            # (a model server runs on while its agent is frozen: 5 s of work outlasts
+            # the freeze, so attempt 1 is still generating when the agent is back)
+            job = sq.submit(txt2img("only once", model="sd", steps=500, app="sdcpp"))
+            wait_until(lambda: sq.get_job(job.id).progress.step > 20)
+            agent.send_signal(signal.SIGSTOP)
+            try:
+                wait_until(lambda: not connected(sq, "gpu-a"), timeout=15)
+                wait_until(lambda: sq.get_job(job.id).status == queue_pb2.JOB_STATUS_PENDING)
+            finally:
+                agent.send_signal(signal.SIGCONT)
+            done = final_job(sq, job.id)
+            assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+            assert done.attempts >= 2 and len(done.results) == 1
+        log = tmp_path / "agent" / "logs" / "sd.log"
+        sizes = [-1]
+
+        def quiet() -> bool:  # the model's output stopped growing: nothing runs any more
+            sizes.append(log.stat().st_size)
+            return sizes[-1] == sizes[-2]
+
+        wait_until(lambda: time.sleep(1.5) or quiet(), timeout=30)
+        output = log.read_text()
+        finished = [line for line in output.splitlines() if "| 500/500 -" in line]
+        assert len(finished) == 1, output[-2000:]  # sampled to the end once
+    finally:
+        stop_agent(agent)  # type: ignore[arg-type]

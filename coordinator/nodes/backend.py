@@ -56,8 +56,9 @@ class NodeBackend:
             await attempt.stage(JobStage.STARTING_MODEL, f"starting {self.model} on {self.node}")
         try:
             async for update in self._nodes.run_job(
-                self.node, self.model, attempt.job.id, attempt.job.spec.SerializeToString()
-            ):
+                self.node, self.model, attempt.job.id, attempt.job.spec.SerializeToString(),
+                attempt.task_id,
+            ):  # fmt: skip
                 if update.error:
                     failure = BackendUnavailable if update.retryable else BackendRejected
                     raise failure(f"node {self.node}: {update.error}")
@@ -133,7 +134,9 @@ class NodeBackend:
         if not node.connected:
             return  # an offline node's jobs are over for it already
         command = processes_pb2.CoordinatorCommand(
-            cancel_job=processes_pb2.CancelJobCommand(job_id=attempt.job.id)
+            cancel_job=processes_pb2.CancelJobCommand(
+                job_id=attempt.job.id, task_id=attempt.task_id
+            )
         )
         await self._nodes.command(node, command, wait_s=CANCEL_WAIT_S)
 

@@ -62,9 +62,12 @@ class NodeService:
         self.nodes: dict[str, NodeState] = {}
         self._offline_listeners: list[Callable[[str], None]] = []
         self._change_listeners: list[Callable[[], None]] = []
-        # Jobs running on nodes: job id -> the queue its updates go to (None: node lost).
+        # Runs on nodes, by attempt (task id): the queue its updates go to (None: node
+        # lost), and the node. An update of any other attempt is stray: that run is
+        # ended on its node (`_stray`, once each).
         self._jobs: dict[str, asyncio.Queue[processes_pb2.AgentJobUpdate | None]] = {}
         self._job_nodes: dict[str, str] = {}
+        self._stopping: set[str] = set()  # stray runs already told to end
         self._monitor: asyncio.Task[None] | None = None
         self._sessions = 0
         self._download_listener: (
@@ -108,9 +111,10 @@ class NodeService:
         return places
 
     async def run_job(
-        self, node_name: str, model: str, job_id: str, spec: bytes
+        self, node_name: str, model: str, job_id: str, spec: bytes, task_id: str = ""
     ) -> AsyncIterator[processes_pb2.AgentJobUpdate]:
-        """Has the node run a job; yields its updates until the final one.
+        """Has the node run attempt `task_id` of a job; yields its updates until the
+        final one.
 
         Raises:
             FailedPrecondition: the node is offline or went offline meanwhile.
@@ -119,13 +123,16 @@ class NodeService:
         if not node.connected:
             raise FailedPrecondition(f"node {node_name} is offline")
         queue: asyncio.Queue[processes_pb2.AgentJobUpdate | None] = asyncio.Queue()
-        self._jobs[job_id] = queue
-        self._job_nodes[job_id] = node_name
+        key = task_id or job_id
+        self._jobs[key] = queue
+        self._job_nodes[key] = node_name
         try:
             await node.outbox.put(
                 processes_pb2.CoordinatorCommand(
                     command_id=uuid.uuid4().hex,
-                    run_job=processes_pb2.RunJobCommand(job_id=job_id, model=model, spec=spec),
+                    run_job=processes_pb2.RunJobCommand(
+                        job_id=job_id, model=model, spec=spec, task_id=task_id
+                    ),
                 )
             )
             while True:
@@ -136,8 +143,8 @@ class NodeService:
                 if update.done:
                     return
         finally:
-            self._jobs.pop(job_id, None)
-            self._job_nodes.pop(job_id, None)
+            self._jobs.pop(key, None)
+            self._job_nodes.pop(key, None)
 
     def start(self) -> None:
         self._monitor = asyncio.create_task(self._watch(), name="sq-node-monitor")
@@ -203,9 +210,7 @@ class NodeService:
                     node.processes[state.model] = state
                     self._changed()
             elif kind == "job_update":
-                queue = self._jobs.get(message.job_update.job_id)
-                if queue is not None:
-                    queue.put_nowait(message.job_update)
+                await self._job_update(node, message.job_update)
             elif kind == "download" and self._download_listener is not None:
                 try:
                     await self._download_listener(node.info.name, message.download)
@@ -215,6 +220,32 @@ class NodeService:
                 future = node.pending.pop(message.command_result.command_id, None)
                 if future is not None and not future.done():
                     future.set_result(message.command_result)
+
+    async def _job_update(self, node: NodeState, update: processes_pb2.AgentJobUpdate) -> None:
+        queue = self._jobs.get(update.task_id or update.job_id)
+        if queue is not None:
+            queue.put_nowait(update)
+        elif update.task_id:
+            await self._stray(node, update)
+
+    async def _stray(self, node: NodeState, update: processes_pb2.AgentJobUpdate) -> None:
+        """An update of a run the coordinator gave up on (the node went silent and the
+        job was re-queued, or cancelled): ignored, and the node is told to end that run
+        (once), so one job never generates twice."""
+        if update.task_id in self._stopping:
+            return
+        if len(self._stopping) > 10_000:
+            self._stopping.clear()
+        self._stopping.add(update.task_id)
+        log.warning(
+            "node %s still runs attempt %s of job %s, given up on: ending it",
+            node.info.name, update.task_id, update.job_id,
+        )  # fmt: skip
+        if not update.done:
+            cancel = processes_pb2.CancelJobCommand(job_id=update.job_id, task_id=update.task_id)
+            await node.outbox.put(
+                processes_pb2.CoordinatorCommand(command_id=uuid.uuid4().hex, cancel_job=cancel)
+            )
 
     def _heartbeat(self, node: NodeState, beat: processes_pb2.Heartbeat) -> None:
         node.last_heartbeat = time.monotonic()

@@ -68,6 +68,7 @@ def main() -> None:
     async def txt2img(request: web.Request) -> web.Response:
         body = await request.json()
         steps = int(body.get("steps") or 4)
+        print(f"generating: {body.get('prompt', '')}", flush=True)  # what tests count
         for done in range(1, steps + 1):  # sd.cpp's bar, redrawn with \r (no newline)
             await asyncio.sleep(0.01)
             bar = ("=" * (50 * done // steps)).ljust(50)

@@ -351,7 +351,7 @@ class CommandResult(_message.Message):
     def __init__(self, command_id: _Optional[str] = ..., ok: bool = ..., error: _Optional[str] = ..., process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., lines: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentJobUpdate(_message.Message):
-    __slots__ = ("job_id", "step", "total_steps", "preview_image", "image", "done", "error", "download_done", "download_total", "steps_per_second", "retryable")
+    __slots__ = ("job_id", "step", "total_steps", "preview_image", "image", "done", "error", "download_done", "download_total", "steps_per_second", "retryable", "task_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -363,6 +363,7 @@ class AgentJobUpdate(_message.Message):
     DOWNLOAD_TOTAL_FIELD_NUMBER: _ClassVar[int]
     STEPS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     step: int
     total_steps: int
@@ -374,7 +375,8 @@ class AgentJobUpdate(_message.Message):
     download_total: int
     steps_per_second: float
     retryable: bool
-    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., preview_image: _Optional[bytes] = ..., image: _Optional[bytes] = ..., done: bool = ..., error: _Optional[str] = ..., download_done: _Optional[int] = ..., download_total: _Optional[int] = ..., steps_per_second: _Optional[float] = ..., retryable: bool = ...) -> None: ...
+    task_id: str
+    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., preview_image: _Optional[bytes] = ..., image: _Optional[bytes] = ..., done: bool = ..., error: _Optional[str] = ..., download_done: _Optional[int] = ..., download_total: _Optional[int] = ..., steps_per_second: _Optional[float] = ..., retryable: bool = ..., task_id: _Optional[str] = ...) -> None: ...
 
 class CoordinatorCommand(_message.Message):
     __slots__ = ("command_id", "start_model", "stop_model", "run_job", "download", "logs", "cancel_job", "cancel_download")
@@ -403,10 +405,12 @@ class CancelDownloadCommand(_message.Message):
     def __init__(self, download_id: _Optional[str] = ...) -> None: ...
 
 class CancelJobCommand(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "task_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    task_id: str
+    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
 
 class LogsCommand(_message.Message):
     __slots__ = ("model", "lines")
@@ -429,14 +433,16 @@ class StopModelCommand(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class RunJobCommand(_message.Message):
-    __slots__ = ("job_id", "model", "spec")
+    __slots__ = ("job_id", "model", "spec", "task_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     model: str
     spec: bytes
-    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[str] = ..., spec: _Optional[bytes] = ...) -> None: ...
+    task_id: str
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[str] = ..., spec: _Optional[bytes] = ..., task_id: _Optional[str] = ...) -> None: ...
 
 class DownloadCommand(_message.Message):
     __slots__ = ("download_id", "repo", "files", "url", "dest", "sha256", "revision", "civitai", "library_sha256", "library_name", "library_size")
