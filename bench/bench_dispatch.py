@@ -8,6 +8,8 @@ process with zero-time generation, so what is measured is the coordinator.
 Prints:
   * the delay from SubmitJob returning to an idle server receiving the request
     (p50/p99; target p50 < 10 ms, p99 < 50 ms);
+  * what the coordinator adds to sd.cpp's own time per job: submit -> completed, one
+    job at a time, through a registered sd-server fake taking 50 ms (target < 20 ms);
   * a ListJobs page of 50 finished jobs (with their result records) against the 50
     GetJob calls a page needed before to show their images, as a ratio;
   * the coordinator's own overhead per job through 4 servers: the gap between a
@@ -42,6 +44,7 @@ from stablequeue.v1 import (  # noqa: E402
     queue_pb2,
 )
 from tests.fakes.forge import FakeForge  # noqa: E402
+from tests.fakes.sdcpp import FakeSdServer  # noqa: E402
 
 SPEC = txt2img("a benchmark cat", steps=1, width=512, height=512, app="forge")
 
@@ -142,9 +145,43 @@ async def listing_with_results(
     return listed, fetched
 
 
+SDCPP_OWN_MS = 50.0  # the sd-server fake's time per job (one 50 ms step, a turbo image)
+
+
+async def sdcpp_overhead(data: Path, jobs: int) -> list[float]:
+    """ms the coordinator adds to sd.cpp's own time: SubmitJob to the job's completion
+    event, one job at a time, through a registered sd-server fake that takes
+    SDCPP_OWN_MS per job, less that time."""
+    fake = FakeSdServer(step_seconds=SDCPP_OWN_MS / 1000)
+    coordinator = Coordinator(data)
+    try:
+        processes = processes_pb2_grpc.ProcessesServiceStub(coordinator.channel)
+        await processes.RegisterServer(
+            processes_pb2.RegisterServerRequest(
+                alias="cpp", kind=common_pb2.APP_KIND_SDCPP, base_url=fake.url
+            )
+        )
+        spec = txt2img("a benchmark cat", steps=1, app="sdcpp")
+        took = []
+        for i in range(jobs + 3):  # the first ones also wait for the server's first probe
+            started = time.perf_counter()
+            job = (await coordinator.queue.SubmitJob(queue_pb2.SubmitJobRequest(spec=spec))).job
+            stream = coordinator.queue.WatchJob(queue_pb2.WatchJobRequest(id=job.id))
+            async for event in stream:
+                if event.job.status == queue_pb2.JOB_STATUS_COMPLETED:
+                    break
+            if i >= 3:
+                took.append((time.perf_counter() - started) * 1000 - SDCPP_OWN_MS)
+        return took
+    finally:
+        await coordinator.close()
+        fake.close()
+
+
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         delays = await submit_to_idle_server(Path(tmp) / "latency", args.samples)
+        sdcpp = await sdcpp_overhead(Path(tmp) / "sdcpp", 50)
         gaps, throughput, cpu_ms, listing = await overhead_per_job(
             Path(tmp) / "overhead", args.jobs, 4
         )
@@ -156,6 +193,9 @@ async def main(args: argparse.Namespace) -> None:
           f"p99 {pct(gaps, .99):.2f} ms   (target p50 < 15 ms)")  # fmt: skip
     print(f"  throughput with 4 servers: {throughput:.0f} jobs/s ({args.jobs} jobs); "
           f"coordinator CPU {cpu_ms:.2f} ms per job")  # fmt: skip
+    added = f"p50 {pct(sdcpp, 0.5):.2f} ms, p99 {pct(sdcpp, 0.99):.2f} ms"
+    print(f"  sd-server job, added to sd.cpp's {SDCPP_OWN_MS:.0f} ms ({len(sdcpp)} jobs): "
+          f"{added}   (target < 20 ms)")  # fmt: skip
     listed, fetched = listing
     ratio = statistics.median(g / max(lst, 1e-9) for lst, g in zip(listed, fetched, strict=True))
     print(f"  ListJobs, 50 finished jobs with results: p50 {pct(listed, .5):.2f} ms; the 50 "

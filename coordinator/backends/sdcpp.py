@@ -37,6 +37,10 @@ from coordinator.outputs.store import mime_of
 from stablequeue.v1 import queue_pb2
 
 log = logging.getLogger(__name__)
+# sd-server's job API is polled: soon after the submit (a turbo image on a GPU takes
+# 0.1-0.2 s, a fixed quarter second would double its time), then less often.
+POLL_FIRST_S = 0.002
+POLL_GROWTH = 1.25
 POLL_SECONDS = 0.25
 NAME_SPLIT = re.compile(r"[\\/]")
 
@@ -202,6 +206,7 @@ class SdCppBackend:
 
     async def _poll(self, attempt: Attempt, job_id: str) -> list[Image]:
         reported_start = False
+        delay = POLL_FIRST_S
         while True:
             reply = await self._call("GET", f"/sdcpp/v1/jobs/{job_id}", passthrough=(404, 410))
             if reply.status_code in (404, 410):
@@ -222,7 +227,8 @@ class SdCppBackend:
                 result = attempt.on_progress(queue_pb2.JobProgress(eta_seconds=-1.0))
                 if asyncio.iscoroutine(result):
                     await result
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(delay)
+            delay = min(delay * POLL_GROWTH, POLL_SECONDS)
 
     def _decode(self, job: dict[str, Any], seed: int) -> list[Image]:
         images = []
