@@ -256,10 +256,18 @@ def test_cli_mode_models_run_one_process_per_job(
                            scheduler="Align Your Steps")  # fmt: skip
             done = final_job(sq, sq.submit(spec).id)
             assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-c:flux-cli")
-            # sd-cli got sd.cpp's own names (it exits with its usage text on others).
+            # sd-cli got sd.cpp's own names (it exits with its usage text on others); its
+            # text is kept beside ours.
             image = coordinator.coordinator.results.root / done.results[0].filename
             with Image.open(image) as png:
-                assert "Sampler: dpm++2m_sde, Scheduler: ays" in png.text["parameters"]
+                assert "Sampler: dpm++2m_sde, Scheduler: ays" in png.text["sdcpp_parameters"]
+                assert "Sampler: DPM++ 2M SDE" in png.text["parameters"]
+            # No seed: the one sd-cli picked is recorded.
+            random_seed = final_job(sq, sq.submit(txt2img("any seed", model="flux-cli")).id)
+            seed = random_seed.results[0].seed
+            image = coordinator.coordinator.results.root / random_seed.results[0].filename
+            with Image.open(image) as png:
+                assert seed >= 0 and f"Seed: {seed}," in png.text["sdcpp_parameters"]
             assert [(r.width, r.height, r.seed) for r in done.results] == [
                 (32, 16, 9),
                 (32, 16, 10),

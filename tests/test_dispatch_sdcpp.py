@@ -47,8 +47,17 @@ def test_native_job_completes_with_structured_loras_and_sd_cpp_metadata(
     assert [r.seed for r in done.results] == [11, 12]
     root = server.coordinator.results.root
     with Image.open(root / done.results[1].filename) as image:
-        assert "Seed: 12" in image.text["parameters"]  # sd.cpp's own chunk, kept
-        assert "stable-diffusion.cpp" in image.text["parameters"]
+        # Ours (A1111's form, which PNG Info and Civitai read); sd.cpp's kept beside it.
+        assert "Seed: 12" in image.text["parameters"]
+        assert "Sampler: Euler a" in image.text["parameters"]
+        assert "Version: StableQueue" in image.text["parameters"]
+        assert "stable-diffusion.cpp" in image.text["sdcpp_parameters"]
+    # No seed (-1): sd.cpp picks one and says it in its image; that seed is recorded.
+    done = final_job(sq, sq.submit(txt2img("random", steps=1, app="sdcpp")).id)
+    with Image.open(root / done.results[0].filename) as image:
+        own = image.text["sdcpp_parameters"]
+        assert done.results[0].seed >= 0 and f"Seed: {done.results[0].seed}," in own
+        assert f"Seed: {done.results[0].seed}," in image.text["parameters"]
 
 
 def test_older_server_without_the_native_api_uses_sdapi(sq: Client) -> None:

@@ -74,6 +74,9 @@ class Image:
     infotext: str = ""
     # ComfyUI images already carry their `prompt`/`workflow` chunks.
     from_comfyui: bool = False
+    # The backend's own `parameters` text is not A1111's (stable-diffusion.cpp's): it
+    # is kept under this key and ours is written.
+    keep_text_as: str = ""
 
 
 @dataclass

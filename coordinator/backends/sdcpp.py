@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 POLL_FIRST_S = 0.002
 POLL_GROWTH = 1.25
 POLL_SECONDS = 0.25
+# sd.cpp's own `parameters` text ("Sampler: NONE, Eta: inf", its JSON) moves here; the
+# image's `parameters` is our A1111 text.
+OWN_TEXT = "sdcpp_parameters"
 NAME_SPLIT = re.compile(r"[\\/]")
 
 
@@ -238,7 +241,7 @@ class SdCppBackend:
             index = int(item["index"])
             # For a random seed (-1) sd.cpp picks one and writes it into the image.
             used = seed + index if seed >= 0 else png.seed_in(data)
-            images.append(Image(data=data, mime=mime_of(data), seed=used))
+            images.append(Image(data=data, mime=mime_of(data), seed=used, keep_text_as=OWN_TEXT))
         return images
 
     async def _run_sdapi(self, params: queue_pb2.GenerationParams) -> list[Image]:
@@ -247,7 +250,10 @@ class SdCppBackend:
         listed = (await self._call("GET", "/sdapi/v1/loras")).json() if params.loras else []
         body = sdapi_body(params, self._loras(params, listed, {}))
         route = "img2img" if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG else "txt2img"
-        return sdapi_images((await self._call("POST", f"/sdapi/v1/{route}", json=body)).json())
+        images = sdapi_images((await self._call("POST", f"/sdapi/v1/{route}", json=body)).json())
+        for image in images:
+            image.keep_text_as = OWN_TEXT
+        return images
 
     async def cancel(self, attempt: Attempt) -> None:
         """Drops a queued job; a generating one cannot be stopped by sd-server (409)."""

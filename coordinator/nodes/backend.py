@@ -8,12 +8,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from coordinator.backends.base import Attempt, Image, Probe, ServerConfig
+from coordinator.backends.sdcpp import OWN_TEXT
 from coordinator.downloads.fetch import DownloadFailed
 from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition, NotFound
 from coordinator.nodes.service import NODE_SCHEME, NodeService
 
 if TYPE_CHECKING:
     from coordinator.downloads.service import DownloadService
+from coordinator.outputs import png
 from coordinator.outputs.store import mime_of
 from coordinator.queue.states import JobStage
 from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
@@ -69,9 +71,10 @@ class NodeBackend:
                     starting = False
                     await attempt.stage(JobStage.GENERATING)
                 if update.image:
-                    n = len(images)
-                    images.append(Image(update.image, mime_of(update.image),
-                                        seed + n if seed >= 0 else -1))  # fmt: skip
+                    n = len(images)  # sd.cpp writes the seed it picked for -1 in the image
+                    used = seed + n if seed >= 0 else png.seed_in(update.image)
+                    images.append(Image(update.image, mime_of(update.image), used,
+                                        keep_text_as=OWN_TEXT))  # fmt: skip
                 elif update.total_steps or update.preview_image:
                     left = update.total_steps - update.step
                     eta = left / update.steps_per_second if update.steps_per_second else -1.0

@@ -247,15 +247,18 @@ def _with_metadata(job: queue_pb2.Job, image: Image, model: str) -> tuple[bytes,
     """
     if image.mime != "image/png":
         return image.data, image.infotext
-    existing = png.text(image.data)
+    data = image.data
+    existing = png.text(data)
+    if image.keep_text_as and "parameters" in existing:  # not A1111's: kept aside
+        data = png.with_text(data, image.keep_text_as, existing.pop("parameters"))
     if "parameters" in existing:
-        return image.data, existing["parameters"]
+        return data, existing["parameters"]
     if not job.spec.HasField("params"):
         if not image.infotext:
-            return image.data, ""
-        return png.with_text(image.data, "parameters", image.infotext), image.infotext
+            return data, ""
+        return png.with_text(data, "parameters", image.infotext), image.infotext
     text = image.infotext or infotext.build(job.spec.params, image.seed, model)
-    return png.with_text(image.data, "parameters", text), text
+    return png.with_text(data, "parameters", text), text
 
 
 def _write_all(files: Sequence[tuple[Path, bytes]]) -> None:

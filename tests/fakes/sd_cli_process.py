@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -55,6 +56,8 @@ def main() -> int:
     if "FAIL" in args.prompt:
         print("[ERROR] generate_image failed: simulated failure", flush=True)
         return 1
+    if args.seed < 0:  # as sd-cli: a random seed, written into the images
+        args.seed = random.randrange(2**31)
     out = Path(args.output)
     for i in range(args.batch_count):
         path = out if args.batch_count == 1 else out.with_name(f"{out.stem}_{i + 1}{out.suffix}")
