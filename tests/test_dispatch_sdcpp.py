@@ -157,3 +157,22 @@ def test_a1111_sampler_and_schedule_names_reach_sd_cpp_as_its_own(
         sq.submit(txt2img("x", sampler="UniPC", app="sdcpp"))
     with raises(grpc.StatusCode.INVALID_ARGUMENT, "spec.params.scheduler", "ays"):
         sq.submit(txt2img("x", sampler="Euler", scheduler="Turbo", app="sdcpp"))
+
+
+def test_a_job_waiting_in_sd_servers_own_queue_shows_its_position(
+    sq: Client, sdcpp: FakeSdServer
+) -> None:
+    """sd-server queues what it cannot start yet: such a job is not 'generating' but
+    'queued on cpp-1 (position 1)', until sd-server starts it."""
+    sdcpp.step_seconds = 0.05
+    register_server(sq, "cpp-1", "sdcpp", sdcpp.url, max_concurrency=2)
+    first = sq.submit(txt2img("first", steps=20, app="sdcpp"))
+    wait_until(lambda: sq.get_job(first.id).status == queue_pb2.JOB_STATUS_PROCESSING)
+    second = sq.submit(txt2img("second", steps=2, app="sdcpp"))
+    wait_until(lambda: "position 1" in sq.get_job(second.id).reason, timeout=5)
+    shown = sq.get_job(second.id)
+    assert shown.stage == queue_pb2.JOB_STAGE_WAITING_FOR_SERVER
+    assert shown.reason == "queued on cpp-1 (position 1)"
+    done = final_job(sq, second.id)
+    assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+    assert final_job(sq, first.id).status == queue_pb2.JOB_STATUS_COMPLETED

@@ -34,6 +34,7 @@ from coordinator.dispatch.policy import model_matches
 from coordinator.errors import BackendRejected, BackendUnavailable
 from coordinator.outputs import png
 from coordinator.outputs.store import mime_of
+from coordinator.queue.states import JobStage
 from stablequeue.v1 import queue_pb2
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ class SdCppBackend:
 
     async def _poll(self, attempt: Attempt, job_id: str) -> list[Image]:
         reported_start = False
+        waiting = ""  # what the job last showed while in sd-server's own queue
         delay = POLL_FIRST_S
         while True:
             reply = await self._call("GET", f"/sdcpp/v1/jobs/{job_id}", passthrough=(404, 410))
@@ -225,8 +227,16 @@ class SdCppBackend:
                     f"{self.config.alias}: {error.get('message') or status} "
                     f"({error.get('code') or status})"
                 )
+            if status == "queued":
+                place = job.get("queue_position")
+                note = f"queued on {self.config.alias}" + (f" (position {place})" if place else "")
+                if note != waiting:
+                    waiting = note
+                    await attempt.stage(JobStage.WAITING_FOR_SERVER, note)
             if status == "generating" and not reported_start:
                 reported_start = True  # sd-server reports no steps: show that it started
+                if waiting:
+                    await attempt.stage(JobStage.GENERATING)
                 result = attempt.on_progress(queue_pb2.JobProgress(eta_seconds=-1.0))
                 if asyncio.iscoroutine(result):
                     await result
