@@ -176,3 +176,20 @@ def test_a_job_waiting_in_sd_servers_own_queue_shows_its_position(
     done = final_job(sq, second.id)
     assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
     assert final_job(sq, first.id).status == queue_pb2.JOB_STATUS_COMPLETED
+
+
+def test_a_server_that_could_not_interrupt_stays_busy_until_the_generation_ends(
+    sq: Client, sdcpp: FakeSdServer
+) -> None:
+    """Cancelling a generating job on a registered sd-server (409: it cannot interrupt)
+    ends the job at once, but the server still generates: the next job is not sent
+    there until that generation has ended."""
+    sdcpp.step_seconds = 0.05
+    register_server(sq, "cpp-1", "sdcpp", sdcpp.url)
+    first = sq.submit(txt2img("long", steps=30, app="sdcpp"))
+    wait_until(lambda: any(j["status"] == "generating" for j in sdcpp.jobs.values()))
+    sq.cancel(first.id)
+    assert sq.get_job(first.id).status == queue_pb2.JOB_STATUS_CANCELLED
+    after = final_job(sq, sq.submit(txt2img("next", steps=1, app="sdcpp")).id)
+    assert after.status == queue_pb2.JOB_STATUS_COMPLETED, after.reason
+    assert sdcpp.busy_at_submit == [False, False]  # it waited for the cancelled one

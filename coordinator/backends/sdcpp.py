@@ -266,10 +266,26 @@ class SdCppBackend:
         return images
 
     async def cancel(self, attempt: Attempt) -> None:
-        """Drops a queued job; a generating one cannot be stopped by sd-server (409)."""
-        if not await self.drop(attempt):
-            log.info("%s: job %s is generating and cannot be interrupted; its result will be "
-                     "discarded", self.config.alias, attempt.job.id)  # fmt: skip
+        """Drops a queued job. A generating one cannot be stopped by sd-server (409): the
+        server stays busy with it, so this returns (and its slot is free) only once that
+        generation has ended; its result is discarded."""
+        if await self.drop(attempt):
+            return
+        log.info("%s: job %s is generating and cannot be interrupted; the server counts as "
+                 "busy until it ends", self.config.alias, attempt.job.id)  # fmt: skip
+        job_id = self._jobs.get(attempt.task_id)
+        delay = POLL_FIRST_S
+        while job_id is not None:
+            try:
+                reply = await self._call("GET", f"/sdcpp/v1/jobs/{job_id}", passthrough=(404, 410))
+            except BackendUnavailable:
+                return  # the server went away, and the generation with it
+            if reply.status_code in (404, 410) or reply.json().get("status") not in (
+                "queued", "generating",
+            ):  # fmt: skip
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * POLL_GROWTH, POLL_SECONDS)
 
     async def drop(self, attempt: Attempt) -> bool:
         """Asks the server to drop the attempt's job; False when it is generating (or on

@@ -44,6 +44,7 @@ class FakeSdServer(LoopbackServer):
                       {"name": "styles/ink", "path": "styles/ink.safetensors"}]  # fmt: skip
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.used: list[tuple[str, str]] = []  # (sampler, scheduler) each job really ran with
+        self.busy_at_submit: list[bool] = []
         self.jobs: dict[str, dict[str, Any]] = {}
         self.queue: list[str] = []
         self.cancels: list[tuple[str, int]] = []
@@ -96,6 +97,8 @@ class FakeSdServer(LoopbackServer):
         self.requests.append((request.path, body))
         if not self._valid(body):
             return web.json_response({"error": "invalid generation parameters"}, status=400)
+        # Whether a generation was running when this one came (tests of "busy").
+        self.busy_at_submit.append(any(j["status"] == "generating" for j in self.jobs.values()))
         sample = body.get("sample_params") or {}
         self.used.append((
             sample.get("sample_method") if sample.get("sample_method") in SAMPLE_METHODS
