@@ -395,9 +395,9 @@ class Agent:
         except (BackendRejected, BackendUnavailable) as e:
             # A model that died mid-job (its server gone: refused, reset, 404 for the
             # job) is worth another try; a refusal of a live server is final.
-            died = process.proc is None or process.proc.returncode is not None
+            died = await process.ended(within=1.0)
             retryable = isinstance(e, BackendUnavailable) or died
-            why = f"{e.message} ({key} exited{process.exit_note()})" if died else e.message
+            why = f"{key} exited{process.exit_note()} during the job" if died else e.message
             update(done=True, error=readable(why), retryable=retryable)
         except asyncio.CancelledError:
             await asyncio.shield(self._end_generation(key, backend, attempt))

@@ -248,6 +248,16 @@ class ModelProcess:
             logger.propagate = False
         return logger
 
+    async def ended(self, within: float) -> bool:
+        """True when the process has exited (waiting up to `within` s for the exit of
+        one whose connection just broke to be seen)."""
+        proc = self.proc
+        if proc is None:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), within)
+        return proc.returncode is not None
+
     def exit_note(self) -> str:
         """ " with code N" / " by signal N" once the process has ended, else ""."""
         code = None if self.proc is None else self.proc.returncode

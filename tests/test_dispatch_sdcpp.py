@@ -193,3 +193,21 @@ def test_a_server_that_could_not_interrupt_stays_busy_until_the_generation_ends(
     after = final_job(sq, sq.submit(txt2img("next", steps=1, app="sdcpp")).id)
     assert after.status == queue_pb2.JOB_STATUS_COMPLETED, after.reason
     assert sdcpp.busy_at_submit == [False, False]  # it waited for the cancelled one
+
+
+def test_the_sdapi_route_never_sends_a_generation_that_may_still_run_again(
+    sq: Client,
+) -> None:
+    """The blocking /sdapi route has no job to look up: when the answer never comes
+    (a time-out, a broken connection) the server may still be generating, so the job
+    fails saying so instead of being sent again."""
+    legacy = FakeSdServer(native=False)
+    legacy.drop_connections = True
+    try:
+        register_server(sq, "cpp-old", "sdcpp", legacy.url)
+        done = final_job(sq, sq.submit(txt2img("once", steps=2, app="sdcpp")).id)
+        assert done.status == queue_pb2.JOB_STATUS_FAILED
+        assert "may still be running" in done.reason and done.attempts == 1
+        assert [p for p, _ in legacy.requests] == ["/sdapi/v1/txt2img"]  # sent once
+    finally:
+        legacy.close()

@@ -260,7 +260,17 @@ class SdCppBackend:
         listed = (await self._call("GET", "/sdapi/v1/loras")).json() if params.loras else []
         body = sdapi_body(params, self._loras(params, listed, {}))
         route = "img2img" if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG else "txt2img"
-        images = sdapi_images((await self._call("POST", f"/sdapi/v1/{route}", json=body)).json())
+        try:
+            reply = await self._call("POST", f"/sdapi/v1/{route}", json=body)
+        except BackendUnavailable as e:
+            if e.__cause__ is None or isinstance(e.__cause__, httpx.ConnectError):
+                raise  # never reached it, or it answered (5xx, 429): safe to send again
+            # Sent, and no answer (a time-out, a broken connection): the server may
+            # still be generating it, and this blocking route has no job to look up.
+            raise BackendRejected(
+                f"{e.message}; the generation may still be running there, so it is not sent again"
+            ) from e
+        images = sdapi_images(reply.json())
         for image in images:
             image.keep_text_as = OWN_TEXT
         return images

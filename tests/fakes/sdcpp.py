@@ -45,6 +45,7 @@ class FakeSdServer(LoopbackServer):
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.used: list[tuple[str, str]] = []  # (sampler, scheduler) each job really ran with
         self.busy_at_submit: list[bool] = []
+        self.drop_connections = False  # /sdapi: close the connection, keep generating
         self.jobs: dict[str, dict[str, Any]] = {}
         self.queue: list[str] = []
         self.cancels: list[tuple[str, int]] = []
@@ -206,6 +207,11 @@ class FakeSdServer(LoopbackServer):
         self.requests.append((request.path, body))
         if not self._valid(body):
             return web.json_response({"error": "invalid request"}, status=400)
+        if self.drop_connections:  # the connection breaks while it generates on
+            assert request.transport is not None
+            request.transport.close()
+            await self._generate(body)
+            return web.Response(status=200)
         try:
             images = await self._generate(body)
         except RuntimeError as e:
