@@ -173,9 +173,9 @@ def test_the_keybinding_is_listed_in_comfyuis_settings(
     open_comfyui(page, comfy.ui.url)
     page.mouse.click(700, 600)
     page.keyboard.press("Control+,")
-    page.get_by_text("Keybinding", exact=True).first.click()
+    page.get_by_text("Keybinding", exact=True).first.click(timeout=60_000)
     page.locator("input[placeholder*='earch']").last.fill("StableQueue")
-    wait_until(lambda: any("Queue in StableQueue" in r for r in rows(page)), 20)
+    wait_until(lambda: any("Queue in StableQueue" in r for r in rows(page)), 60)
     ours = next(r for r in rows(page) if r.startswith("Queue in StableQueue") and "Alt" in r)
     assert "Enter" in ours and "StableQueue.Queue" in ours
 

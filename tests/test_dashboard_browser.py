@@ -114,10 +114,10 @@ def cell_texts(page: Any) -> list[str]:
 
 
 def select(page: Any, job: queue_pb2.Job) -> None:
-    wait_until(lambda: job.id[:8] in cell_texts(page), timeout=10)
+    wait_until(lambda: job.id[:8] in cell_texts(page), timeout=30)  # a loaded 2-core CI
     row(page, job).click()
     box = page.locator("#sq_selected textarea, #sq_selected input").first
-    wait_until(lambda: box.input_value() == job.id, timeout=10)
+    wait_until(lambda: box.input_value() == job.id, timeout=30)
 
 
 def status_of(page: Any, job: queue_pb2.Job) -> str:

@@ -158,7 +158,7 @@ def test_cancel_running_prompt_interrupts_it_by_id(sq: Client, comfy: FakeComfyU
     job = sq.submit(workflow(BLUR))
     prompt_id = comfy.wait_for_running()
     sq.cancel(job.id)
-    wait_until(lambda: {"prompt_id": prompt_id} in comfy.interrupts)
+    wait_until(lambda: {"prompt_id": prompt_id} in comfy.interrupts, timeout=30)  # loaded CI
     assert prompt_id in comfy.deleted  # dropped from its queue too, in case it had not started
     assert sq.get_job(job.id).status == queue_pb2.JOB_STATUS_CANCELLED
 
