@@ -65,6 +65,24 @@ def start_agent(
     )  # fmt: skip
 
 
+def start_cli_agent(tmp_path: Path, address: str, name: str, key: str) -> subprocess.Popen[str]:
+    """An agent whose one model `key` is the sd-cli stand-in (exec_mode: cli), taking
+    20 ms per step."""
+    cli = Path(__file__).parent / "fakes" / "sd_cli_process.py"
+    config = tmp_path / "models.yml"
+    config.write_text(
+        f"models:\n  {key}:\n    command: {sys.executable}\n    exec_mode: cli\n"
+        f'    args: ["{cli}", "-m", "/models/${{MODEL}}.gguf"]\n'
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.main", "--coordinator", address, "--config",
+         str(config), "--name", name, "--work-dir", str(tmp_path / "agent"),
+         "--heartbeat", str(BEAT)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "SQ_FAKE_STEP_SECONDS": "0.02"},  # the stand-in's time per step
+    )  # fmt: skip
+
+
 def nodes(sq: Client) -> list[processes_pb2.Node]:
     return list(sq.call("ListNodes", processes_pb2.ListNodesRequest(), "processes").nodes)
 
@@ -230,19 +248,7 @@ def test_cli_mode_models_run_one_process_per_job(
     from stablequeue.v1 import queue_pb2
     from tests.helpers import final_job
 
-    cli = Path(__file__).parent / "fakes" / "sd_cli_process.py"
-    config = tmp_path / "models.yml"
-    config.write_text(
-        f"models:\n  flux-cli:\n    command: {sys.executable}\n    exec_mode: cli\n"
-        f'    args: ["{cli}", "-m", "/models/${{MODEL}}.gguf"]\n'
-    )
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "agent.main", "--coordinator", coordinator.address, "--config",
-         str(config), "--name", "gpu-c", "--work-dir", str(tmp_path / "agent"),
-         "--heartbeat", str(BEAT)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "SQ_FAKE_STEP_SECONDS": "0.02"},  # the stand-in's time per step
-    )  # fmt: skip
+    agent = start_cli_agent(tmp_path, coordinator.address, "gpu-c", "flux-cli")
     try:
         with coordinator.client() as sq:
             wait_until(lambda: connected(sq, "gpu-c"))
@@ -471,19 +477,8 @@ def test_a_node_model_is_accepted_beside_a_registered_sd_server(
     from tests.fakes.sdcpp import FakeSdServer
     from tests.helpers import final_job, register_server
 
-    cli = Path(__file__).parent / "fakes" / "sd_cli_process.py"
-    config = tmp_path / "models.yml"
-    config.write_text(
-        f"models:\n  sd15:\n    command: {sys.executable}\n    exec_mode: cli\n"
-        f'    args: ["{cli}", "-m", "/models/${{MODEL}}.safetensors"]\n'
-    )
     registered = FakeSdServer()
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "agent.main", "--coordinator", coordinator.address, "--config",
-         str(config), "--name", "gpu-n", "--work-dir", str(tmp_path / "agent"),
-         "--heartbeat", str(BEAT)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    agent = start_cli_agent(tmp_path, coordinator.address, "gpu-n", "sd15")
     try:
         with coordinator.client() as sq:
             register_server(sq, "cpp", "sdcpp", registered.url)
@@ -563,19 +558,7 @@ def test_a_cli_run_killed_mid_job_is_retried_and_a_refusal_is_final(
     from stablequeue.v1 import queue_pb2
     from tests.helpers import final_job
 
-    cli = Path(__file__).parent / "fakes" / "sd_cli_process.py"
-    config = tmp_path / "models.yml"
-    config.write_text(
-        f"models:\n  cli:\n    command: {sys.executable}\n    exec_mode: cli\n"
-        f'    args: ["{cli}", "-m", "/models/${{MODEL}}.gguf"]\n'
-    )
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "agent.main", "--coordinator", coordinator.address, "--config",
-         str(config), "--name", "gpu-k", "--work-dir", str(tmp_path / "agent"),
-         "--heartbeat", str(BEAT)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "SQ_FAKE_STEP_SECONDS": "0.02"},
-    )  # fmt: skip
+    agent = start_cli_agent(tmp_path, coordinator.address, "gpu-k", "cli")
     try:
         with coordinator.client() as sq:
             wait_until(lambda: connected(sq, "gpu-k"))

@@ -57,43 +57,34 @@ def split_label(sampler: str, scheduler: str) -> tuple[str, str]:
     return label, schedule
 
 
-def sample_method(sampler: str) -> str:
-    """sd.cpp's name for `sampler` (its own, or an A1111 label); "" keeps its default.
+def _name(value: str, what: str, own: tuple[str, ...], a1111: dict[str, str], hint: str) -> str:
+    """sd.cpp's `what` for `value`: its own name, or an A1111 label ("_" read as " ");
+    "" keeps its default.
 
     Raises:
-        UnknownName: sd.cpp has no such sampler.
+        UnknownName: sd.cpp has no such `what`.
     """
-    label = sampler.strip().lower()
-    if not label:
-        return ""
-    if label in SAMPLE_METHODS:
+    label = value.strip().lower()
+    if not label or label in own:
         return label
-    if label in A1111_SAMPLERS:
-        return A1111_SAMPLERS[label]
+    for key in (label, label.replace("_", " ")):
+        if key in a1111:
+            return a1111[key]
     raise UnknownName(
-        f"stable-diffusion.cpp has no sampler {sampler!r}; it has {', '.join(SAMPLE_METHODS)} "
-        "(or the A1111 names of these, e.g. 'Euler a', 'DPM++ 2M')"
+        f"stable-diffusion.cpp has no {what} {value!r}; it has {', '.join(own)} ({hint})"
     )
+
+
+def sample_method(sampler: str) -> str:
+    """sd.cpp's name for `sampler` (its own, or an A1111 label); "" keeps its default."""
+    hint = "or the A1111 names of these, e.g. 'Euler a', 'DPM++ 2M'"
+    return _name(sampler, "sampler", SAMPLE_METHODS, A1111_SAMPLERS, hint)
 
 
 def scheduler_name(scheduler: str) -> str:
-    """sd.cpp's name for `scheduler`; "" keeps its default.
-
-    Raises:
-        UnknownName: sd.cpp has no such scheduler.
-    """
-    label = scheduler.strip().lower()
-    if not label:
-        return ""
-    if label in SCHEDULERS:
-        return label
-    spaced = label.replace("_", " ")
-    if spaced in A1111_SCHEDULERS:
-        return A1111_SCHEDULERS[spaced]
-    raise UnknownName(
-        f"stable-diffusion.cpp has no scheduler {scheduler!r}; it has {', '.join(SCHEDULERS)} "
-        "(or 'Automatic', 'Karras', 'Align Your Steps', ...)"
-    )
+    """sd.cpp's name for `scheduler` (its own, or an A1111 label); "" keeps its default."""
+    hint = "or 'Automatic', 'Karras', 'Align Your Steps', ..."
+    return _name(scheduler, "scheduler", SCHEDULERS, A1111_SCHEDULERS, hint)
 
 
 def translate(sampler: str, scheduler: str) -> tuple[str, str]:
