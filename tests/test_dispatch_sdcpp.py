@@ -211,3 +211,15 @@ def test_the_sdapi_route_never_sends_a_generation_that_may_still_run_again(
         assert [p for p, _ in legacy.requests] == ["/sdapi/v1/txt2img"]  # sent once
     finally:
         legacy.close()
+
+
+def test_the_servers_own_limits_are_checked_before_sending(sq: Client, sdcpp: FakeSdServer) -> None:
+    """`capabilities.limits` (max batch 8, sizes 64 .. 4096 here): a job outside them
+    fails naming the limit, and nothing is sent."""
+    register_server(sq, "cpp-1", "sdcpp", sdcpp.url)
+    big = final_job(sq, sq.submit(txt2img("many", batch_size=12, app="sdcpp")).id)
+    assert big.status == queue_pb2.JOB_STATUS_FAILED
+    assert "batch_count 8 at most; asked 12" in big.reason
+    wide = final_job(sq, sq.submit(txt2img("wide", width=6144, height=512, app="sdcpp")).id)
+    assert "width 4096 at most; asked 6144" in wide.reason
+    assert sdcpp.requests == []

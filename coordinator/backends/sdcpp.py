@@ -177,6 +177,7 @@ class SdCppBackend:
         model = (capabilities.get("model") or {}).get("name") or ""
         if params.model not in attempt.names:  # the library matched it by content already
             self._check_model(params.model, model)
+        self._check_limits(params, capabilities.get("limits") or {})
         loras = self._loras(params, capabilities.get("loras") or [], attempt.names)
         reply = (
             await self._call("POST", "/sdcpp/v1/img_gen", json=native_body(params, loras))
@@ -207,6 +208,28 @@ class SdCppBackend:
                 )
             loras.append({"path": path, "multiplier": lora.weight, "is_high_noise": False})
         return loras
+
+    def _check_limits(self, params: queue_pb2.GenerationParams, limits: dict[str, Any]) -> None:
+        """The server's own limits (`capabilities.limits`), checked before sending.
+
+        Raises:
+            BackendRejected: naming the limit and the value asked.
+        """
+        asked = {
+            "width": params.width or 512,
+            "height": params.height or 512,
+            "batch_count": (params.batch_size or 1) * (params.iterations or 1),
+        }
+        for field, value in asked.items():
+            low, high = limits.get(f"min_{field}"), limits.get(f"max_{field}")
+            if isinstance(low, int) and value < low:
+                raise BackendRejected(
+                    f"{self.config.alias} takes {field} {low} at least; asked {value}"
+                )
+            if isinstance(high, int) and high > 0 and value > high:
+                raise BackendRejected(
+                    f"{self.config.alias} takes {field} {high} at most; asked {value}"
+                )
 
     async def _poll(self, attempt: Attempt, job_id: str) -> list[Image]:
         reported_start = False

@@ -85,7 +85,9 @@ class FakeSdServer(LoopbackServer):
              "samplers": SAMPLE_METHODS, "schedulers": SCHEDULERS, "loras": self.loras,
              "output_formats": ["png", "jpeg"],
              "features": {"lora": True, "cancel_queued": True, "cancel_generating": False},
-             "limits": {"max_batch_count": 8, "max_queue_size": self.max_pending}}
+             "limits": {"min_width": 64, "max_width": 4096, "min_height": 64,
+                        "max_height": 4096, "max_batch_count": 8,
+                        "max_queue_size": self.max_pending}}
         )  # fmt: skip
 
     async def img_gen(self, request: web.Request) -> web.Response:
