@@ -175,15 +175,19 @@ def test_the_keybinding_is_listed_in_comfyuis_settings(
     page.keyboard.press("Control+,")
     page.get_by_text("Keybinding", exact=True).first.click(timeout=60_000)
 
+    def ours() -> list[str]:
+        return [r for r in rows(page) if r.startswith("Queue in StableQueue") and "Alt" in r]
+
     def listed() -> bool:
         # The panel's own search box is the last one once it has drawn (on a slow
-        # machine the settings' search may still be the last when this first runs).
+        # machine the settings' search may still be the last when this first runs),
+        # and the row's key combination may be drawn after its label: wait for both.
         page.locator("input[placeholder*='earch']").last.fill("StableQueue")
-        return any("Queue in StableQueue" in r for r in rows(page))
+        return bool(ours())
 
     wait_until(listed, 60)
-    ours = next(r for r in rows(page) if r.startswith("Queue in StableQueue") and "Alt" in r)
-    assert "Enter" in ours and "StableQueue.Queue" in ours
+    row = ours()[0]
+    assert "Enter" in row and "StableQueue.Queue" in row
 
 
 def rows(page: Any) -> list[str]:
