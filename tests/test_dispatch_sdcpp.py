@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Iterator
 
 import grpc
@@ -223,3 +225,83 @@ def test_the_servers_own_limits_are_checked_before_sending(sq: Client, sdcpp: Fa
     wide = final_job(sq, sq.submit(txt2img("wide", width=6144, height=512, app="sdcpp")).id)
     assert "width 4096 at most; asked 6144" in wide.reason
     assert sdcpp.requests == []
+
+
+def small_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_sd_cpp_settings_reach_the_server_where_it_reads_them(
+    sq: Client, sdcpp: FakeSdServer
+) -> None:
+    """`--extra` carries sd.cpp's own settings; each lands in the img_gen body where
+    sd-server reads it (it ignores a key elsewhere without a word)."""
+    register_server(sq, "cpp-1", "sdcpp", sdcpp.url)
+    control = small_png()
+    extra = {"clip_skip": 2, "eta": 0.5, "flow_shift": 3.0, "vae_tiling": True,
+             "vae_tile_size": 64, "vae_tile_overlap": 0.25, "cache_mode": "ucache",
+             "cache_option": "threshold=0.25", "hires": True, "hires_scale": 1.5,
+             "hires_steps": 6, "hires_denoising_strength": 0.4, "hires_upscaler": "Lanczos",
+             "control_image": base64.b64encode(control).decode(), "control_strength": 0.8,
+             "ref_images": [base64.b64encode(control).decode()]}  # fmt: skip
+    spec = txt2img("settings", steps=3, cfg_scale=5.0, app="sdcpp", extra=extra)
+    done = final_job(sq, sq.submit(spec).id)
+    assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+    _, body = sdcpp.requests[-1]
+    assert body["clip_skip"] == 2 and body["control_strength"] == 0.8
+    assert body["sample_params"] == {"sample_steps": 3, "guidance": {"txt_cfg": 5.0},
+                                     "eta": 0.5, "flow_shift": 3.0}  # fmt: skip
+    assert body["vae_tiling_params"] == {"enabled": True, "tile_size_x": 64, "tile_size_y": 64,
+                                         "target_overlap": 0.25}  # fmt: skip
+    assert (body["cache_mode"], body["cache_option"]) == ("ucache", "threshold=0.25")
+    assert body["hires"] == {"enabled": True, "scale": 1.5, "steps": 6,
+                             "denoising_strength": 0.4, "upscaler": "Lanczos"}  # fmt: skip
+    assert base64.b64decode(body["control_image"]) == control
+    assert [base64.b64decode(i) for i in body["ref_images"]] == [control]
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "says"),
+    [
+        ({"clipskip": 2}, "clipskip", "not a stable-diffusion.cpp setting; it takes clip_skip"),
+        ({"clip_skip": "2"}, "clip_skip", 'an integer from 1 to 12, got "2"'),
+        ({"clip_skip": 40}, "clip_skip", "an integer from 1 to 12, got 40"),
+        ({"vae_tiling": 1}, "vae_tiling", "true or false, got 1"),
+        ({"hires_scale": 2}, "hires_scale", "only takes effect with hires true"),
+        ({"cache_mode": "fast"}, "cache_mode", "one of easycache, ucache"),
+        ({"control_image": "not-an-image"}, "control_image", "not valid base64"),
+        ({"ref_images": [base64.b64encode(b"text").decode()]}, "ref_images[0]", "not a PNG"),
+    ],
+)
+def test_sd_cpp_settings_sd_cpp_cannot_take_are_refused_at_submit(
+    sq: Client, extra: dict[str, object], field: str, says: str
+) -> None:
+    with raises(grpc.StatusCode.INVALID_ARGUMENT, f"spec.params.extra_json.{field}: {says}"):
+        sq.submit(txt2img("refused", app="sdcpp", extra=extra))
+
+
+def test_settings_a_server_cannot_take_fail_before_anything_is_sent(sq: Client) -> None:
+    """An older server (no /sdcpp/v1) and a build without a feature refuse settings
+    they would drop; an `any` job with another app's settings fails naming the key."""
+    legacy, lacking = FakeSdServer(native=False), FakeSdServer()
+    lacking.features["hires"] = False
+    try:
+        register_server(sq, "cpp-old", "sdcpp", legacy.url)
+        register_server(sq, "cpp-nohr", "sdcpp", lacking.url)
+        old = final_job(sq, sq.submit(txt2img("old", server="cpp-old", app="sdcpp",
+                                              extra={"clip_skip": 2})).id)  # fmt: skip
+        assert old.status == queue_pb2.JOB_STATUS_FAILED
+        assert "without the /sdcpp/v1 API: it cannot take clip_skip" in old.reason
+        hires = final_job(sq, sq.submit(txt2img("hr", server="cpp-nohr", app="sdcpp",
+                                                extra={"hires": True})).id)  # fmt: skip
+        assert "build has no hires (extra setting hires)" in hires.reason
+        forge_only = final_job(sq, sq.submit(txt2img("any", server="cpp-nohr",
+                                                     extra={"enable_hr": True})).id)  # fmt: skip
+        assert forge_only.status == queue_pb2.JOB_STATUS_FAILED
+        assert "extra setting enable_hr: not a stable-diffusion.cpp setting" in forge_only.reason
+        assert legacy.requests == [] and lacking.requests == []
+    finally:
+        legacy.close()
+        lacking.close()

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from coordinator.backends import sdcpp_names
+from coordinator.backends import sdcpp_names, sdcpp_options
 from coordinator.backends.base import (
     Attempt,
     Image,
@@ -47,6 +47,10 @@ POLL_SECONDS = 0.25
 # image's `parameters` is our A1111 text.
 OWN_TEXT = "sdcpp_parameters"
 NAME_SPLIT = re.compile(r"[\\/]")
+# Settings that need a feature the server lists in `capabilities.features` (by prefix).
+FEATURE_OF = {"vae": "vae_tiling", "hires": "hires", "cache": "cache", "control": "control_image",
+              "ref": "ref_images"}  # fmt: skip
+FEATURES = frozenset(FEATURE_OF.values())
 
 
 def names(params: queue_pb2.GenerationParams) -> tuple[str, str]:
@@ -61,6 +65,18 @@ def names(params: queue_pb2.GenerationParams) -> tuple[str, str]:
         raise BackendRejected(str(e)) from None
 
 
+def settings(params: queue_pb2.GenerationParams) -> dict[str, Any]:
+    """The job's stable-diffusion.cpp settings (its extra settings), checked.
+
+    Raises:
+        BackendRejected: naming the key sd.cpp cannot take (it would ignore it silently).
+    """
+    try:
+        return sdcpp_options.parse_json(params.extra_json)
+    except sdcpp_options.BadOption as e:
+        raise BackendRejected(f"extra setting {e}") from None
+
+
 def find_lora(listed: list[dict[str, Any]], wanted: str) -> str | None:
     """The path (as the server lists it) of the LoRA `wanted` names."""
     want = wanted.strip().lower()
@@ -73,8 +89,12 @@ def find_lora(listed: list[dict[str, Any]], wanted: str) -> str | None:
     return None
 
 
-def native_body(params: queue_pb2.GenerationParams, loras: list[dict[str, Any]]) -> dict[str, Any]:
-    """The `/sdcpp/v1/img_gen` body for one job."""
+def native_body(
+    params: queue_pb2.GenerationParams,
+    loras: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The `/sdcpp/v1/img_gen` body for one job; `extra`: its checked sd.cpp settings."""
     sample: dict[str, Any] = {}
     method, scheduler = names(params)
     if method:
@@ -103,6 +123,7 @@ def native_body(params: queue_pb2.GenerationParams, loras: list[dict[str, Any]])
         body["init_image"] = base64.b64encode(params.init_images[0]).decode()
         if params.denoising_strength:
             body["strength"] = params.denoising_strength
+    sdcpp_options.apply_to_body(body, extra or {})
     return body
 
 
@@ -171,16 +192,27 @@ class SdCppBackend:
         if not spec.HasField("params"):
             raise BackendRejected(f"{self.config.alias} is an sd-server: it cannot run workflows")
         params = spec.params
+        extra = settings(params)
+        if len(params.init_images) > 1:
+            raise BackendRejected(
+                f"sd-server takes one init image; the job has {len(params.init_images)}"
+            )
         capabilities = await self._capabilities()
         if capabilities is None:
+            if extra:
+                raise BackendRejected(
+                    f"{self.config.alias} is an older sd-server without the /sdcpp/v1 API: "
+                    f"it cannot take {', '.join(extra)} (update it, or leave them out)"
+                )
             return await self._run_sdapi(params)
         model = (capabilities.get("model") or {}).get("name") or ""
         if params.model not in attempt.names:  # the library matched it by content already
             self._check_model(params.model, model)
         self._check_limits(params, capabilities.get("limits") or {})
+        self._check_features(extra, capabilities.get("features") or {})
         loras = self._loras(params, capabilities.get("loras") or [], attempt.names)
         reply = (
-            await self._call("POST", "/sdcpp/v1/img_gen", json=native_body(params, loras))
+            await self._call("POST", "/sdcpp/v1/img_gen", json=native_body(params, loras, extra))
         ).json()
         self._jobs[attempt.task_id] = job_id = str(reply["id"])
         return await self._poll(attempt, job_id)
@@ -229,6 +261,19 @@ class SdCppBackend:
             if isinstance(high, int) and high > 0 and value > high:
                 raise BackendRejected(
                     f"{self.config.alias} takes {field} {high} at most; asked {value}"
+                )
+
+    def _check_features(self, extra: dict[str, Any], features: dict[str, Any]) -> None:
+        """Settings of a feature the server's build lists as missing (`features`).
+
+        Raises:
+            BackendRejected: naming the setting and the feature.
+        """
+        for key in extra:
+            feature = FEATURE_OF.get(key.split("_", 1)[0], key)
+            if features and feature in FEATURES and not features.get(feature):
+                raise BackendRejected(
+                    f"{self.config.alias}'s sd-server build has no {feature} (extra setting {key})"
                 )
 
     async def _poll(self, attempt: Attempt, job_id: str) -> list[Image]:

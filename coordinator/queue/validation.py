@@ -8,7 +8,7 @@ from typing import Any
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
-from coordinator.backends import sdcpp_names
+from coordinator.backends import sdcpp_names, sdcpp_options
 from coordinator.errors import InvalidArgument
 from stablequeue.v1 import common_pb2, queue_pb2
 
@@ -171,6 +171,7 @@ def normalize_spec(spec: queue_pb2.JobSpec) -> queue_pb2.JobSpec:
             out.params.mode = queue_pb2.GENERATION_MODE_TXT2IMG
         if spec.app == common_pb2.APP_KIND_SDCPP:
             _validate_sdcpp_names(spec.params)
+            _validate_sdcpp_settings(spec.params)
     if spec.target_server and not SERVER_ALIAS.match(spec.target_server):
         raise InvalidArgument(
             "spec.target_server", "letters, digits, '.', '_' or '-', at most 100 characters"
@@ -197,6 +198,15 @@ def _validate_sdcpp_names(p: queue_pb2.GenerationParams) -> None:
             check(value)
         except sdcpp_names.UnknownName as e:
             raise InvalidArgument(field, str(e)) from None
+
+
+def _validate_sdcpp_settings(p: queue_pb2.GenerationParams) -> None:
+    """stable-diffusion.cpp's own settings in the extra settings: sd-server would ignore
+    an unknown key or a value of the wrong type without a word."""
+    try:
+        sdcpp_options.parse_json(p.extra_json)
+    except sdcpp_options.BadOption as e:
+        raise InvalidArgument(f"spec.params.extra_json.{e.key}", e.why) from None
 
 
 def _validate_models(spec: queue_pb2.JobSpec, out: queue_pb2.JobSpec) -> None:

@@ -46,6 +46,11 @@ class FakeSdServer(LoopbackServer):
         self.used: list[tuple[str, str]] = []  # (sampler, scheduler) each job really ran with
         self.busy_at_submit: list[bool] = []
         self.drop_connections = False  # /sdapi: close the connection, keep generating
+        # `capabilities.features` as master-827 lists them for img_gen.
+        self.features = {"init_image": True, "mask_image": True, "control_image": True,
+                         "ip_adapter_image": True, "ref_images": True, "lora": True,
+                         "vae_tiling": True, "hires": True, "cache": True,
+                         "cancel_queued": True, "cancel_generating": False}  # fmt: skip
         self.jobs: dict[str, dict[str, Any]] = {}
         self.queue: list[str] = []
         self.cancels: list[tuple[str, int]] = []
@@ -84,7 +89,7 @@ class FakeSdServer(LoopbackServer):
              "current_mode": "img_gen", "supported_modes": ["img_gen"],
              "samplers": SAMPLE_METHODS, "schedulers": SCHEDULERS, "loras": self.loras,
              "output_formats": ["png", "jpeg"],
-             "features": {"lora": True, "cancel_queued": True, "cancel_generating": False},
+             "features": self.features,
              "limits": {"min_width": 64, "max_width": 4096, "min_height": 64,
                         "max_height": 4096, "max_batch_count": 8,
                         "max_queue_size": self.max_pending}}
