@@ -1,7 +1,8 @@
 """`exec_mode: cli` models: one sd-cli run per job (PROTOCOLS.md §9).
 
-The job's parameters become sd-cli flags after the model's own args; the images
-are read back from a temporary folder and removed. The process gets its own
+The job's parameters become sd-cli flags after the model's own args (LoRAs as the
+`<lora:…>` tags sd-cli reads, an init image and sd.cpp settings as files and flags);
+the images are read back from a temporary folder and removed. The process gets its own
 group, is killed with it if the job is cancelled, and its last output lines
 become the error when it fails. No shell.
 """
@@ -16,12 +17,18 @@ import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from agent.config import PLACEHOLDER, ModelConfig, resolve_command
 from agent.output import Step, keep_tail, step_of
 from agent.output import lines as output_lines
-from coordinator.backends import sdcpp_names
+from coordinator.backends import sdcpp_names, sdcpp_options
+from coordinator.outputs.store import mime_of
 from stablequeue.v1 import queue_pb2
+
+# The files sd.cpp loads as LoRAs (what its `<lora:…>` lookup tries).
+LORA_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".gguf")
+LORA_DIR_FLAG = "--lora-model-dir"
 
 
 class CliFailed(Exception):
@@ -33,8 +40,17 @@ class CliFailed(Exception):
         self.retryable = retryable
 
 
-def cli_flags(params: queue_pb2.GenerationParams, output: Path) -> list[str]:
-    flags = ["-p", params.prompt, "-o", str(output)]
+def cli_flags(
+    params: queue_pb2.GenerationParams, folder: Path, lora_dir: Path | None = None
+) -> list[str]:
+    """sd-cli's flags for the job: output and input files in `folder` (the run's own),
+    LoRAs as `<lora:file:weight>` prompt tags found in `lora_dir` (sd-cli reads no other
+    form), the job's sd.cpp settings (its extra settings).
+
+    Raises:
+        CliFailed: a name, setting or LoRA sd-cli cannot take.
+    """
+    flags = ["-p", _prompt(params, lora_dir), "-o", str(folder / "output.png")]
     if params.negative_prompt:
         flags += ["-n", params.negative_prompt]
     for flag, value in (("--steps", params.steps), ("-W", params.width), ("-H", params.height),
@@ -44,8 +60,11 @@ def cli_flags(params: queue_pb2.GenerationParams, output: Path) -> list[str]:
     flags += ["-s", str(params.seed)]
     try:
         method, scheduler = sdcpp_names.translate(params.sampler, params.scheduler)
+        settings = sdcpp_options.parse_json(params.extra_json)
     except sdcpp_names.UnknownName as e:
         raise CliFailed(str(e)) from None
+    except sdcpp_options.BadOption as e:
+        raise CliFailed(f"extra setting {e}") from None
     if method:
         flags += ["--sampling-method", method]
     if scheduler:
@@ -53,7 +72,85 @@ def cli_flags(params: queue_pb2.GenerationParams, output: Path) -> list[str]:
     count = (params.batch_size or 1) * (params.iterations or 1)
     if count > 1:
         flags += ["-b", str(count)]
+    return flags + _init_image(params, folder) + sdcpp_options.cli_flags(settings, folder)
+
+
+def _prompt(params: queue_pb2.GenerationParams, lora_dir: Path | None) -> str:
+    if not params.loras:
+        return params.prompt
+    if lora_dir is None:
+        raise CliFailed("this model has no LoRA folder")
+    tags = [f"<lora:{lora_file(lora_dir, lora.name)}:{lora.weight:g}>" for lora in params.loras]
+    return " ".join([params.prompt, *tags])
+
+
+def _init_image(params: queue_pb2.GenerationParams, folder: Path) -> list[str]:
+    """img2img: the init image as a file (`-i`) and its strength."""
+    if params.mode != queue_pb2.GENERATION_MODE_IMG2IMG:
+        return []
+    if len(params.init_images) != 1:
+        raise CliFailed(f"sd-cli takes one init image; the job has {len(params.init_images)}")
+    data = params.init_images[0]
+    suffix = {"image/jpeg": ".jpg", "image/webp": ".webp"}.get(mime_of(data), ".png")
+    init = folder / f"init{suffix}"
+    init.write_bytes(data)
+    flags = ["-i", str(init)]
+    if params.denoising_strength:
+        flags += ["--strength", f"{params.denoising_strength:g}"]
     return flags
+
+
+def lora_dir_of(model: ModelConfig, base_dir: Path, models_dir: Path) -> Path:
+    """Where the model's LoRAs are: the folder its args give sd.cpp (`--lora-model-dir`),
+    else the node's models folder's `loras` (else the models folder itself)."""
+    args = list(model.args)
+    for i, arg in enumerate(args):
+        if arg == LORA_DIR_FLAG and i + 1 < len(args):
+            return (base_dir / args[i + 1]).resolve()
+        if arg.startswith(LORA_DIR_FLAG + "="):
+            return (base_dir / arg.split("=", 1)[1]).resolve()
+    loras = models_dir / "loras"
+    return loras if loras.is_dir() else models_dir
+
+
+def lora_file(folder: Path, name: str) -> str:
+    """The file (relative to `folder`) of the LoRA `name` names: its file name, with or
+    without the extension, or its path below `folder`.
+
+    Raises:
+        CliFailed: no such LoRA there (listing some that are).
+    """
+    want = name.strip().lower().replace("\\", "/")
+    found = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.suffix.lower() in LORA_SUFFIXES and p.is_file()
+    )
+    for path in found:
+        stem = path.rsplit(".", 1)[0].lower()
+        if want in (path.lower(), stem, stem.rsplit("/", 1)[-1], path.rsplit("/", 1)[-1].lower()):
+            if ":" in path or ">" in path:  # the tag's own separators
+                raise CliFailed(f"LoRA file {path!r}: sd-cli cannot load a name with ':' or '>'")
+            return path
+    some = ", ".join(p.rsplit(".", 1)[0] for p in found[:8]) or "none"
+    raise CliFailed(f"no LoRA {name!r} in {folder}; it has {some}")
+
+
+def check_settings(model: ModelConfig, extra_json: str) -> None:
+    """Settings the model's process cannot honour as configured.
+
+    Raises:
+        CliFailed: e.g. a control image for a model started without a ControlNet.
+    """
+    try:
+        settings: dict[str, Any] = sdcpp_options.parse_json(extra_json)
+    except sdcpp_options.BadOption as e:
+        raise CliFailed(f"extra setting {e}") from None
+    if "control_image" in settings and not any(a.startswith("--control-net") for a in model.args):
+        raise CliFailed(
+            "control_image: this model's args load no ControlNet (--control-net), so "
+            "sd.cpp would ignore the image"
+        )
 
 
 async def run_cli(
@@ -62,6 +159,7 @@ async def run_cli(
     base_dir: Path,
     params: queue_pb2.GenerationParams,
     on_step: Callable[[Step], None] | None = None,
+    models_dir: Path | None = None,
 ) -> list[bytes]:
     """Runs the CLI once for `params`; returns the PNG bytes it wrote, in order.
     `on_step` gets each progress redraw it prints while sampling.
@@ -74,10 +172,15 @@ async def run_cli(
         raise CliFailed(f"{model.command!r} not found or not executable")
     values = {"MODEL": key, "HOST": "127.0.0.1"}
     args = [PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), a) for a in model.args]
+    check_settings(model, params.extra_json)
+    lora_dir = lora_dir_of(model, base_dir, models_dir or base_dir)
+    if params.loras and LORA_DIR_FLAG not in " ".join(args):
+        args += [LORA_DIR_FLAG, str(lora_dir)]  # sd-cli reads no `<lora:…>` tag without it
     with tempfile.TemporaryDirectory(prefix="sq-cli-") as folder:
         output = Path(folder) / "output.png"
+        flags = await asyncio.to_thread(cli_flags, params, Path(folder), lora_dir)
         proc = await asyncio.create_subprocess_exec(
-            command, *args, *cli_flags(params, output),
+            command, *args, *flags,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True, cwd=base_dir,
             env={**os.environ, **model.env},

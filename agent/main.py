@@ -31,7 +31,7 @@ import grpc
 import psutil
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent.cli_job import CliFailed, run_cli
+from agent.cli_job import CliFailed, check_settings, run_cli
 from agent.config import ConfigError, load_config
 from agent.downloads import NodeDownloads, missing_files, needed_files
 from agent.gpus import Gpus, load_nvml
@@ -362,6 +362,12 @@ class Agent:
         if model is not None and model.exec_mode == "cli":
             await self._run_cli_job(command, key, update)
             return
+        if model is not None:
+            try:
+                check_settings(model, queue_pb2.JobSpec.FromString(command.spec).params.extra_json)
+            except CliFailed as e:
+                update(done=True, error=str(e))
+                return
         try:
             process = await self.supervisor.ensure_ready(key)
         except KeyError:
@@ -442,6 +448,7 @@ class Agent:
                 key, self.supervisor.config.models[key], self.supervisor.config.base_dir,
                 spec.params,
                 lambda s: update(step=s.done, total_steps=s.total, steps_per_second=s.per_second),
+                self.downloads.models_dir,
             )  # fmt: skip
             for data in images:
                 update(image=data)

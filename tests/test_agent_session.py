@@ -65,14 +65,18 @@ def start_agent(
     )  # fmt: skip
 
 
-def start_cli_agent(tmp_path: Path, address: str, name: str, key: str) -> subprocess.Popen[str]:
-    """An agent whose one model `key` is the sd-cli stand-in (exec_mode: cli), taking
-    20 ms per step."""
+def start_cli_agent(
+    tmp_path: Path, address: str, name: str, key: str, *args: str
+) -> subprocess.Popen[str]:
+    """An agent whose one model `key` is the sd-cli stand-in (exec_mode: cli, `args`
+    after its own), taking 20 ms per step; it logs what it parsed to tmp_path/args.log."""
     cli = Path(__file__).parent / "fakes" / "sd_cli_process.py"
     config = tmp_path / "models.yml"
+    more = "".join(f", {arg!r}" for arg in args)
     config.write_text(
         f"models:\n  {key}:\n    command: {sys.executable}\n    exec_mode: cli\n"
-        f'    args: ["{cli}", "-m", "/models/${{MODEL}}.gguf"]\n'
+        f'    args: ["{cli}", "-m", "/models/${{MODEL}}.gguf"{more}]\n'
+        f"    env: {{SQ_FAKE_ARGS_LOG: {str(tmp_path / 'args.log')!r}}}\n"
     )
     return subprocess.Popen(
         [sys.executable, "-m", "agent.main", "--coordinator", address, "--config",
@@ -294,6 +298,59 @@ def test_cli_mode_models_run_one_process_per_job(
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(15)
+
+
+def test_cli_models_take_loras_img2img_and_sd_cpp_settings(
+    tmp_path: Path, coordinator: CoordinatorThread
+) -> None:
+    """sd-cli reads LoRAs only as `<lora:…>` tags with --lora-model-dir, an init image
+    only as a file (-i), sd.cpp settings only as flags: each job's reach it so, and
+    what the model cannot do fails before sd-cli runs."""
+    import base64
+    import io
+    import json
+
+    from stablequeue import txt2img
+    from stablequeue.v1 import queue_pb2
+    from tests.helpers import final_job
+
+    loras = tmp_path / "loras"
+    (loras / "styles").mkdir(parents=True)
+    (loras / "styles" / "ink.safetensors").write_bytes(b"lora")
+    agent = start_cli_agent(tmp_path, coordinator.address, "gpu-l", "sd15",
+                            "--lora-model-dir", str(loras))  # fmt: skip
+    log = tmp_path / "args.log"
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (9, 9, 9)).save(buffer, format="PNG")
+    try:
+        with coordinator.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-l"))
+            spec = txt2img("a cat", model="sd15", loras=[("ink", 0.7)], steps=2, seed=3,
+                           init_images=[buffer.getvalue()], denoising_strength=0.35,
+                           scheduler="karras", app="sdcpp",
+                           extra={"clip_skip": 2, "vae_tiling": True, "vae_tile_size": 16,
+                                  "hires": True, "hires_scale": 1.5})  # fmt: skip
+            done = final_job(sq, sq.submit(spec).id)
+            assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+            ran = json.loads(log.read_text().splitlines()[-1])
+            assert ran["loras"] == {str(loras / "styles" / "ink.safetensors"): 0.7}
+            assert ran["prompt"].strip() == "a cat"  # the tag was read, not drawn
+            assert (ran["init_size"], ran["strength"]) == ([64, 48], 0.35)
+            assert (ran["scheduler"], ran["clip_skip"], ran["vae_tiling"]) == ("karras", 2, True)
+            assert (ran["vae_tile_size"], ran["hires"], ran["hires_scale"]) == ("16x16", True, 1.5)
+            runs = len(log.read_text().splitlines())
+            # What the model cannot do fails before sd-cli runs, saying why.
+            missing = final_job(sq, sq.submit(txt2img("x", model="sd15", app="sdcpp",
+                                                      loras=[("oil", 1.0)])).id)  # fmt: skip
+            assert missing.status == queue_pb2.JOB_STATUS_FAILED
+            assert "no LoRA 'oil'" in missing.reason and "styles/ink" in missing.reason
+            control = base64.b64encode(buffer.getvalue()).decode()
+            spec = txt2img("x", model="sd15", app="sdcpp", extra={"control_image": control})
+            no_net = final_job(sq, sq.submit(spec).id)
+            assert "load no ControlNet (--control-net)" in no_net.reason
+            assert len(log.read_text().splitlines()) == runs
+    finally:
+        stop_agent(agent)  # type: ignore[arg-type]
 
 
 def call(sq: Client, method: str, request: object) -> Any:

@@ -3,15 +3,20 @@
 It takes the generation flags sd-cli takes, prints sd.cpp's progress bar (redrawn
 with `\r`, $SQ_FAKE_STEP_SECONDS per step), writes `-b` PNGs with the `parameters`
 chunk (`-o out.png`, or out_1.png .. out_N.png for a batch), logs like sd-cli,
-and fails (exit 1) when the prompt contains FAIL.
+and fails (exit 1) when the prompt contains FAIL. Like sd-cli it reads LoRAs only
+as `<lora:path:weight>` prompt tags, and only with `--lora-model-dir` (a missing
+file is a warning and the tag is dropped); images given by path must load.
+Each run appends what it parsed (JSON) to $SQ_FAKE_ARGS_LOG when that is set.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,6 +35,30 @@ def sample(steps: int, step_seconds: float) -> None:
     sys.stdout.write("\n")
 
 
+LORA_TAG = re.compile(r"<lora:([^:>]+):([^>]+)>")
+
+
+def loras_of(args: argparse.Namespace) -> dict[str, float]:
+    """The `<lora:…>` tags sd-cli applies (removed from the prompt): read only with
+    --lora-model-dir, a path relative to it, tried with sd.cpp's extensions."""
+    found: dict[str, float] = {}
+    if not args.lora_model_dir:
+        return found
+    for name, weight in LORA_TAG.findall(args.prompt):
+        path = Path(args.lora_model_dir, name)
+        candidates = [
+            path,
+            *(path.with_name(path.name + e) for e in (".gguf", ".safetensors", ".pt", ".ckpt")),
+        ]
+        hit = next((c for c in candidates if c.is_file()), None)
+        if hit is None:
+            print(f"[WARN ] can not found lora {path}", flush=True)
+        else:
+            found[str(hit)] = found.get(str(hit), 0.0) + float(weight)
+    args.prompt = LORA_TAG.sub("", args.prompt)
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("-m", "--model", required=True)
@@ -44,7 +73,44 @@ def main() -> int:
     parser.add_argument("--scheduler", default="discrete")
     parser.add_argument("-b", "--batch-count", type=int, default=1)
     parser.add_argument("-o", "--output", default="./output.png")
+    parser.add_argument("-i", "--init-img", default="")
+    parser.add_argument("--strength", type=float, default=0.75)
+    parser.add_argument("--lora-model-dir", default="")
+    parser.add_argument("--clip-skip", type=int, default=-1)
+    parser.add_argument("--eta", type=float)
+    parser.add_argument("--flow-shift", type=float)
+    parser.add_argument("--vae-tiling", action="store_true")
+    parser.add_argument("--vae-tile-size", default="32x32")
+    parser.add_argument("--vae-tile-overlap", type=float, default=0.5)
+    parser.add_argument("--cache-mode", choices=("easycache", "ucache", "dbcache", "taylorseer",
+                                                 "cache-dit", "spectrum"))  # fmt: skip
+    parser.add_argument("--cache-option", default="")
+    parser.add_argument("--hires", action="store_true")
+    parser.add_argument("--hires-scale", type=float, default=2.0)
+    parser.add_argument("--hires-width", type=int, default=0)
+    parser.add_argument("--hires-height", type=int, default=0)
+    parser.add_argument("--hires-steps", type=int, default=0)
+    parser.add_argument("--hires-denoising-strength", type=float, default=0.7)
+    parser.add_argument("--hires-upscaler", default="Latent")
+    parser.add_argument("--control-net", default="")
+    parser.add_argument("--control-image", default="")
+    parser.add_argument("--control-strength", type=float, default=0.9)
+    parser.add_argument("-r", "--ref-image", action="append", default=[])
     args = parser.parse_args()
+    args.loras = loras_of(args)
+    for path in [args.init_img, args.control_image, *args.ref_image]:
+        if path:
+            try:
+                Image.open(path).load()
+            except OSError:
+                print(f"[ERROR] load image from '{path}' failed", flush=True)
+                return 1
+    if args.init_img:  # as sd-cli: the init image sets the size when none is given
+        with Image.open(args.init_img) as init:
+            args.init_size = list(init.size)
+    if os.environ.get("SQ_FAKE_ARGS_LOG"):
+        with open(os.environ["SQ_FAKE_ARGS_LOG"], "a") as log:
+            log.write(json.dumps(vars(args)) + "\n")
     # As sd-cli: an unknown name is an error, followed by its usage text.
     for what, value, known in (("sample method", args.sampling_method, SAMPLE_METHODS),
                                ("scheduler", args.scheduler, SCHEDULERS)):  # fmt: skip
