@@ -5,7 +5,10 @@ Prints:
     server ready, minus the time the same server takes to accept connections
     when started bare (target < 300 ms);
   * time from a node's death (agent SIGKILLed mid-job) to its job being re-queued,
-    in heartbeat intervals (target <= 3).
+    in heartbeat intervals (target <= 3);
+  * what a node adds per job to its model's own time: a zero-time test sd-server as
+    the node's model, one job at a time from SubmitJob to the completed event,
+    against the same request sent straight to that server (target < 20 ms).
 """
 
 from __future__ import annotations
@@ -118,6 +121,62 @@ def death_to_requeue(work: Path, beat: float, sig: signal.Signals) -> float:
         end_orphans(work / "agent" / "children.json")
 
 
+def node_job_overhead(work: Path, jobs: int) -> tuple[float, float]:
+    """(through the coordinator and the agent, straight to the model's server): median
+    ms per one-step job on a zero-time test sd-server that a node runs."""
+    import httpx
+
+    port = free_port()
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "coordinator", "--listen", f"127.0.0.1:{port}",
+         "--data-dir", str(work / "node-data"), "--log-level", "WARNING"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    work = work / "node-job"
+    work.mkdir()
+    model_port = free_port()
+    config = work / "models.yml"
+    config.write_text(
+        f"models:\n  sd:\n    command: {sys.executable}\n    mode: preload\n"
+        f"    port: {model_port}\n    health_path: /sdapi/v1/options\n"
+        f'    args: ["{SERVER}", "--listen-port", "{model_port}", "--step-seconds", "0"]\n'
+    )
+    agent = None
+    try:
+        address = f"127.0.0.1:{port}"
+        _wait_port(port)
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "agent.main", "--coordinator", address, "--config",
+             str(config), "--name", "bench-node", "--work-dir", str(work / "agent")],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{model_port}/sdapi/v1/txt2img"
+        with Client(address) as sq, httpx.Client(timeout=30) as http:
+            spec = txt2img("a benchmark cat", model="sd", steps=1, seed=1, app="sdcpp")
+            through, straight = [], []
+            body = {"prompt": "a benchmark cat", "steps": 1, "seed": 1}
+            for i in range(jobs + 3):  # the first ones wait for the node and its model
+                started = time.perf_counter()
+                job = sq.submit(spec)
+                for event in sq.watch_job(job.id):
+                    if event.job.status == queue_pb2.JOB_STATUS_COMPLETED:
+                        break
+                if i >= 3:
+                    through.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    http.post(url, json=body).raise_for_status()
+                    straight.append(time.perf_counter() - started)
+            return statistics.median(through) * 1000, statistics.median(straight) * 1000
+    finally:
+        for process in (agent, coordinator):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(20)
+        from agent.supervisor import end_orphans
+
+        end_orphans(work / "agent" / "children.json")
+
+
 def _wait_port(port: int) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -138,6 +197,7 @@ async def main(args: argparse.Namespace) -> None:
         overhead = statistics.median(s - b for s, b in zip(supervised, bare, strict=True))
         killed = death_to_requeue(work, args.heartbeat, signal.SIGKILL)
         frozen = death_to_requeue(work, args.heartbeat, signal.SIGSTOP)
+        node_ms, straight_ms = node_job_overhead(work, args.jobs)
     print()
     print(f"StableQueue agent benchmark ({args.rounds} rounds, medians)")
     print(f"  test server ready, bare: {statistics.median(bare) * 1000:.0f} ms; "
@@ -148,6 +208,9 @@ async def main(args: argparse.Namespace) -> None:
         print(f"  {label:32s} -> job re-queued in {seconds:5.2f} s = "
               f"{seconds / args.heartbeat:.1f} heartbeat intervals of {args.heartbeat:g} s"
               "   (target <= 3)")  # fmt: skip
+    print(f"  node job on a zero-time sd-server: {node_ms:.1f} ms; the same request straight "
+          f"to it: {straight_ms:.1f} ms; added {node_ms - straight_ms:.1f} ms"
+          "   (target < 20 ms)")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -157,4 +220,5 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--delay", type=float, default=0.5, help="the server's own startup delay")
     parser.add_argument("--heartbeat", type=float, default=1.0)
+    parser.add_argument("--jobs", type=int, default=30, help="node jobs timed")
     asyncio.run(main(parser.parse_args()))

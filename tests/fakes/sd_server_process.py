@@ -2,6 +2,7 @@
 
     python tests/fakes/sd_server_process.py --listen-port PORT [--startup-delay S]
         [--crash-after S] [--hang-on-start] [--ignore-sigterm] [--model PATH]
+        [--step-seconds S]
 
 Like an sd-server build from before the native async API, it serves the A1111-style
 `/sdapi/v1/options` and a blocking `/sdapi/v1/txt2img` once "loaded"; the flags give
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--crash-after", type=float, default=0.0)
     parser.add_argument("--hang-on-start", action="store_true")
     parser.add_argument("--ignore-sigterm", action="store_true")
+    parser.add_argument("--step-seconds", type=float, default=0.01)
     args = parser.parse_args()
 
     if args.ignore_sigterm:
@@ -70,7 +72,7 @@ def main() -> None:
         steps = int(body.get("steps") or 4)
         print(f"generating: {body.get('prompt', '')}", flush=True)  # what tests count
         for done in range(1, steps + 1):  # sd.cpp's bar, redrawn with \r (no newline)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(args.step_seconds)
             bar = ("=" * (50 * done // steps)).ljust(50)
             sys.stdout.write(f"\r  |{bar}| {done}/{steps} - 98.50it/s")
             sys.stdout.flush()
