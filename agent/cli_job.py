@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import PLACEHOLDER, ModelConfig, resolve_command
-from agent.output import Step, keep_tail, step_of
+from agent.output import Step, is_bar, keep_tail, step_of
 from agent.output import lines as output_lines
 from coordinator.backends import sdcpp_names, sdcpp_options
 from coordinator.outputs.store import mime_of
@@ -212,7 +212,7 @@ async def run_cli(
 def reason(tail: collections.deque[str]) -> str:
     """What a failed run said: its error lines (sd-cli prints its usage text after
     them), else its last lines; never a progress bar."""
-    said = [line for line in tail if step_of(line) is None]
+    said = [line for line in tail if not is_bar(line)]
     errors = [line for line in said if "error" in line.lower() or "invalid" in line.lower()]
     return " | ".join(errors[-3:] or said[-3:]) or "no output"
 

@@ -44,13 +44,19 @@ def step_of(line: str) -> Step | None:
 
 def keep_tail(tail: collections.deque[str], line: str) -> None:
     """Appends `line`, a progress redraw replacing the redraw before it."""
-    if tail and step_of(line) is not None and step_of(tail[-1]) is not None:
+    if tail and is_bar(line) and is_bar(tail[-1]):
         tail[-1] = line
     else:
         tail.append(line)
 
 
-BAR = re.compile(r"\s*\|[^|\r\n]*\|\s*\d+/\d+\s*-\s*[\d.]+\s*(?:it/s|s/it)")
+# Any progress bar: sampling (it/s, s/it) and also loading tensors (`| 644/686 - 555.00MB/s`).
+BAR = re.compile(r"\s*\|[^|\r\n]*\|\s*\d+/\d+\s*-\s*(?:[\d.]+|inf|nan)\s*[A-Za-z]*/[A-Za-z]+")
+
+
+def is_bar(line: str) -> bool:
+    """True for a progress bar redraw of any kind (never worth keeping as a message)."""
+    return BAR.search(line) is not None
 
 
 def readable(message: str) -> str:

@@ -168,3 +168,27 @@ def test_no_zombies_are_left() -> None:
     zombies = [c for c in psutil.Process().children(recursive=True)
                if c.status() == psutil.STATUS_ZOMBIE]  # fmt: skip
     assert zombies == []
+
+
+def test_a_failed_runs_reason_leaves_out_every_progress_bar() -> None:
+    """What sd-cli prints before it is killed while loading (tensor bars in MB/s, then
+    sampling bars in s/it): the reason keeps its words, no bar of either kind."""
+    import collections
+
+    from agent.cli_job import reason
+    from agent.output import keep_tail, readable
+
+    printed = [
+        "[INFO ] model_loader.cpp:242  - load models/sd15.safetensors using safetensors format",
+        "  |###########                                       | 140/686 - 469.63MB/s",
+        "  |##############################################    | 644/686 - 555.00MB/s",
+        "[INFO ] stable-diffusion.cpp:4380 - sampling using DPM++ (2M) method",
+        "  |================>                                 | 1/3 - 2.39s/it",
+    ]
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+    for line in printed:
+        keep_tail(tail, line)
+    assert len(tail) == 4  # one redraw replaced the one before it
+    said = reason(tail)
+    assert "MB/s" not in said and "s/it" not in said and "sampling using DPM++" in said
+    assert readable("killed:" + printed[2] + "\n" + printed[4]) == "killed:"

@@ -25,6 +25,15 @@ from PIL import Image, PngImagePlugin
 from sdcpp_tables import SAMPLE_METHODS, SCHEDULERS  # beside this file (run as a script)
 
 
+def load_tensors(count: int = 140) -> None:
+    """sd.cpp's tensor-loading bar (a rate in MB/s, not steps), redrawn with `\r`."""
+    for done in range(10, count + 1, 10):
+        bar = ("#" * (50 * done // count)).ljust(50)
+        sys.stdout.write(f"\r  |{bar}| {done}/{count} - 469.63MB/s\x1b[K")
+    sys.stdout.write("\n[INFO ] model_loader.cpp:1304 - loading tensors completed\n")
+    sys.stdout.flush()
+
+
 def sample(steps: int, step_seconds: float) -> None:
     """sd.cpp's progress bar: redrawn in place (`\r`, no newline) after every step."""
     for done in range(1, steps + 1):
@@ -118,6 +127,7 @@ def main() -> int:
             print(f"error: invalid {what} {value}", flush=True)
             print("usage: sd-cli [arguments]\n\narguments:\n  -h, --help  show this help")
             return 1
+    load_tensors()
     sample(args.steps, float(os.environ.get("SQ_FAKE_STEP_SECONDS", "0.005")))
     if "FAIL" in args.prompt:
         print("[ERROR] generate_image failed: simulated failure", flush=True)
