@@ -74,6 +74,22 @@ def needed_files(model: ModelConfig, base_dir: Path, models_dir: Path) -> list[s
     return needed
 
 
+MODEL_FLAGS = ("-m", "--model", "--diffusion-model")
+
+
+def model_file(model: ModelConfig, key: str, base_dir: Path) -> str:
+    """The checkpoint the model's args load (the value after -m, --model or
+    --diffusion-model, `${MODEL}` read as its key), absolute; "" when none is named."""
+    args = [arg.replace("${MODEL}", key) for arg in model.args]
+    for i, arg in enumerate(args):
+        flag, _, value = arg.partition("=")
+        if flag in MODEL_FLAGS and value:
+            return str((base_dir / value).resolve())
+        if arg in MODEL_FLAGS and i + 1 < len(args) and "${" not in args[i + 1]:
+            return str((base_dir / args[i + 1]).resolve())
+    return ""
+
+
 class NodeDownloads:
     """Args:
     models_dir: where coordinator-sent downloads go (their `dest` is relative to it).

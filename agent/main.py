@@ -33,7 +33,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.cli_job import CliFailed, check_settings, run_cli
 from agent.config import ConfigError, load_config
-from agent.downloads import NodeDownloads, missing_files, needed_files
+from agent.downloads import NodeDownloads, missing_files, model_file, needed_files
 from agent.gpus import Gpus, load_nvml
 from agent.output import readable
 from agent.process import StartFailed, State
@@ -100,6 +100,7 @@ class Agent:
                     vram_mb=m.vram_mb,
                     missing_files=missing_files(m, config.base_dir),
                     needed_files=needed_files(m, config.base_dir, self.downloads.models_dir),
+                    model_file=model_file(m, key, config.base_dir),
                 )
                 for key, m in config.models.items()
             ],

@@ -157,7 +157,9 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     processes_pb2_grpc.add_ProcessesServiceServicer_to_server(
         ProcessesServicer(servers, dispatcher.running_on, nodes), server
     )
-    models_pb2_grpc.add_ModelsServiceServicer_to_server(ModelsServicer(library, downloads), server)
+    models_pb2_grpc.add_ModelsServiceServicer_to_server(
+        ModelsServicer(library, downloads, nodes), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVED, ""):

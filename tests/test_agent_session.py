@@ -546,6 +546,17 @@ def test_a_node_model_is_accepted_beside_a_registered_sd_server(
             assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-n:sd15")
             with raises(grpc.StatusCode.FAILED_PRECONDITION, "not on any server"):
                 sq.submit(txt2img("nowhere", model="sd99", steps=1, app="sdcpp"))
+            # `sq models where` lists the node's model, by its key or its file.
+            from stablequeue.v1 import models_pb2
+
+            for reference in ("sd15", "sd15.gguf"):
+                request = models_pb2.LocateModelRequest(reference=reference)
+                where = sq.call("LocateModel", request, "models").locations
+                assert [(w.host, w.path, w.verified) for w in where] == [
+                    ("gpu-n:sd15", "/models/sd15.gguf", False)
+                ]
+            with raises(grpc.StatusCode.NOT_FOUND):
+                sq.call("LocateModel", models_pb2.LocateModelRequest(reference="sd99"), "models")
     finally:
         stop_agent(agent)  # type: ignore[arg-type]
         registered.close()

@@ -16,6 +16,7 @@ from coordinator.backends.base import InventoryEntry
 from coordinator.downloads.service import DownloadService
 from coordinator.errors import InvalidArgument, NotFound
 from coordinator.library.service import TYPE_NAMES, ModelLibrary, model_to_pb
+from coordinator.nodes.service import NodeService
 from coordinator.queue.validation import check_enum
 from stablequeue.v1 import common_pb2, models_pb2, models_pb2_grpc
 
@@ -40,10 +41,35 @@ def _type(value: int) -> str:
     return TYPE_NAMES.get(value, "")
 
 
+def node_locations(
+    nodes: NodeService, reference: str, model: models_pb2.Model | None
+) -> list[common_pb2.ModelLocation]:
+    """The node models `reference` names: by key, name or the checkpoint file its args
+    load; for a model of the library, also those loading a file of the same name
+    (presumed, as the node reports no hash)."""
+    want = reference.strip().lower()
+    copies = model.locations if model is not None else []
+    files = {loc.path.replace("\\", "/").rsplit("/", 1)[-1].lower() for loc in copies}
+    found = []
+    for node in nodes.nodes.values():
+        for m in node.info.models:
+            base = m.model_file.rsplit("/", 1)[-1].lower()
+            names = {m.key.lower(), m.name.lower(), base, base.rsplit(".", 1)[0]} - {""}
+            if want in names or (base and base in files):
+                found.append(common_pb2.ModelLocation(
+                    host=f"{node.info.name}:{m.key}", path=m.model_file, backend_name=m.key,
+                    app=common_pb2.APP_KIND_SDCPP, verified=False,
+                ))  # fmt: skip
+    return found
+
+
 class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
-    def __init__(self, library: ModelLibrary, downloads: DownloadService) -> None:
+    def __init__(
+        self, library: ModelLibrary, downloads: DownloadService, nodes: NodeService | None = None
+    ) -> None:
         self._library = library
         self._downloads = downloads
+        self._nodes = nodes
 
     async def ScanLibrary(
         self, request: models_pb2.ScanLibraryRequest, context: Ctx
@@ -158,8 +184,22 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
     ) -> models_pb2.LocateModelResponse:
         if not request.reference.strip():
             raise InvalidArgument("reference", "required")
-        model, locations = await self._library.get(request.reference)
-        pb = model_to_pb(model, locations)
+        missing: NotFound | None = None
+        try:
+            model, locations = await self._library.get(request.reference)
+            pb: models_pb2.Model | None = model_to_pb(model, locations)
+        except NotFound as e:
+            pb, missing = None, e
+        on_nodes = [] if self._nodes is None else node_locations(self._nodes, request.reference, pb)
+        if pb is None:
+            if not on_nodes:
+                assert missing is not None
+                raise missing
+            # Only node models have it: a model the library has not hashed anywhere.
+            pb = models_pb2.Model(
+                name=request.reference.strip(), type=models_pb2.MODEL_TYPE_CHECKPOINT
+            )
+        pb.locations.extend(on_nodes)
         return models_pb2.LocateModelResponse(model=pb, locations=pb.locations)
 
     async def ResolveModel(
