@@ -546,6 +546,9 @@ def test_a_node_model_is_accepted_beside_a_registered_sd_server(
             assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-n:sd15")
             with raises(grpc.StatusCode.FAILED_PRECONDITION, "not on any server"):
                 sq.submit(txt2img("nowhere", model="sd99", steps=1, app="sdcpp"))
+            # The node's model also answers to the file it loads.
+            done = final_job(sq, sq.submit(txt2img("file", model="sd15.gguf", steps=1)).id)
+            assert (done.status, done.server) == (queue_pb2.JOB_STATUS_COMPLETED, "gpu-n:sd15")
             # `sq models where` lists the node's model, by its key or its file.
             from stablequeue.v1 import models_pb2
 

@@ -68,3 +68,12 @@ def test_an_sd_server_never_gets_a_job_for_another_model() -> None:
     assert choose_server(servers, JobView("j", "any")) == ("cpp", "")  # no model named: any
     # Forge switches checkpoints per request: a model mismatch only lowers its preference.
     assert choose_server([forge("f")], JobView("j", "any", model="sd_xl_base_1.0")) == ("f", "")
+
+
+def test_a_node_model_answers_to_its_key_and_to_the_file_it_loads() -> None:
+    node = ServerView("gpu:sd15", "sdcpp", up=True, loaded_model="sd15",
+                      model_names=("/models/v1-5-pruned.safetensors",))  # fmt: skip
+    for wanted in ("sd15", "v1-5-pruned", "v1-5-pruned.safetensors"):
+        assert choose_server([node], JobView("j", "sdcpp", model=wanted)) == ("gpu:sd15", "")
+    alias, reason = choose_server([node], JobView("j", "sdcpp", model="sdxl"))
+    assert alias is None and reason == "gpu:sd15 serves only sd15"

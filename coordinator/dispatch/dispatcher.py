@@ -318,6 +318,7 @@ class Dispatcher:
             capacity=row.max_concurrency,
             loaded_model=health.loaded_model,
             down_reason=health.reason if health.state == "down" else "",
+            model_names=health.model_names,
         )
 
     async def _schedule_retry_wake(self) -> None:

@@ -35,6 +35,13 @@ class ServerView:
     capacity: int = 1
     loaded_model: str = ""
     down_reason: str = ""
+    model_names: tuple[str, ...] = ()  # other names its loaded model answers to
+
+
+def serves(server: ServerView, wanted: str) -> bool:
+    """True when the server's loaded model is the one `wanted` names (by its title or
+    any other name it answers to)."""
+    return any(model_matches(name, wanted) for name in (server.loaded_model, *server.model_names))
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ def why_unsuitable(server: ServerView, job: JobView) -> str | None:
         server.kind in FIXED_MODEL_KINDS
         and job.model
         and server.loaded_model
-        and not model_matches(server.loaded_model, job.model)
+        and not serves(server, job.model)
     ):
         return f"{server.alias} serves only {server.loaded_model}"
     return None
@@ -127,7 +134,7 @@ def choose_server(servers: Sequence[ServerView], job: JobView) -> tuple[str | No
     best = min(
         free,
         key=lambda s: (
-            not model_matches(s.loaded_model, job.model),
+            not serves(s, job.model),
             s.running / s.capacity,
             s.alias,
         ),

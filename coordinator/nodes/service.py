@@ -106,6 +106,7 @@ class NodeService:
                     "" if node.connected else f"node {node.info.name} is offline",
                     model.key,
                     now,
+                    (model.model_file,) if model.model_file else (),
                 )
                 places.append(ServerState(row, health))
         return places

@@ -129,7 +129,11 @@ class QueueService:
         model = spec.params.model if spec.HasField("params") else ""
         if not model or self._library is None or self._servers is None:
             return
-        if any(model_matches(p.health.loaded_model, model) for p in self.node_places()):
+        if any(
+            model_matches(name, model)
+            for p in self.node_places()
+            for name in (p.health.loaded_model, *p.health.model_names)
+        ):
             return  # a node has it as one of its models
         placement = await self._library.hosts_for(model)
         if placement is None:

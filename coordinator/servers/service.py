@@ -41,6 +41,8 @@ class Health:
     reason: str = ""
     loaded_model: str = ""
     checked_at: datetime | None = None
+    # Other names the loaded model answers to (a node model: the file its args load).
+    model_names: tuple[str, ...] = ()
 
 
 @dataclass
