@@ -100,17 +100,31 @@ def _init_image(params: queue_pb2.GenerationParams, folder: Path) -> list[str]:
     return flags
 
 
-def lora_dir_of(model: ModelConfig, base_dir: Path, models_dir: Path) -> Path:
-    """Where the model's LoRAs are: the folder its args give sd.cpp (`--lora-model-dir`),
-    else the node's models folder's `loras` (else the models folder itself)."""
+def lora_dir_of(model: ModelConfig, base_dir: Path, models_dir: Path) -> Path | None:
+    """Where the model's LoRAs are: the folder its args give sd.cpp (`--lora-model-dir`);
+    for a cli model (the agent adds the flag) else the node's models folder's `loras`;
+    None for a server started without one."""
     args = list(model.args)
     for i, arg in enumerate(args):
         if arg == LORA_DIR_FLAG and i + 1 < len(args):
             return (base_dir / args[i + 1]).resolve()
         if arg.startswith(LORA_DIR_FLAG + "="):
             return (base_dir / arg.split("=", 1)[1]).resolve()
-    loras = models_dir / "loras"
-    return loras if loras.is_dir() else models_dir
+    if model.exec_mode != "cli":
+        return None
+    return models_dir / "loras"
+
+
+def lora_files(folder: Path | None, limit: int = 5000) -> list[str]:
+    """The LoRA files below `folder` (relative, sorted); [] without one."""
+    if folder is None or not folder.is_dir():
+        return []
+    found = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.suffix.lower() in LORA_SUFFIXES and p.is_file()
+    )
+    return found[:limit]
 
 
 def lora_file(folder: Path, name: str) -> str:
@@ -121,11 +135,7 @@ def lora_file(folder: Path, name: str) -> str:
         CliFailed: no such LoRA there (listing some that are).
     """
     want = name.strip().lower().replace("\\", "/")
-    found = sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.suffix.lower() in LORA_SUFFIXES and p.is_file()
-    )
+    found = lora_files(folder)
     for path in found:
         stem = path.rsplit(".", 1)[0].lower()
         if want in (path.lower(), stem, stem.rsplit("/", 1)[-1], path.rsplit("/", 1)[-1].lower()):
@@ -174,6 +184,7 @@ async def run_cli(
     args = [PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), a) for a in model.args]
     check_settings(model, params.extra_json)
     lora_dir = lora_dir_of(model, base_dir, models_dir or base_dir)
+    assert lora_dir is not None  # a cli model always has one
     if params.loras and LORA_DIR_FLAG not in " ".join(args):
         args += [LORA_DIR_FLAG, str(lora_dir)]  # sd-cli reads no `<lora:…>` tag without it
     with tempfile.TemporaryDirectory(prefix="sq-cli-") as folder:

@@ -31,7 +31,7 @@ import grpc
 import psutil
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent.cli_job import CliFailed, check_settings, run_cli
+from agent.cli_job import CliFailed, check_settings, lora_dir_of, lora_files, run_cli
 from agent.config import ConfigError, load_config
 from agent.downloads import NodeDownloads, missing_files, model_file, needed_files
 from agent.gpus import Gpus, load_nvml
@@ -81,6 +81,7 @@ class Agent:
 
     def node_info(self) -> processes_pb2.NodeInfo:
         config = self.supervisor.config
+        loras = self._loras()
         return processes_pb2.NodeInfo(
             name=self.args.name,
             hostname=socket.gethostname(),
@@ -101,6 +102,7 @@ class Agent:
                     missing_files=missing_files(m, config.base_dir),
                     needed_files=needed_files(m, config.base_dir, self.downloads.models_dir),
                     model_file=model_file(m, key, config.base_dir),
+                    loras=loras[key],
                 )
                 for key, m in config.models.items()
             ],
@@ -148,6 +150,14 @@ class Agent:
                                   vram_free_mb=g.free_mb, utilization_percent=g.utilization)
             for g in self.gpus.read()
         ]  # fmt: skip
+
+    def _loras(self) -> dict[str, list[str]]:
+        """Each model's LoRA files."""
+        config = self.supervisor.config
+        return {
+            key: lora_files(lora_dir_of(m, config.base_dir, self.downloads.models_dir))
+            for key, m in config.models.items()
+        }
 
     def reload(self) -> None:
         """Reads models.yml again (SIGHUP); a bad file changes nothing."""
@@ -234,7 +244,13 @@ class Agent:
                 stopper.cancel()
 
     async def _heartbeats(self, outgoing: asyncio.Queue[processes_pb2.AgentMessage]) -> None:
+        sent = self._loras()
         while True:
+            # LoRA files added or removed on the node: the coordinator routes by them.
+            now = await asyncio.to_thread(self._loras)
+            if now != sent:
+                outgoing.put_nowait(processes_pb2.AgentMessage(register=self.node_info()))
+                sent = now
             beat = processes_pb2.Heartbeat(
                 time=_now(),
                 cpu_percent=psutil.cpu_percent(),

@@ -339,11 +339,17 @@ def test_cli_models_take_loras_img2img_and_sd_cpp_settings(
             assert (ran["scheduler"], ran["clip_skip"], ran["vae_tiling"]) == ("karras", 2, True)
             assert (ran["vae_tile_size"], ran["hires"], ran["hires_scale"]) == ("16x16", True, 1.5)
             runs = len(log.read_text().splitlines())
-            # What the model cannot do fails before sd-cli runs, saying why.
-            missing = final_job(sq, sq.submit(txt2img("x", model="sd15", app="sdcpp",
-                                                      loras=[("oil", 1.0)])).id)  # fmt: skip
-            assert missing.status == queue_pb2.JOB_STATUS_FAILED
-            assert "no LoRA 'oil'" in missing.reason and "styles/ink" in missing.reason
+            # What the model cannot do is refused at submit, or fails before sd-cli runs.
+            oil = txt2img("x", model="sd15", app="sdcpp", loras=[("oil", 1.0)], steps=1)
+            with raises(grpc.StatusCode.FAILED_PRECONDITION,
+                        "LoRA oil is not on gpu-l:sd15", "styles/ink.safetensors"):  # fmt: skip
+                sq.submit(oil)
+            (loras / "oil.safetensors").write_bytes(b"lora")  # seen within a heartbeat
+            wait_until(lambda: any("oil.safetensors" in m.loras for n in nodes(sq)
+                                   for m in n.info.models))  # fmt: skip
+            done = final_job(sq, sq.submit(oil).id)
+            assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+            runs = len(log.read_text().splitlines())
             control = base64.b64encode(buffer.getvalue()).decode()
             spec = txt2img("x", model="sd15", app="sdcpp", extra={"control_image": control})
             no_net = final_job(sq, sq.submit(spec).id)

@@ -77,3 +77,18 @@ def test_a_node_model_answers_to_its_key_and_to_the_file_it_loads() -> None:
         assert choose_server([node], JobView("j", "sdcpp", model=wanted)) == ("gpu:sd15", "")
     alias, reason = choose_server([node], JobView("j", "sdcpp", model="sdxl"))
     assert alias is None and reason == "gpu:sd15 serves only sd15"
+
+
+def test_a_node_model_without_the_jobs_loras_is_passed_over() -> None:
+    def node(alias: str, *loras: str) -> ServerView:
+        return ServerView(alias, "sdcpp", up=True, loaded_model="sd15", loras=loras)
+
+    bare, styled = node("a:sd15"), node("b:sd15", "styles/Ink.safetensors")
+    job = JobView("j", "sdcpp", model="sd15", loras=("ink",))
+    assert choose_server([bare, styled], job) == ("b:sd15", "")
+    alias, reason = choose_server([bare], job)
+    assert alias is None and reason == "a:sd15 does not have LoRA ink"
+    # Servers that report no LoRAs (None) and LoRAs named by hash are not judged here.
+    assert choose_server([ServerView("c", "sdcpp", up=True)], job) == ("c", "")
+    by_hash = JobView("j", "sdcpp", model="sd15", loras=("a1b2c3d4e5f6",))
+    assert choose_server([bare], by_hash) == ("a:sd15", "")

@@ -46,15 +46,18 @@ def node_locations(
 ) -> list[common_pb2.ModelLocation]:
     """The node models `reference` names: by key, name or the checkpoint file its args
     load; for a model of the library, also those loading a file of the same name
-    (presumed, as the node reports no hash)."""
+    (presumed, as the node reports no hash), unless that node's file is listed already."""
     want = reference.strip().lower()
     copies = model.locations if model is not None else []
     files = {loc.path.replace("\\", "/").rsplit("/", 1)[-1].lower() for loc in copies}
+    known = {(loc.host, loc.path) for loc in copies}  # a node's file the library has
     found = []
     for node in nodes.nodes.values():
         for m in node.info.models:
             base = m.model_file.rsplit("/", 1)[-1].lower()
             names = {m.key.lower(), m.name.lower(), base, base.rsplit(".", 1)[0]} - {""}
+            if (node.info.name, m.model_file) in known:
+                continue  # listed already, as that node's file (hashed)
             if want in names or (base and base in files):
                 found.append(common_pb2.ModelLocation(
                     host=f"{node.info.name}:{m.key}", path=m.model_file, backend_name=m.key,

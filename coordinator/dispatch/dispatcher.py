@@ -319,6 +319,7 @@ class Dispatcher:
             loaded_model=health.loaded_model,
             down_reason=health.reason if health.state == "down" else "",
             model_names=health.model_names,
+            loras=health.loras,
         )
 
     async def _schedule_retry_wake(self) -> None:

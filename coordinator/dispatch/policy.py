@@ -36,6 +36,32 @@ class ServerView:
     loaded_model: str = ""
     down_reason: str = ""
     model_names: tuple[str, ...] = ()  # other names its loaded model answers to
+    loras: tuple[str, ...] | None = None  # the LoRA files it has, where known
+
+
+HASH = re.compile(r"[0-9a-fA-F]{8,64}")
+
+
+def has_lora(files: Sequence[str], name: str) -> bool:
+    """True when one of `files` (paths below a LoRA folder) is the LoRA `name` names: by
+    its path or file name, with or without the extension. A hash cannot be told from
+    file names: it counts as there."""
+    if HASH.fullmatch(name.strip()):
+        return True
+    want = name.strip().lower().replace("\\", "/")
+    for path in files:
+        path = path.lower()
+        stem = path.rsplit(".", 1)[0]
+        if want in (path, stem, path.rsplit("/", 1)[-1], stem.rsplit("/", 1)[-1]):
+            return True
+    return False
+
+
+def lacking_loras(server: ServerView, loras: Sequence[str]) -> list[str]:
+    """The LoRAs of `loras` the server reports it does not have."""
+    if server.loras is None:
+        return []
+    return [name for name in loras if not has_lora(server.loras, name)]
 
 
 def serves(server: ServerView, wanted: str) -> bool:
@@ -106,6 +132,9 @@ def why_unsuitable(server: ServerView, job: JobView) -> str | None:
         and not serves(server, job.model)
     ):
         return f"{server.alias} serves only {server.loaded_model}"
+    lacking = lacking_loras(server, job.loras)
+    if lacking:
+        return f"{server.alias} does not have LoRA {', '.join(lacking)}"
     return None
 
 

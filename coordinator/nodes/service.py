@@ -107,6 +107,7 @@ class NodeService:
                     model.key,
                     now,
                     (model.model_file,) if model.model_file else (),
+                    tuple(model.loras),
                 )
                 places.append(ServerState(row, health))
         return places

@@ -11,7 +11,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from coordinator.auth.principal import Principal
-from coordinator.dispatch.policy import model_matches
+from coordinator.dispatch.policy import ServerView, lacking_loras, model_matches
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from coordinator.outputs.store import result_to_pb
 from coordinator.queue import ordering, validation
@@ -129,13 +129,15 @@ class QueueService:
         model = spec.params.model if spec.HasField("params") else ""
         if not model or self._library is None or self._servers is None:
             return
-        if any(
-            model_matches(name, model)
-            for p in self.node_places()
-            for name in (p.health.loaded_model, *p.health.model_names)
-        ):
-            return  # a node has it as one of its models
+        on_nodes = [
+            p for p in self.node_places()
+            if any(model_matches(n, model) for n in (p.health.loaded_model, *p.health.model_names))
+        ]  # fmt: skip
         placement = await self._library.hosts_for(model)
+        if on_nodes:  # a node has it as one of its models
+            if placement is None:  # and only nodes do: they must have its LoRAs too
+                self._check_node_loras(spec.params, on_nodes)
+            return
         if placement is None:
             return
         enabled = {s.row.alias for s in await self._servers.list() if s.row.enabled}
@@ -146,6 +148,28 @@ class QueueService:
                 f"model {model!r} is not on any server ({', '.join(sorted(enabled))}); "
                 "see sq models list"
             )
+
+    @staticmethod
+    def _check_node_loras(params: queue_pb2.GenerationParams, places: list[ServerState]) -> None:
+        """Refuses a job whose LoRAs no node serving its model has.
+
+        Raises:
+            FailedPrecondition: naming the LoRAs and what those nodes have.
+        """
+        names = [lora.name for lora in params.loras]
+        lacking = {}
+        for place in places:
+            view = ServerView(place.row.alias, "sdcpp", True, loras=place.health.loras)
+            missing = lacking_loras(view, names)
+            if not missing:
+                return
+            lacking[place.row.alias] = missing
+        some = sorted({f for p in places for f in (p.health.loras or ())})[:8]
+        raise FailedPrecondition(
+            f"LoRA {', '.join(sorted({n for m in lacking.values() for n in m}))} is not on "
+            f"{', '.join(lacking)} (which serve {params.model}; they have "
+            f"{', '.join(some) or 'no LoRAs'})"
+        )
 
     async def _store_submission(self, submission: Submission) -> tuple[list[queue_pb2.Job], bool]:
         records, created = await self._writer.store(submission)

@@ -43,6 +43,8 @@ class Health:
     checked_at: datetime | None = None
     # Other names the loaded model answers to (a node model: the file its args load).
     model_names: tuple[str, ...] = ()
+    # The LoRA files it can load, where known (a node model reports them).
+    loras: tuple[str, ...] | None = None
 
 
 @dataclass

@@ -239,7 +239,7 @@ class NodeInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., agent_version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[NodeModel, _Mapping]]] = ..., heartbeat_interval: _Optional[float] = ...) -> None: ...
 
 class NodeModel(_message.Message):
-    __slots__ = ("key", "name", "description", "exec_mode", "mode", "vram_mb", "missing_files", "needed_files", "model_file")
+    __slots__ = ("key", "name", "description", "exec_mode", "mode", "vram_mb", "missing_files", "needed_files", "model_file", "loras")
     KEY_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +249,7 @@ class NodeModel(_message.Message):
     MISSING_FILES_FIELD_NUMBER: _ClassVar[int]
     NEEDED_FILES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FILE_FIELD_NUMBER: _ClassVar[int]
+    LORAS_FIELD_NUMBER: _ClassVar[int]
     key: str
     name: str
     description: str
@@ -258,7 +259,8 @@ class NodeModel(_message.Message):
     missing_files: _containers.RepeatedScalarFieldContainer[str]
     needed_files: _containers.RepeatedScalarFieldContainer[str]
     model_file: str
-    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., exec_mode: _Optional[str] = ..., mode: _Optional[str] = ..., vram_mb: _Optional[int] = ..., missing_files: _Optional[_Iterable[str]] = ..., needed_files: _Optional[_Iterable[str]] = ..., model_file: _Optional[str] = ...) -> None: ...
+    loras: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., exec_mode: _Optional[str] = ..., mode: _Optional[str] = ..., vram_mb: _Optional[int] = ..., missing_files: _Optional[_Iterable[str]] = ..., needed_files: _Optional[_Iterable[str]] = ..., model_file: _Optional[str] = ..., loras: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
     __slots__ = ("model", "node", "state", "pid", "port", "reason", "since", "jobs_in_flight")
