@@ -342,7 +342,8 @@ def test_cli_models_take_loras_img2img_and_sd_cpp_settings(
             # What the model cannot do is refused at submit, or fails before sd-cli runs.
             oil = txt2img("x", model="sd15", app="sdcpp", loras=[("oil", 1.0)], steps=1)
             with raises(grpc.StatusCode.FAILED_PRECONDITION,
-                        "LoRA oil is not on gpu-l:sd15", "styles/ink.safetensors"):  # fmt: skip
+                        "LoRA oil is not on gpu-l:sd15, the node model serving sd15",
+                        "it has styles/ink.safetensors"):  # fmt: skip
                 sq.submit(oil)
             (loras / "oil.safetensors").write_bytes(b"lora")  # seen within a heartbeat
             wait_until(lambda: any("oil.safetensors" in m.loras for n in nodes(sq)

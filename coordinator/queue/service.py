@@ -165,10 +165,11 @@ class QueueService:
                 return
             lacking[place.row.alias] = missing
         some = sorted({f for p in places for f in (p.health.loras or ())})[:8]
+        one = len(lacking) == 1
         raise FailedPrecondition(
             f"LoRA {', '.join(sorted({n for m in lacking.values() for n in m}))} is not on "
-            f"{', '.join(lacking)} (which serve {params.model}; they have "
-            f"{', '.join(some) or 'no LoRAs'})"
+            f"{', '.join(lacking)}, the node model{'' if one else 's'} serving {params.model} "
+            f"({'it has' if one else 'they have'} {', '.join(some) or 'no LoRAs'})"
         )
 
     async def _store_submission(self, submission: Submission) -> tuple[list[queue_pb2.Job], bool]:
