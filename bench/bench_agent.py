@@ -70,18 +70,24 @@ async def supervised_start(delay: float, work: Path) -> float:
     return elapsed
 
 
+def start_coordinator(data: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A coordinator process on a free port, and its address."""
+    port = free_port()
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "coordinator", "--listen", f"127.0.0.1:{port}",
+         "--data-dir", str(data), "--log-level", "WARNING"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return coordinator, f"127.0.0.1:{port}"
+
+
 def death_to_requeue(work: Path, beat: float, sig: signal.Signals) -> float:
     """Seconds from `sig` to an agent running a job to that job being PENDING again.
 
     SIGKILL: the agent's stream closes at once. SIGSTOP: the agent is frozen with
     its connection open (a hung or cut-off host): only missed heartbeats tell.
     """
-    port = free_port()
-    coordinator = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", "--listen", f"127.0.0.1:{port}",
-         "--data-dir", str(work / "data"), "--log-level", "WARNING"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    coordinator, address = start_coordinator(work / "data")
     work = work / sig.name
     work.mkdir()
     config = work / "models.yml"
@@ -91,8 +97,7 @@ def death_to_requeue(work: Path, beat: float, sig: signal.Signals) -> float:
     )
     agent = None
     try:
-        address = f"127.0.0.1:{port}"
-        _wait_port(port)
+        _wait_port(int(address.rsplit(":", 1)[1]))
         agent = subprocess.Popen(
             [sys.executable, "-m", "agent.main", "--coordinator", address, "--config",
              str(config), "--name", "bench-node", "--work-dir", str(work / "agent"),
@@ -126,12 +131,7 @@ def node_job_overhead(work: Path, jobs: int) -> tuple[float, float]:
     ms per one-step job on a zero-time test sd-server that a node runs."""
     import httpx
 
-    port = free_port()
-    coordinator = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", "--listen", f"127.0.0.1:{port}",
-         "--data-dir", str(work / "node-data"), "--log-level", "WARNING"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    coordinator, address = start_coordinator(work / "node-data")
     work = work / "node-job"
     work.mkdir()
     model_port = free_port()
@@ -143,8 +143,7 @@ def node_job_overhead(work: Path, jobs: int) -> tuple[float, float]:
     )
     agent = None
     try:
-        address = f"127.0.0.1:{port}"
-        _wait_port(port)
+        _wait_port(int(address.rsplit(":", 1)[1]))
         agent = subprocess.Popen(
             [sys.executable, "-m", "agent.main", "--coordinator", address, "--config",
              str(config), "--name", "bench-node", "--work-dir", str(work / "agent")],
