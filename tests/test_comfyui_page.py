@@ -176,7 +176,8 @@ def test_the_keybinding_is_listed_in_comfyuis_settings(
     page.get_by_text("Keybinding", exact=True).first.click(timeout=60_000)
 
     def ours() -> list[str]:
-        return [r for r in rows(page) if r.startswith("Queue in StableQueue") and "Alt" in r]
+        # The label, the command id and the keys, in whatever column order it draws.
+        return [r for r in rows(page) if "Queue in StableQueue" in r and "Alt" in r]
 
     def listed() -> bool:
         # The panel's own search box is the last one once it has drawn (on a slow
@@ -185,7 +186,10 @@ def test_the_keybinding_is_listed_in_comfyuis_settings(
         page.locator("input[placeholder*='earch']").last.fill("StableQueue")
         return bool(ours())
 
-    wait_until(listed, 60)
+    try:
+        wait_until(listed, 60)
+    except AssertionError:
+        raise AssertionError(f"no row 'Queue in StableQueue ... Alt+Enter' in {rows(page)}") from None
     row = ours()[0]
     assert "Enter" in row and "StableQueue.Queue" in row
 
