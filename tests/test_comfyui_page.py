@@ -189,7 +189,8 @@ def test_the_keybinding_is_listed_in_comfyuis_settings(
     try:
         wait_until(listed, 60)
     except AssertionError:
-        raise AssertionError(f"no row 'Queue in StableQueue ... Alt+Enter' in {rows(page)}") from None
+        seen = rows(page)
+        raise AssertionError(f"no row 'Queue in StableQueue ... Alt+Enter' in {seen}") from None
     row = ours()[0]
     assert "Enter" in row and "StableQueue.Queue" in row
 
