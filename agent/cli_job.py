@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import PLACEHOLDER, ModelConfig, resolve_command
-from agent.output import Step, is_bar, keep_tail, step_of
+from agent.output import Sampling, Step, is_bar, keep_tail
 from agent.output import lines as output_lines
 from coordinator.backends import sdcpp_names, sdcpp_options
 from coordinator.outputs.store import mime_of
@@ -199,9 +199,10 @@ async def run_cli(
         tail: collections.deque[str] = collections.deque(maxlen=20)
         try:
             assert proc.stdout is not None
+            sampling = Sampling()
             async for line in output_lines(proc.stdout):
                 keep_tail(tail, line)
-                step = step_of(line)
+                step = sampling.step(line)
                 if step is not None and on_step is not None:
                     on_step(step)
             code = await proc.wait()

@@ -42,6 +42,26 @@ def step_of(line: str) -> Step | None:
     return Step(done, total, per_second)
 
 
+class Sampling:
+    """Tells sampling steps from the other bars of the same shape: sd.cpp draws its
+    tiled VAE encode/decode with the same bar (tiles done / tiles), between its
+    "sampling completed" and the next "sampling using … method" lines. A process
+    that never printed those lines (an older build) has all its bars counted."""
+
+    def __init__(self) -> None:
+        self.marked = False  # it prints the sampling lines
+        self.sampling = False
+
+    def step(self, line: str) -> Step | None:
+        """The sampling step `line` shows, or None (any other line or bar)."""
+        if "sampling using " in line:
+            self.marked = self.sampling = True
+        elif "sampling completed" in line:
+            self.marked, self.sampling = True, False
+        step = step_of(line)
+        return step if step is not None and (self.sampling or not self.marked) else None
+
+
 def keep_tail(tail: collections.deque[str], line: str) -> None:
     """Appends `line`, a progress redraw replacing the redraw before it."""
     if tail and is_bar(line) and is_bar(tail[-1]):

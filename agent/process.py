@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from agent.config import PLACEHOLDER, ModelConfig, resolve_command
-from agent.output import Step, keep_tail, step_of
+from agent.output import Sampling, Step, keep_tail
 from agent.output import lines as output_lines
 
 log = logging.getLogger(__name__)
@@ -227,10 +227,11 @@ class ModelProcess:
         they come: progress redraws (split at `\r`) too, one tail line per bar."""
         assert proc.stdout is not None
         output = self._output_log()
+        sampling = Sampling()
         async for line in output_lines(proc.stdout):
             keep_tail(self.tail, line)
             output.info(line)
-            step = step_of(line)
+            step = sampling.step(line)
             if step is not None and self.on_step is not None:
                 self.on_step(step)
 

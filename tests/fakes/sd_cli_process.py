@@ -34,14 +34,30 @@ def load_tensors(count: int = 140) -> None:
     sys.stdout.flush()
 
 
-def sample(steps: int, step_seconds: float) -> None:
-    """sd.cpp's progress bar: redrawn in place (`\r`, no newline) after every step."""
+def bar(done: int, total: int, step_seconds: float) -> None:
+    """sd.cpp's progress bar: redrawn in place (`\r`, no newline)."""
+    drawn = ("=" * (50 * done // total)).ljust(50)
+    sys.stdout.write(f"\r  |{drawn}| {done}/{total} - {1 / max(step_seconds, 1e-3):.2f}it/s")
+    sys.stdout.flush()
+
+
+def sample(steps: int, step_seconds: float, method: str) -> None:
+    """Sampling as sd.cpp logs it: a line before, the bar after every step, a line after."""
+    print(f"[INFO ] stable-diffusion.cpp:4380 - sampling using {method} method", flush=True)
     for done in range(1, steps + 1):
         time.sleep(step_seconds)
-        bar = ("=" * (50 * done // steps)).ljust(50)
-        sys.stdout.write(f"\r  |{bar}| {done}/{steps} - {1 / max(step_seconds, 1e-3):.2f}it/s")
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+        bar(done, steps, step_seconds)
+    sys.stdout.write("\n[INFO ] stable-diffusion.cpp:5711 - sampling completed, taking 0.10s\n")
+    sys.stdout.flush()
+
+
+def decode(tiles: int) -> None:
+    """The VAE decode; tiled, it draws the same bar over its tiles."""
+    print("[INFO ] stable-diffusion.cpp:5321 - decoding 1 latents", flush=True)
+    for done in range(1, tiles + 1):
+        bar(done, tiles, 0.001)
+    sys.stdout.write("\n" if tiles else "")
+    print("[INFO ] stable-diffusion.cpp:5391 - decode_first_stage completed", flush=True)
 
 
 LORA_TAG = re.compile(r"<lora:([^:>]+):([^>]+)>")
@@ -128,7 +144,8 @@ def main() -> int:
             print("usage: sd-cli [arguments]\n\narguments:\n  -h, --help  show this help")
             return 1
     load_tensors()
-    sample(args.steps, float(os.environ.get("SQ_FAKE_STEP_SECONDS", "0.005")))
+    sample(args.steps, float(os.environ.get("SQ_FAKE_STEP_SECONDS", "0.005")), args.sampling_method)
+    decode(16 if args.vae_tiling else 0)
     if "FAIL" in args.prompt:
         print("[ERROR] generate_image failed: simulated failure", flush=True)
         return 1

@@ -2,7 +2,7 @@
 
     python tests/fakes/sd_server_process.py --listen-port PORT [--startup-delay S]
         [--crash-after S] [--hang-on-start] [--ignore-sigterm] [--model PATH]
-        [--step-seconds S]
+        [--step-seconds S] [--vae-tiling]
 
 Like an sd-server build from before the native async API, it serves the A1111-style
 `/sdapi/v1/options` and a blocking `/sdapi/v1/txt2img` once "loaded"; the flags give
@@ -34,6 +34,12 @@ def png(text: str) -> bytes:
     return buffer.getvalue()
 
 
+def bar(done: int, total: int) -> None:
+    drawn = ("=" * (50 * done // total)).ljust(50)
+    sys.stdout.write(f"\r  |{drawn}| {done}/{total} - 98.50it/s")
+    sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--listen-port", type=int, required=True)
@@ -44,6 +50,7 @@ def main() -> None:
     parser.add_argument("--hang-on-start", action="store_true")
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--step-seconds", type=float, default=0.01)
+    parser.add_argument("--vae-tiling", action="store_true")
     args = parser.parse_args()
 
     if args.ignore_sigterm:
@@ -71,12 +78,16 @@ def main() -> None:
         body = await request.json()
         steps = int(body.get("steps") or 4)
         print(f"generating: {body.get('prompt', '')}", flush=True)  # what tests count
+        print("[INFO ] stable-diffusion.cpp:4380 - sampling using Euler A method", flush=True)
         for done in range(1, steps + 1):  # sd.cpp's bar, redrawn with \r (no newline)
             await asyncio.sleep(args.step_seconds)
-            bar = ("=" * (50 * done // steps)).ljust(50)
-            sys.stdout.write(f"\r  |{bar}| {done}/{steps} - 98.50it/s")
-            sys.stdout.flush()
-        sys.stdout.write("\n")
+            bar(done, steps)
+        sys.stdout.write("\n[INFO ] stable-diffusion.cpp:5711 - sampling completed\n")
+        if args.vae_tiling:  # the tiled decode draws the same bar, over its tiles
+            print("[INFO ] stable-diffusion.cpp:5321 - decoding 1 latents", flush=True)
+            for done in range(1, 17):
+                bar(done, 16)
+            sys.stdout.write("\n")
         seed = int(body.get("seed", 42))
         seed = seed if seed >= 0 else 7
         image = base64.b64encode(png(f"{body.get('prompt', '')}\nSteps: {steps}, Seed: {seed}"))
