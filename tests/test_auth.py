@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 from sqlmodel import select
@@ -11,7 +13,7 @@ from coordinator.auth.principal import Scope
 from coordinator.store.tables import ApiKeyRow
 from stablequeue import Client, txt2img
 from stablequeue.v1 import queue_pb2
-from tests.conftest import CoordinatorThread
+from tests.conftest import CoordinatorThread, make_settings
 from tests.helpers import raises
 
 
@@ -28,6 +30,8 @@ def new_key(server: CoordinatorThread, scope: Scope, name: str = "k") -> tuple[s
         ("ipv4:127.8.9.1:1", True),
         ("ipv6:[::1]:50000", True),
         ("ipv6:[::ffff:127.0.0.1]:5", True),
+        ("ipv6:%5B::1%5D:50000", True),  # as gRPC really writes it
+        ("ipv6:%5B2001:db8::1%5D:443", False),
         ("unix:/tmp/sq.sock", True),
         ("ipv4:192.168.1.20:50000", False),
         ("ipv6:[2001:db8::1]:443", False),
@@ -37,6 +41,17 @@ def new_key(server: CoordinatorThread, scope: Scope, name: str = "k") -> tuple[s
 )
 def test_only_this_machine_counts_as_loopback(peer: str, loopback: bool) -> None:
     assert is_loopback(peer) is loopback
+
+
+def test_a_caller_on_ipv6_loopback_is_loopback(tmp_path: Path, database_url: str) -> None:
+    """`--listen [::1]:PORT`: a local caller without a key is trusted, as on 127.0.0.1."""
+    settings = make_settings(tmp_path, database_url).model_copy(update={"listen": "[::1]:0"})
+    running = CoordinatorThread(settings)
+    try:
+        with running.client() as sq:
+            assert sq.create_key("v6", "submit").key.name == "v6"
+    finally:
+        running.close()
 
 
 def test_loopback_caller_without_key_is_admin(sq: Client) -> None:

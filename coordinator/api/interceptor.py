@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,8 +19,10 @@ OWN_SERVICES = "/stablequeue."
 
 
 def is_loopback(peer: str) -> bool:
-    """True for gRPC peer strings of this machine ("ipv4:127.0.0.1:5", "ipv6:[::1]:5", "unix:")."""
+    """True for gRPC peer strings of this machine ("ipv4:127.0.0.1:5", "unix:", and IPv6
+    as gRPC writes it: "ipv6:%5B::1%5D:5", URL-encoded)."""
     kind, _, rest = peer.partition(":")
+    rest = urllib.parse.unquote(rest)
     if kind == "unix":
         return True
     if kind not in ("ipv4", "ipv6"):
