@@ -253,3 +253,18 @@ def test_a_server_that_is_up_without_telling_its_model_shows_unknown() -> None:
             if line.count("│") > 2}  # fmt: skip
     assert "unknown" in rows["comfy"] and "sd15.safetensors" in rows["forge"]
     assert rows["gone"].rstrip().rstrip("│").rstrip().endswith("-")
+
+
+def test_output_into_a_closed_pipe_ends_quietly(server: CoordinatorThread) -> None:
+    """`sq jobs --json | head -1`: the reader leaves early; no BrokenPipe traceback."""
+    import subprocess
+    import sys
+
+    with server.client() as client:
+        for i in range(60):
+            client.submit(txt2img(f"job {i}", app="forge"))
+    sq_command = f"{sys.executable} -c 'from stablequeue.cli.main import main; main()'"
+    command = f"{sq_command} --addr {server.address} jobs --json | head -c 100 > /dev/null"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+    assert result.stderr == ""
