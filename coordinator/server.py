@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -102,6 +103,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     keys = KeyService(db)
     servers = ServerService(db, make_backend, settings.health_interval)
     results = ResultStore(db, settings.resolved_output_dir)
+    await asyncio.to_thread(results.remove_orphans)
     civitai = CivitaiClient(
         settings.civitai_url,
         settings.civitai_token.get_secret_value(),

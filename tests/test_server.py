@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from coordinator.config import load_settings
 from coordinator.store import Database
-from tests.conftest import CoordinatorThread
+from tests.conftest import CoordinatorThread, make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,3 +122,20 @@ def test_generated_stubs_match_the_protos(tmp_path: Path) -> None:
         tmp_path / "stablequeue" / "v1", committed_dir, generated, shallow=False
     )
     assert mismatch == [] and errors == [], f"stale stubs: {mismatch + errors}; run `make proto`"
+
+
+def test_unfinished_image_files_a_crash_left_are_removed_at_start(tmp_path: Path) -> None:
+    """A kill between writing an image's temporary file and renaming it left
+    `.JOB-0.png.RAND.incomplete` behind for good; the next start removes those only."""
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'sq.db'}")
+    day = settings.resolved_output_dir / "2026-12-01"
+    day.mkdir(parents=True)
+    orphan = day / ".abc-0.png.k2j3h4.incomplete"
+    orphan.write_bytes(b"half an image")
+    kept = day / "abc-0.png"
+    kept.write_bytes(b"a finished image")
+    running = CoordinatorThread(settings)
+    try:
+        assert not orphan.exists() and kept.read_bytes() == b"a finished image"
+    finally:
+        running.close()

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import secrets
 import tempfile
@@ -33,6 +34,8 @@ from coordinator.store import Database
 from coordinator.store.tables import JobRow, ResultRow
 from stablequeue import infotext
 from stablequeue.v1 import queue_pb2
+
+log = logging.getLogger(__name__)
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 MAX_PAGE = 500
@@ -87,6 +90,21 @@ class ResultStore:
     def __init__(self, db: Database, output_dir: Path) -> None:
         self._db = db
         self.root = output_dir.resolve()
+
+    def remove_orphans(self) -> int:
+        """Removes the temporary files of writes a crash cut short (`.NAME.*.incomplete`,
+        never renamed into place); run at start, before anything writes. Returns how
+        many went."""
+        removed = 0
+        for tmp in self.root.glob("*/.*.incomplete") if self.root.is_dir() else ():
+            try:
+                tmp.unlink()
+                removed += 1
+            except OSError as e:
+                log.warning("could not remove %s: %s", tmp, e.strerror)
+        if removed:
+            log.info("removed %d unfinished image file(s) a crash left in %s", removed, self.root)
+        return removed
 
     async def write(
         self, job: queue_pb2.Job, server: str, images: Sequence[Image], model: str = ""
