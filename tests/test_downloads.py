@@ -213,3 +213,23 @@ def test_sq_download_commands(
     code, out, _ = run_sq(capsys, coordinator, "download", "cancel", download_id[:8])
     assert code == 0 and "cancelled" in out
     assert not list((tmp_path / "models").glob("slow.bin*"))
+
+
+def test_a_password_in_a_download_url_is_used_but_never_shown(
+    coordinator: CoordinatorThread, host: FileHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`http://user:pass@host/...`: the password authenticates the download, and is
+    replaced by *** wherever the URL is shown (the Download any submit key reads, logs)."""
+    import base64
+
+    host.add("secret.safetensors", random_bytes(1000, seed=3))
+    port = host.url.rsplit(":", 1)[1]
+    url = f"http://me:s3cret@127.0.0.1:{port}/files/secret.safetensors?token=t0ken"
+    with coordinator.client() as sq:
+        begun = start(sq, url=models_pb2.UrlSource(url=url), dest="Lora")
+        assert begun.source == f"http://me:***@127.0.0.1:{port}/files/secret.safetensors"
+        assert watch(sq, begun.id)[-1].state == DONE
+        listed = sq.call("ListDownloads", models_pb2.ListDownloadsRequest(), "models")
+    assert "Basic " + base64.b64encode(b"me:s3cret").decode() in host.auth
+    for text in (str(begun), str(listed), caplog.text):
+        assert "s3cret" not in text and "t0ken" not in text

@@ -56,6 +56,33 @@ def test_register_list_and_never_return_credentials(server: CoordinatorThread) -
         assert list(sq.processes.ListServers(processes_pb2.ListServersRequest()).servers) == []
 
 
+def test_credentials_in_a_server_url_are_kept_apart_and_never_shown(
+    server: CoordinatorThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--url http://me:pw@host` is taken as username/password: the URL stored, logged
+    and returned carries none."""
+    with server.client() as sq:
+        port = closed_port()
+        request = processes_pb2.RegisterServerRequest(
+            alias="gpu-1", kind=common_pb2.APP_KIND_FORGE,
+            base_url=f"http://me:hunter2@127.0.0.1:{port}/",
+        )  # fmt: skip
+        reply = sq.processes.RegisterServer(request)
+        assert reply.server.base_url == f"http://127.0.0.1:{port}"
+        assert reply.server.has_credentials
+        got = sq.processes.GetServer(processes_pb2.GetServerRequest(alias="gpu-1")).server
+        both = processes_pb2.RegisterServerRequest(
+            alias="gpu-2", kind=common_pb2.APP_KIND_FORGE,
+            base_url=f"http://me:hunter2@127.0.0.1:{port}", username="me", password="x",
+        )  # fmt: skip
+        with pytest.raises(grpc.RpcError) as refused:
+            sq.processes.RegisterServer(both)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "base_url: credentials in the URL" in str(refused.value.details())
+    for text in (str(reply), str(got), caplog.text):
+        assert "hunter2" not in text
+
+
 @pytest.mark.parametrize(
     ("request_fields", "field"),
     [

@@ -22,6 +22,7 @@ import shutil
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -210,9 +211,9 @@ async def fetch_url(
                 failures += 1
                 if failures > retries:
                     raise DownloadFailed(
-                        f"{_shown(url)}: gave up after {failures} tries: {e}"
+                        f"{shown_url(url)}: gave up after {failures} tries: {e}"
                     ) from e
-                log.info("download of %s: %s; retrying in %.1f s", _shown(url), e, delay)
+                log.info("download of %s: %s; retrying in %.1f s", shown_url(url), e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
     await asyncio.to_thread(settle, partial, target, hashes, sha256)
@@ -387,7 +388,7 @@ def _opening(url: str, response: httpx.Response, offset: int, partial: Path) -> 
             raise _Retry("the server resumed at another offset; starting over")
         return offset, int(match.group(3)) if match.group(3) != "*" else offset + total
     if offset:
-        log.info("%s ignored Range: starting the file over", _shown(url))
+        log.info("%s ignored Range: starting the file over", shown_url(url))
     return 0, total
 
 
@@ -405,13 +406,24 @@ def _discard(path: Path) -> None:
 
 def _refused(url: str, status: int) -> str:
     if status in (401, 403):
-        return (f"{_shown(url)}: HTTP {status}: the server wants credentials "
+        return (f"{shown_url(url)}: HTTP {status}: the server wants credentials "
                 "(SQ_CIVITAI_TOKEN for Civitai, HF_TOKEN for Hugging Face)")  # fmt: skip
     if status == 404:
-        return f"{_shown(url)}: HTTP 404: no such file"
-    return f"{_shown(url)}: HTTP {status}"
+        return f"{shown_url(url)}: HTTP 404: no such file"
+    return f"{shown_url(url)}: HTTP {status}"
 
 
-def _shown(url: str) -> str:
-    """A URL without its query (pre-signed URLs and ?token= carry secrets)."""
-    return url.split("?", 1)[0]
+def shown_url(url: str) -> str:
+    """A URL fit to show and log: without its query (pre-signed URLs and ?token= carry
+    secrets) and with a password in it replaced by `***`."""
+    bare = url.split("?", 1)[0].split("#", 1)[0]
+    try:
+        parts = urlsplit(bare)
+        if parts.password is None:
+            return bare
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return "(a URL that cannot be read)"
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -26,7 +26,7 @@ import httpx
 from sqlmodel import Session, col, select
 
 from coordinator.downloads import sources
-from coordinator.downloads.fetch import DownloadFailed, confined
+from coordinator.downloads.fetch import DownloadFailed, confined, shown_url
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from coordinator.library.civitai import CivitaiClient
 from coordinator.library.hashing import FileHashes
@@ -300,7 +300,7 @@ class DownloadService:
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise InvalidArgument("url.url", "must be an http:// or https:// URL")
             self._confine(request, sources.url_file_name(url))
-            return kind, {"url": url}, url.split("?", 1)[0]
+            return kind, {"url": url}, shown_url(url)
         if kind == "library":
             if not request.node:
                 raise InvalidArgument("node", "a library model is sent to a node: name one")

@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 
 from sqlmodel import Session, col, select
 
@@ -70,6 +70,30 @@ class ServerState:
     def config(self) -> ServerConfig:
         r = self.row
         return ServerConfig(r.alias, r.kind, r.base_url, r.username, r.password, r.bearer_token)
+
+
+def take_credentials(spec: ServerSpec) -> None:
+    """Moves a user and password written into the URL (`http://me:pw@host`) to the
+    username/password fields, so the stored, logged and returned URL carries none.
+
+    Raises:
+        InvalidArgument: credentials in both places, or a URL that cannot be read.
+    """
+    if not spec.base_url:
+        return
+    try:
+        parts = urlsplit(spec.base_url)
+        user, password, host, port = parts.username, parts.password, parts.hostname, parts.port
+    except ValueError as e:
+        raise InvalidArgument("base_url", f"not a URL ({e})") from None
+    if user is None and password is None:
+        return
+    if spec.username or spec.password:
+        raise InvalidArgument("base_url", "credentials in the URL and in username/password: once")
+    spec.username, spec.password = unquote(user or ""), unquote(password or "")
+    shown_host = f"[{host}]" if host and ":" in host else host or ""
+    netloc = shown_host + (f":{port}" if port else "")
+    spec.base_url = urlunsplit(parts._replace(netloc=netloc))
 
 
 def validate(kind: str, spec: ServerSpec) -> None:
@@ -137,6 +161,7 @@ class ServerService:
             raise InvalidArgument("alias", "letters, digits, '.', '_' or '-', at most 100")
         if not spec.base_url:
             raise InvalidArgument("base_url", "required")
+        take_credentials(spec)
         validate(kind, spec)
         now = utcnow()
         row = ServerRow(
@@ -167,6 +192,7 @@ class ServerService:
     async def update(self, alias: str, spec: ServerSpec, replace_labels: bool) -> ServerState:
         def change(session: Session) -> ServerRow:
             row = _get(session, alias)
+            take_credentials(spec)
             validate(row.kind, spec)
             for name in ("base_url", "username", "password", "bearer_token", "max_concurrency"):
                 value = getattr(spec, name)
