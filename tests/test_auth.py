@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -12,9 +14,9 @@ from coordinator.api.interceptor import is_loopback
 from coordinator.auth.principal import Scope
 from coordinator.store.tables import ApiKeyRow
 from stablequeue import Client, txt2img
-from stablequeue.v1 import queue_pb2
+from stablequeue.v1 import common_pb2, processes_pb2, queue_pb2
 from tests.conftest import CoordinatorThread, make_settings
-from tests.helpers import raises
+from tests.helpers import raises, wait_until
 
 
 def new_key(server: CoordinatorThread, scope: Scope, name: str = "k") -> tuple[str, str]:
@@ -120,6 +122,27 @@ def test_submit_key_sees_and_changes_only_its_own_jobs(auth_server: CoordinatorT
             a.move(mine.id, "before", theirs.id)
         assert a.cancel(mine.id).status == queue_pb2.JOB_STATUS_CANCELLED
         assert b.get_job(theirs.id).status == queue_pb2.JOB_STATUS_PENDING
+
+        # Stats: a submit key counts its own jobs and sees no server names.
+        gpu7 = processes_pb2.RegisterServerRequest(
+            alias="gpu-7", kind=common_pb2.APP_KIND_FORGE, base_url="http://127.0.0.1:9"
+        )
+        root.call("RegisterServer", gpu7, "processes")
+        root.pause("gpu-7")
+        own = a.stats()
+        assert (own.pending, own.cancelled, list(own.paused_servers)) == (0, 1, [])
+        assert (b.stats().pending, root.stats().pending) == (1, 1)
+        assert list(root.stats().paused_servers) == ["gpu-7"]
+        # A pause event's stats carry only the pause for alice.
+        seen: list[queue_pb2.QueueEvent] = []
+        watcher = threading.Thread(
+            target=lambda: seen.append(next(iter(a.watch_queue(snapshot=False)))), daemon=True
+        )
+        watcher.start()
+        wait_until(lambda: bool(root.pause() and (seen or time.sleep(0.2))), 10)
+        assert seen[0].stats.paused and not seen[0].stats.paused_servers
+        assert seen[0].stats.cancelled == 0
+        root.resume()
 
         # The same idempotency key from two callers makes two jobs.
         one = a.submit(txt2img("same"), idempotency_key="k")

@@ -175,7 +175,7 @@ class QueueServicer(queue_pb2_grpc.QueueServiceServicer):
     async def GetQueueStats(
         self, request: queue_pb2.GetQueueStatsRequest, context: Ctx
     ) -> queue_pb2.GetQueueStatsResponse:
-        return queue_pb2.GetQueueStatsResponse(stats=await self._queue.stats())
+        return queue_pb2.GetQueueStatsResponse(stats=await self._queue.stats(auth.current()))
 
     async def CreateApiKey(
         self, request: queue_pb2.CreateApiKeyRequest, context: Ctx

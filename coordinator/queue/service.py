@@ -208,8 +208,11 @@ class QueueService:
                 job.results.extend(result_to_pb(r) for r in found.get(job.id, []))
         return jobs, token
 
-    async def stats(self) -> queue_pb2.QueueStats:
-        return await self._db.run(_stats)
+    async def stats(self, who: Principal | None = None) -> queue_pb2.QueueStats:
+        """Job counts by status and what is paused; for a caller other than an admin,
+        counts of its own jobs only, and no server names."""
+        mine = None if who is None or who.is_admin else who.key_id
+        return await self._db.run(lambda session: _stats(session, mine))
 
     def to_pb(self, row: JobRow, *, full: bool = False) -> queue_pb2.Job:
         return job_to_pb(row, self._progress.get(row.id), full=full)
@@ -564,6 +567,10 @@ class QueueService:
                         continue
                     if omit_previews and event.job_event.job.progress.preview_image:
                         event = _without_preview(event)
+                elif event.HasField("stats") and not who.is_admin:
+                    # The whole queue's counts and server names are not theirs to see.
+                    paused = queue_pb2.QueueStats(paused=event.stats.paused)
+                    event = queue_pb2.QueueEvent(stats=paused)
                 yield event
         finally:
             self._bus.unsubscribe(sub)
@@ -628,10 +635,17 @@ def _by(who: Principal) -> str:
     return f"cancelled by {who.name or who.key_id}"
 
 
-def _stats(session: Session) -> queue_pb2.QueueStats:
-    counts = dict(session.exec(select(JobRow.status, func.count()).group_by(JobRow.status)).all())
+def _stats(session: Session, submitted_by: str | None = None) -> queue_pb2.QueueStats:
+    query = select(JobRow.status, func.count()).group_by(JobRow.status)
+    if submitted_by is not None:
+        query = query.where(JobRow.submitted_by == submitted_by)
+    counts = dict(session.exec(query).all())
     paused = session.get(SettingRow, PAUSED_SETTING)
-    paused_servers = session.exec(select(ServerRow.alias).where(col(ServerRow.paused))).all()
+    paused_servers = (
+        []
+        if submitted_by is not None
+        else session.exec(select(ServerRow.alias).where(col(ServerRow.paused))).all()
+    )
     return queue_pb2.QueueStats(
         paused_servers=sorted(paused_servers),
         pending=counts.get(JobStatus.PENDING.value, 0),

@@ -218,7 +218,8 @@ class QueueServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetQueueStats(self, request, context):
-        """Counts of jobs by status and the pause state.
+        """Counts of jobs by status and the pause state: for a caller other than an admin,
+        of its own jobs, without server names.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
