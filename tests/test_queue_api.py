@@ -354,3 +354,53 @@ def test_api_keys_are_shown_once_and_listed_without_secrets(sq: Client, scope: s
     assert revoked.revoked_at.seconds > 0
     assert sq.list_keys() == []
     assert [k.id for k in sq.list_keys(include_revoked=True)] == [created.key.id]
+
+
+def submit_together(
+    sq: Client, specs: list[queue_pb2.SubmitJobRequest]
+) -> list[queue_pb2.Job | Exception]:
+    """Every request at once (so the coordinator commits them in groups)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(request: queue_pb2.SubmitJobRequest) -> queue_pb2.Job | Exception:
+        try:
+            return sq.call("SubmitJob", request).job
+        except Exception as e:
+            return e
+
+    with ThreadPoolExecutor(len(specs)) as pool:
+        return list(pool.map(one, specs))
+
+
+POISON_SQLITE = [
+    "CREATE TRIGGER poison BEFORE INSERT ON jobs WHEN NEW.label = 'poison' "
+    "BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+]
+POISON_POSTGRES = [
+    "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.label = 'poison' THEN "
+    "RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER poison BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION poison()",
+]
+
+
+def test_a_bad_submit_among_many_fails_alone(server: CoordinatorThread, sq: Client) -> None:
+    """60 submits at once with one carrying a NUL (PostgreSQL refuses NUL in text, and
+    took the whole group commit down with it): the 60 are stored, the one is refused
+    naming its field. A row the database itself refuses also fails alone."""
+    from sqlalchemy import text
+
+    good = [queue_pb2.SubmitJobRequest(spec=txt2img(f"job {i}")) for i in range(60)]
+    bad = queue_pb2.SubmitJobRequest(spec=txt2img("bad", label="a\x00b"))
+    outcomes = submit_together(sq, [*good[:30], bad, *good[30:]])
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(refused) == 1 and "spec.label: must not contain NUL" in str(refused[0])
+    # The database refuses a row (a trigger stands for any refusal validation missed).
+    db = server.coordinator.db
+    with db.engine.begin() as conn:
+        for statement in POISON_SQLITE if db.is_sqlite else POISON_POSTGRES:
+            conn.execute(text(statement))
+    poison = queue_pb2.SubmitJobRequest(spec=txt2img("poison", label="poison"))
+    outcomes = submit_together(sq, [*good[:30], poison, *good[30:]])
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(refused) == 1 and len(outcomes) == 61
+    assert sq.stats().pending == 120

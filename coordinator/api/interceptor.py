@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from coordinator.auth import principal as auth
 from coordinator.auth.keys import KeyService
-from coordinator.errors import StableQueueError, Unauthenticated
+from coordinator.errors import InvalidArgument, StableQueueError, Unauthenticated
 
 log = logging.getLogger(__name__)
 OWN_SERVICES = "/stablequeue."
@@ -45,6 +46,52 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
                 raise Unauthenticated("authorization metadata must be 'Bearer <key>'")
             return token.strip()
     return None
+
+
+def nul_field(message: Message, prefix: str = "") -> str | None:
+    """The first string field of `message` (nested messages, lists and maps too) that
+    holds a NUL character, by its path; None when there is none. No text column takes
+    one (PostgreSQL refuses it outright), and no name needs one."""
+    for field, value in message.ListFields():
+        path = f"{prefix}{field.name}"
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            entries = [(f"{path}[{key!r}]", key, item) for key, item in value.items()]
+        elif _repeated(field):
+            entries = [(f"{path}[{i}]", "", item) for i, item in enumerate(value)]
+        else:
+            entries = [(path, "", value)]
+        for where, key, item in entries:
+            if "\0" in str(key) or (isinstance(item, str) and "\0" in item):
+                return where
+            found = nul_field(item, where + ".") if isinstance(item, Message) else None
+            if found:
+                return found
+    return None
+
+
+def _repeated(field: Any) -> bool:
+    # protobuf 7 dropped `label` for `is_repeated`; older releases have only `label`.
+    repeated = getattr(field, "is_repeated", None)
+    return bool(repeated) if repeated is not None else field.label == field.LABEL_REPEATED
+
+
+def check_request(request: Any) -> None:
+    """Rules every request of every RPC keeps, before any service reads it.
+
+    Raises:
+        InvalidArgument: naming the field.
+    """
+    if isinstance(request, Message):
+        field = nul_field(request)
+        if field is not None:
+            raise InvalidArgument(field, "must not contain NUL characters")
+
+
+async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream's messages, each checked as `check_request` does."""
+    async for request in requests:
+        check_request(request)
+        yield request
 
 
 class ApiInterceptor(grpc.aio.ServerInterceptor):
@@ -116,6 +163,9 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
                 await self._authenticate(context, method)
+                check_request(request)
+                if not isinstance(request, Message):  # a client stream
+                    request = checked(request)
                 return await inner(request, context)
             except Exception as e:
                 await _abort(context, e, method)
@@ -128,6 +178,9 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
                 await self._authenticate(context, method)
+                check_request(request)
+                if not isinstance(request, Message):
+                    request = checked(request)
                 async for response in inner(request, context):
                     yield response
             except Exception as e:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import random
 import secrets
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from coordinator.queue.states import JobStage, JobStatus, utcnow
 from coordinator.store import Database
 from coordinator.store.tables import IdempotencyRow, JobRow
 from stablequeue.v1 import queue_pb2
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
 SEED_KEYS = ("seed", "noise_seed")
@@ -81,6 +84,14 @@ class SubmissionWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def _one_by_one(self, submissions: list[Submission]) -> list[Stored | Exception]:
+        """Each submission in its own transaction, after the group's failed: the one the
+        database refuses fails alone, its neighbours are stored."""
+        if len(submissions) > 1:
+            log.warning("a group of %d submissions failed to commit: storing them one by one",
+                        len(submissions))  # fmt: skip
+        return [await _alone(self._db, submission) for submission in submissions]
+
     async def _run(self) -> None:
         while True:
             batch = [await self._waiting.get()]
@@ -89,8 +100,8 @@ class SubmissionWriter:
             submissions = [submission for submission, _ in batch]
             try:
                 outcomes = await self._db.run(lambda s, subs=submissions: insert_batch(s, subs))
-            except Exception as e:  # the whole transaction failed: every caller hears why
-                outcomes = [e] * len(batch)
+            except Exception as e:  # the database refused the transaction
+                outcomes = [e] if len(batch) == 1 else await self._one_by_one(submissions)
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():  # the caller went away
                     continue
@@ -98,6 +109,14 @@ class SubmissionWriter:
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
+
+
+async def _alone(db: Database, submission: Submission) -> Stored | Exception:
+    try:
+        [outcome] = await db.run(lambda s: insert_batch(s, [submission]))
+    except Exception as e:
+        return e
+    return outcome
 
 
 def insert_batch(session: Session, batch: list[Submission]) -> list[Stored | Exception]:
