@@ -98,6 +98,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         RuntimeError: the listen address could not be bound.
     """
     db = Database(settings.resolved_database_url)
+    await asyncio.to_thread(db.take)
     db.migrate()
     bus = EventBus()
     keys = KeyService(db)
@@ -169,7 +170,11 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     reflection.enable_server_reflection(
         (*SERVED, reflection.SERVICE_NAME, health.SERVICE_NAME), server
     )
-    port = _bind(server, settings)
+    try:
+        port = _bind(server, settings)
+    except RuntimeError:
+        db.close()  # and with it the database, for whoever starts next
+        raise
     await server.start()
     servers.start()
     nodes.start()

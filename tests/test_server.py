@@ -139,3 +139,17 @@ def test_unfinished_image_files_a_crash_left_are_removed_at_start(tmp_path: Path
         assert not orphan.exists() and kept.read_bytes() == b"a finished image"
     finally:
         running.close()
+
+
+def test_a_second_coordinator_on_the_same_database_is_refused(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Two coordinators on one database ran jobs twice and shared result file names;
+    the second is refused, saying why, and starts once the first has stopped."""
+    first = CoordinatorThread(make_settings(tmp_path / "a", database_url))
+    try:
+        with pytest.raises(RuntimeError, match="another coordinator is using the database"):
+            CoordinatorThread(make_settings(tmp_path / "b", database_url))
+    finally:
+        first.close()
+    CoordinatorThread(make_settings(tmp_path / "b", database_url)).close()

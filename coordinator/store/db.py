@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,9 +18,14 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the SQLite file is not guarded there
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,6 +44,51 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = _create_engine(url, self.is_sqlite)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sq-db")
+        self._held: Any = None  # what keeps this database ours (a locked file, a session)
+
+    def take(self, wait_s: float = 5.0) -> None:
+        """Makes this process the database's one coordinator, for as long as it runs: an
+        exclusive lock on a file beside a SQLite database, a session-level advisory lock
+        on PostgreSQL (per schema). The OS or the server releases it when the process
+        dies, so a coordinator restarted after a crash gets it (on PostgreSQL it waits
+        `wait_s` for a killed predecessor's session to go; a file lock goes at once).
+
+        Raises:
+            RuntimeError: another coordinator has it.
+        """
+        deadline = time.monotonic() + (0.0 if self.is_sqlite else wait_s)
+        while True:
+            self._held = self._lock_sqlite() if self.is_sqlite else self._lock_postgres()
+            if self._held is not None:
+                return
+            if time.monotonic() > deadline:
+                shown = self.url.render_as_string(hide_password=True)
+                raise RuntimeError(
+                    f"another coordinator is using the database {shown}: one coordinator "
+                    "per database (stop the other one, or give this one its own database)"
+                )
+            time.sleep(0.1)
+
+    def _lock_sqlite(self) -> Any:
+        database = self.url.database
+        if not database or database == ":memory:" or fcntl is None:
+            return True  # nothing another process could share, or no flock here
+        handle = open(f"{database}.lock", "a+")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return handle
+
+    def _lock_postgres(self) -> Any:
+        conn = self.engine.connect()
+        key = text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :tag))")
+        if conn.execute(key, {"tag": ":stablequeue"}).scalar():
+            conn.commit()
+            return conn
+        conn.close()
+        return None
 
     def migrate(self) -> None:
         """Brings the schema to the newest numbered migration (idempotent)."""
@@ -68,6 +119,9 @@ class Database:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        if self._held is not None and self._held is not True:
+            self._held.close()  # the lock goes with the file or the session
+        self._held = None
         self.engine.dispose()
 
 
