@@ -158,10 +158,10 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     )
     queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queue, keys, results), server)
     processes_pb2_grpc.add_ProcessesServiceServicer_to_server(
-        ProcessesServicer(servers, dispatcher.running_on, nodes), server
+        ProcessesServicer(servers, dispatcher.running_on, nodes, keys), server
     )
     models_pb2_grpc.add_ModelsServiceServicer_to_server(
-        ModelsServicer(library, downloads, nodes), server
+        ModelsServicer(library, downloads, nodes, keys), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

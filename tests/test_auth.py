@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -14,7 +16,7 @@ from coordinator.api.interceptor import is_loopback
 from coordinator.auth.principal import Scope
 from coordinator.store.tables import ApiKeyRow
 from stablequeue import Client, txt2img
-from stablequeue.v1 import common_pb2, processes_pb2, queue_pb2
+from stablequeue.v1 import common_pb2, models_pb2, processes_pb2, queue_pb2
 from tests.conftest import CoordinatorThread, make_settings
 from tests.helpers import raises, wait_until
 
@@ -201,3 +203,98 @@ def test_secrets_are_stored_only_as_hashes(server: CoordinatorThread, sq: Client
     assert len(rows) == 1
     assert created.secret not in repr(rows[0].model_dump())
     assert rows[0].secret_hash != created.secret and len(rows[0].secret_hash) == 64
+
+
+class FakeAgent:
+    """An agent session driven by hand (the messages a node sends, the commands it gets)."""
+
+    def __init__(self, server: CoordinatorThread, secret: str, name: str, model: str) -> None:
+        import queue as queues
+
+        from stablequeue.v1 import processes_pb2_grpc
+
+        self.outgoing: queues.Queue[processes_pb2.AgentMessage | None] = queues.Queue()
+        self.commands: queues.Queue[Any] = queues.Queue()
+        self.channel = grpc.insecure_channel(server.address)
+        stub = processes_pb2_grpc.ProcessesServiceStub(self.channel)
+        info = processes_pb2.NodeInfo(
+            name=name, heartbeat_interval=5, models=[processes_pb2.NodeModel(key=model)]
+        )
+        self.outgoing.put(processes_pb2.AgentMessage(register=info))
+
+        def messages() -> Iterator[processes_pb2.AgentMessage]:
+            while (message := self.outgoing.get()) is not None:
+                yield message
+
+        self.call = stub.AgentSession(messages(), metadata=[("authorization", f"Bearer {secret}")])
+
+        def read() -> None:
+            try:
+                for command in self.call:
+                    self.commands.put(command)
+            except grpc.RpcError as e:
+                self.commands.put(e)
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def next_command(self) -> Any:
+        return self.commands.get(timeout=20)
+
+    def send(self, **update: Any) -> None:
+        self.outgoing.put(
+            processes_pb2.AgentMessage(job_update=processes_pb2.AgentJobUpdate(**update))
+        )
+
+    def close(self) -> None:
+        self.outgoing.put(None)
+        self.channel.close()
+
+
+def test_a_node_key_is_one_node(auth_server: CoordinatorThread) -> None:
+    """A second node key registering as gpu-1 took over the node and its users' jobs; a
+    node sent updates for another node's job and completed it with its own image; a
+    node key wiped the coordinator's inventory. Each is refused now."""
+    from tests.helpers import PNG_1PX
+
+    _, key_a = new_key(auth_server, Scope.NODE, "gpu-1 key")
+    _, key_b = new_key(auth_server, Scope.NODE, "gpu-2 key")
+    _, admin = new_key(auth_server, Scope.ADMIN)
+    gpu1 = FakeAgent(auth_server, key_a, "gpu-1", "sd")  # key A is gpu-1's from now on
+    gpu2 = None
+    try:
+        with auth_server.client(admin) as root:
+            wait_until(lambda: any(n.connected for n in root.call(
+                "ListNodes", processes_pb2.ListNodesRequest(), "processes").nodes))  # fmt: skip
+            wrong = [(key_b, "gpu-1", "node gpu-1 belongs to another key"),
+                     (key_a, "gpu-2", "belongs to node gpu-1, not gpu-2")]  # fmt: skip
+            for secret, name, says in wrong:
+                intruder = FakeAgent(auth_server, secret, name, "sd")
+                refused = intruder.next_command()
+                intruder.close()
+                assert isinstance(refused, grpc.RpcError), refused
+                assert refused.code() == grpc.StatusCode.PERMISSION_DENIED and says in str(
+                    refused.details()
+                )
+            gpu2 = FakeAgent(auth_server, key_b, "gpu-2", "other")
+            job = root.submit(txt2img("only gpu-1", model="sd", app="sdcpp"))
+            run = gpu1.next_command().run_job
+            # gpu-2 claims to have finished gpu-1's job: ignored.
+            gpu2.send(job_id=run.job_id, task_id=run.task_id, image=PNG_1PX)
+            gpu2.send(job_id=run.job_id, task_id=run.task_id, done=True)
+            time.sleep(0.5)
+            assert root.get_job(job.id).status == queue_pb2.JOB_STATUS_PROCESSING
+            gpu1.send(job_id=run.job_id, task_id=run.task_id, image=PNG_1PX)
+            gpu1.send(job_id=run.job_id, task_id=run.task_id, done=True)
+            wait_until(lambda: root.get_job(job.id).status == queue_pb2.JOB_STATUS_COMPLETED)
+            assert len(root.get_job(job.id).results) == 1
+        # A node key syncs only its own host, never the coordinator's.
+        with auth_server.client(key_a) as node:
+            for host, says in (("coordinator", "coordinator's own inventory"),
+                               ("gpu-9", "belongs to node gpu-1, not gpu-9")):  # fmt: skip
+                header = models_pb2.InventoryItem(header=models_pb2.InventoryHeader(host=host))
+                with raises(grpc.StatusCode.PERMISSION_DENIED, says):
+                    node.call("SyncInventory", iter([header]), "models")
+    finally:
+        gpu1.close()
+        if gpu2 is not None:
+            gpu2.close()

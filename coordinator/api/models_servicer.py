@@ -12,10 +12,12 @@ from pathlib import Path
 
 import grpc
 
+from coordinator.auth import principal as auth
+from coordinator.auth.keys import KeyService
 from coordinator.backends.base import InventoryEntry
 from coordinator.downloads.service import DownloadService
-from coordinator.errors import InvalidArgument, NotFound
-from coordinator.library.service import TYPE_NAMES, ModelLibrary, model_to_pb
+from coordinator.errors import InvalidArgument, NotFound, PermissionDenied
+from coordinator.library.service import LOCAL_HOST, TYPE_NAMES, ModelLibrary, model_to_pb
 from coordinator.nodes.service import NodeService
 from coordinator.queue.validation import check_enum
 from stablequeue.v1 import common_pb2, models_pb2, models_pb2_grpc
@@ -68,11 +70,16 @@ def node_locations(
 
 class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
     def __init__(
-        self, library: ModelLibrary, downloads: DownloadService, nodes: NodeService | None = None
+        self,
+        library: ModelLibrary,
+        downloads: DownloadService,
+        nodes: NodeService | None = None,
+        keys: KeyService | None = None,
     ) -> None:
         self._library = library
         self._downloads = downloads
         self._nodes = nodes
+        self._keys = keys
 
     async def ScanLibrary(
         self, request: models_pb2.ScanLibraryRequest, context: Ctx
@@ -103,6 +110,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
                         f"{item.header.host[:40]!r}"
                     )  # fmt: skip
                 check_enum("header.app", common_pb2.AppKind, item.header.app, allow_zero=True)
+                await self._may_sync(item.header.host)
                 header = item.header
                 continue
             if header is None:
@@ -181,6 +189,21 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
             raise InvalidArgument("id", "required")
         model, locations = await self._library.get(request.id)
         return models_pb2.GetModelResponse(model=model_to_pb(model, locations))
+
+    async def _may_sync(self, host: str) -> None:
+        """A node key syncs only its own host (bound on first use); the coordinator's
+        own files are its scan's alone.
+
+        Raises:
+            PermissionDenied: naming the host.
+        """
+        who = auth.current()
+        if who.is_admin:
+            return
+        if host == LOCAL_HOST:
+            raise PermissionDenied(f"{host!r} is the coordinator's own inventory (its scan)")
+        if self._keys is not None:
+            await self._keys.bind_node(who, host)
 
     async def LocateModel(
         self, request: models_pb2.LocateModelRequest, context: Ctx

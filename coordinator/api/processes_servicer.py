@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from coordinator.auth import principal as auth
+from coordinator.auth.keys import KeyService
 from coordinator.errors import InvalidArgument
 from coordinator.nodes.service import NodeService
 from coordinator.queue.convert import timestamp
@@ -59,11 +61,16 @@ def server_to_pb(state: ServerState, running: int) -> processes_pb2.Server:
 
 class ProcessesServicer(processes_pb2_grpc.ProcessesServiceServicer):
     def __init__(
-        self, servers: ServerService, running_on: Callable[[str], int], nodes: NodeService
+        self,
+        servers: ServerService,
+        running_on: Callable[[str], int],
+        nodes: NodeService,
+        keys: KeyService | None = None,
     ) -> None:
         self._servers = servers
         self._running_on = running_on
         self._nodes = nodes
+        self._keys = keys
 
     def _pb(self, state: ServerState) -> processes_pb2.Server:
         return server_to_pb(state, self._running_on(state.row.alias))
@@ -133,7 +140,13 @@ class ProcessesServicer(processes_pb2_grpc.ProcessesServiceServicer):
     async def AgentSession(
         self, request_iterator: AsyncIterator[processes_pb2.AgentMessage], context: Ctx
     ) -> AsyncIterator[processes_pb2.CoordinatorCommand]:
-        async for command in self._nodes.session(request_iterator):
+        who, keys = auth.current(), self._keys
+
+        async def may_be(name: str) -> None:  # a node key registers only as its node
+            if keys is not None:
+                await keys.bind_node(who, name)
+
+        async for command in self._nodes.session(request_iterator, may_be):
             yield command
 
     async def ListNodes(

@@ -8,16 +8,19 @@ a hash per RPC).
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from coordinator.auth.principal import Principal, Scope
-from coordinator.errors import InvalidArgument, NotFound, Unauthenticated
+from coordinator.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from coordinator.queue.states import utcnow
 from coordinator.store import Database
 from coordinator.store.tables import ApiKeyRow
+
+log = logging.getLogger(__name__)
 
 SECRET_PREFIX = "sq_"
 LAST_USED_RESOLUTION_S = 60.0
@@ -104,10 +107,42 @@ class KeyService:
             row = await self._db.run(lambda s: _find_active(s, digest))
             if row is None:
                 raise Unauthenticated("invalid or revoked API key")
-            principal = Principal(key_id=row.id, scope=Scope(row.scope), name=row.name)
+            principal = Principal(
+                key_id=row.id, scope=Scope(row.scope), name=row.name, node=row.node or ""
+            )
             self._cache[digest] = principal
         await self._touch(principal.key_id)
         return principal
+
+    async def bind_node(self, who: Principal, name: str) -> None:
+        """Lets a node key act as node (or inventory host) `name` only: the name it first
+        used, which no other key may then use. Admin keys act for any.
+
+        Raises:
+            PermissionDenied: the key belongs to another node, or the node to another key.
+        """
+        if who.scope is not Scope.NODE or who.node == name:
+            return
+        if who.node:
+            raise PermissionDenied(f"this node key belongs to node {who.node}, not {name}")
+
+        def bind(session: Session) -> None:
+            taken = session.exec(
+                select(ApiKeyRow).where(ApiKeyRow.node == name, col(ApiKeyRow.revoked_at).is_(None))
+            ).first()
+            if taken is not None and taken.id != who.key_id:
+                raise PermissionDenied(f"node {name} belongs to another key ({taken.name})")
+            row = session.get(ApiKeyRow, who.key_id)
+            if row is None or (row.node and row.node != name):
+                raise PermissionDenied(f"this node key belongs to node {row.node if row else '?'}")
+            row.node = name
+            session.add(row)
+
+        await self._db.run(bind)
+        for digest, cached in list(self._cache.items()):
+            if cached.key_id == who.key_id:
+                del self._cache[digest]  # read again, with its node
+        log.info("key %s (%s) now belongs to node %s", who.key_id, who.name, name)
 
     async def _touch(self, key_id: str) -> None:
         now = time.monotonic()

@@ -22,6 +22,7 @@ class Principal:
     key_id: str
     scope: Scope
     name: str = ""
+    node: str = ""  # a node key's node, once bound
 
     @property
     def is_admin(self) -> bool:

@@ -160,15 +160,20 @@ class NodeService:
     # ---- the agent's stream -------------------------------------------------
 
     async def session(
-        self, messages: AsyncIterator[processes_pb2.AgentMessage]
+        self,
+        messages: AsyncIterator[processes_pb2.AgentMessage],
+        may_be: Callable[[str], Awaitable[None]] | None = None,
     ) -> AsyncIterator[processes_pb2.CoordinatorCommand]:
-        """Runs one agent session: the first message must register the node."""
+        """Runs one agent session: the first message must register the node, under a
+        name the caller `may_be` (raises when its key belongs to another node)."""
         first = await anext(messages, None)
         if first is None or not first.HasField("register"):
             raise InvalidArgument("register", "the first message of a session must register")
         info = first.register
         if not info.name:
             raise InvalidArgument("register.name", "required")
+        if may_be is not None:
+            await may_be(info.name)
         self._sessions += 1
         node = NodeState(info=info, session=self._sessions, last_heartbeat_at=utcnow())
         previous = self.nodes.get(info.name)
@@ -224,7 +229,12 @@ class NodeService:
                     future.set_result(message.command_result)
 
     async def _job_update(self, node: NodeState, update: processes_pb2.AgentJobUpdate) -> None:
-        queue = self._jobs.get(update.task_id or update.job_id)
+        key = update.task_id or update.job_id
+        queue = self._jobs.get(key)
+        if queue is not None and self._job_nodes.get(key) != node.info.name:
+            log.warning("node %s sent an update for job %s, which runs on %s: ignored",
+                        node.info.name, update.job_id, self._job_nodes.get(key))  # fmt: skip
+            return
         if queue is not None:
             queue.put_nowait(update)
         elif update.task_id:

@@ -70,6 +70,8 @@ class ApiKeyRow(SQLModel, table=True):
     created_at: NaiveDatetime
     last_used_at: NaiveDatetime | None = None
     revoked_at: NaiveDatetime | None = None
+    # A node key's node (or the host an extension's key syncs): bound on first use.
+    node: str | None = Field(default=None, max_length=100)
 
 
 class IdempotencyRow(SQLModel, table=True):
