@@ -66,7 +66,7 @@ APPS = {"forge": common_pb2.APP_KIND_FORGE, "comfyui": common_pb2.APP_KIND_COMFY
 
 
 # Page tokens past the hashed models: the file names listed so far.
-UNHASHED_TOKEN = "\x00files\n"
+UNHASHED_TOKEN = "\x1ffiles\n"  # a control character no name starts with (never NUL)
 
 
 @dataclass(frozen=True)
