@@ -8,6 +8,8 @@ from typing import Any
 import grpc
 import pytest
 
+from coordinator.errors import InvalidArgument
+from coordinator.queue.validation import normalize_spec
 from stablequeue import Client, StableQueueError, txt2img
 from stablequeue.v1 import queue_pb2
 from tests.conftest import CoordinatorThread
@@ -132,3 +134,45 @@ def test_message_over_the_transport_limit_is_refused(sqlite_server: CoordinatorT
             sq.submit(txt2img("x", init_images=[huge]))
         assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert sq.stats().pending == 0
+
+
+@pytest.mark.parametrize(
+    ("extra_json", "field", "rule"),
+    [
+        ('{"batch_size": "9"}', "extra_json.batch_size", "set it as spec.params.batch_size"),
+        ('{"n_iter": 50}', "extra_json.n_iter", "set it as spec.params.iterations"),
+        ('{"override_settings": "str"}', "extra_json.override_settings", "must be a JSON object"),
+        ('{"denoising_strength": 7}', "extra_json.denoising_strength", "a number from 0 to 1"),
+        ('{"cfg": NaN}', "extra_json", "NaN is not a JSON number"),
+        ('{"cfg": 1e400}', "extra_json", "1e400 is out of range"),
+        ('{"a": ' * 100_000 + "1" + "}" * 100_000, "extra_json", "nested deeper than 64"),
+    ],
+    ids=["typed batch", "typed n_iter", "override str", "strength", "nan", "huge", "deep"],
+)
+def test_extra_settings_cannot_bypass_the_typed_limits(
+    extra_json: str, field: str, rule: str
+) -> None:
+    """`{"batch_size": "9"}` gave 9 images past the checked limits; the others ended as
+    `internal error`."""
+    spec = txt2img("x")
+    spec.params.extra_json = extra_json
+    with pytest.raises(InvalidArgument) as info:
+        normalize_spec(spec)
+    assert info.value.field == f"spec.params.{field}" and rule in info.value.rule
+
+
+def test_a_workflow_nested_too_deep_is_refused() -> None:
+    deep = '{"1": {"class_type": "A", "inputs": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001 + "}"
+    with pytest.raises(InvalidArgument, match="nested deeper than 64"):
+        normalize_spec(queue_pb2.JobSpec(workflow_json=deep))
+
+
+def test_one_request_may_add_at_most_its_byte_budget() -> None:
+    """One 40 MB init image x 10 copies took 1.6 GB of memory and a 1 GB database."""
+    from coordinator.queue.validation import MAX_REQUEST_BYTES, validate_count
+
+    image = PNG_1PX + bytes(40 << 20)
+    spec = txt2img("x", init_images=[image])
+    validate_count(6, spec)  # 240 MiB
+    with pytest.raises(InvalidArgument, match=f"one request may add {MAX_REQUEST_BYTES >> 20} MiB"):
+        validate_count(10, spec)

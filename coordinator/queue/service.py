@@ -110,7 +110,7 @@ class QueueService:
             AlreadyExists: the idempotency key was used for a different request.
         """
         normalized = validation.normalize_spec(spec)
-        validation.validate_count(count)
+        validation.validate_count(count, normalized)
         validation.check_enum("seed_mode", queue_pb2.SeedMode, seed_mode, allow_zero=True)
         validation.validate_idempotency_key(idempotency_key)
         await self._check_model(normalized)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -31,6 +32,10 @@ MAX_PRIORITY = 1000
 MAX_LABEL_CHARS = 200
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 MAX_COUNT = 1000
+# What one SubmitJobs request may add to the database: each copy stores its spec (its
+# init images, workflow, extra settings) in full.
+MAX_REQUEST_BYTES = 256 << 20
+MAX_JSON_DEPTH = 64
 MAX_REQUIRED_MODELS = 50
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 SERVER_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -62,13 +67,42 @@ def _max_chars(field: str, value: str, limit: int) -> None:
         raise InvalidArgument(field, f"at most {limit} characters, got {len(value)}")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range for a number")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deep JSON containers nest (walked without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return deepest if isinstance(value, dict | list) else 0
+
+
 def _json_object(field: str, text: str, limit: int) -> dict[str, Any]:
     if len(text.encode()) > limit:
         raise InvalidArgument(field, f"at most {limit} bytes of JSON")
+    too_deep = InvalidArgument(field, f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as e:
         raise InvalidArgument(field, f"malformed JSON ({e.msg} at line {e.lineno})") from e
+    except ValueError as e:
+        raise InvalidArgument(field, str(e)) from None
+    except RecursionError:
+        raise too_deep from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise too_deep
     if not isinstance(value, dict):
         raise InvalidArgument(field, f"must be a JSON object, got {type(value).__name__}")
     return value
@@ -172,6 +206,8 @@ def normalize_spec(spec: queue_pb2.JobSpec) -> queue_pb2.JobSpec:
         if spec.app == common_pb2.APP_KIND_SDCPP:
             _validate_sdcpp_names(spec.params)
             _validate_sdcpp_settings(spec.params)
+        elif spec.params.extra_json:
+            _validate_forge_extra(spec.params.extra_json)
     if spec.target_server and not SERVER_ALIAS.match(spec.target_server):
         raise InvalidArgument(
             "spec.target_server", "letters, digits, '.', '_' or '-', at most 100 characters"
@@ -198,6 +234,40 @@ def _validate_sdcpp_names(p: queue_pb2.GenerationParams) -> None:
             check(value)
         except sdcpp_names.UnknownName as e:
             raise InvalidArgument(field, str(e)) from None
+
+
+# Forge/A1111 payload fields the typed parameters own (checked there against their
+# limits); the extra settings would override them unchecked.
+TYPED_FORGE_FIELDS = {
+    "prompt": "prompt", "negative_prompt": "negative_prompt", "seed": "seed",
+    "steps": "steps", "cfg_scale": "cfg_scale", "width": "width", "height": "height",
+    "sampler_name": "sampler", "sampler_index": "sampler", "scheduler": "scheduler",
+    "batch_size": "batch_size", "n_iter": "iterations", "init_images": "init_images",
+}  # fmt: skip
+OBJECT_FIELDS = ("override_settings", "alwayson_scripts")
+
+
+def _validate_forge_extra(extra_json: str) -> None:
+    """Extra settings of a Forge/A1111 job: the payload fields the typed parameters own
+    are set there (with their limits), and the objects Forge expects are objects."""
+    extra = _json_object("spec.params.extra_json", extra_json, MAX_EXTRA_JSON_BYTES)
+    for key, typed in TYPED_FORGE_FIELDS.items():
+        if key in extra:
+            raise InvalidArgument(
+                f"spec.params.extra_json.{key}", f"set it as spec.params.{typed} (checked there)"
+            )
+    strength = extra.get("denoising_strength")  # txt2img: the hires fix's (Forge's API)
+    number = isinstance(strength, int | float) and not isinstance(strength, bool)
+    if strength is not None and not (number and 0 <= strength <= 1):
+        raise InvalidArgument(
+            "spec.params.extra_json.denoising_strength", f"a number from 0 to 1, got {strength!r}"
+        )
+    for key in OBJECT_FIELDS:
+        if key in extra and not isinstance(extra[key], dict):
+            raise InvalidArgument(
+                f"spec.params.extra_json.{key}",
+                f"must be a JSON object, got {type(extra[key]).__name__}",
+            )
 
 
 def _validate_sdcpp_settings(p: queue_pb2.GenerationParams) -> None:
@@ -237,6 +307,15 @@ def validate_idempotency_key(key: str) -> None:
     _max_chars("idempotency_key", key, MAX_IDEMPOTENCY_KEY_CHARS)
 
 
-def validate_count(count: int) -> None:
+def validate_count(count: int, spec: queue_pb2.JobSpec | None = None) -> None:
+    """`count` copies within MAX_COUNT and, with the spec, within MAX_REQUEST_BYTES."""
     if not 1 <= count <= MAX_COUNT:
         raise InvalidArgument("count", f"must be within 1 .. {MAX_COUNT}, got {count}")
+    size = spec.ByteSize() if spec is not None else 0
+    if size * count > MAX_REQUEST_BYTES:
+        raise InvalidArgument(
+            "count",
+            f"{count} copies of a {size / 2**20:.1f} MiB job would store "
+            f"{size * count / 2**20:,.0f} MiB; one request may add {MAX_REQUEST_BYTES >> 20} MiB "
+            "(send fewer copies, or smaller init images)",
+        )
