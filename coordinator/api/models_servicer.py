@@ -23,6 +23,7 @@ from coordinator.queue.validation import check_enum
 from stablequeue.v1 import common_pb2, models_pb2, models_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext
+MAX_QUERY_CHARS = 500
 MAX_PAGE = 500
 FILE_CHUNK = 2 * 1024 * 1024  # ReadModelFile message size
 MAX_INVENTORY = 200_000
@@ -41,6 +42,24 @@ def _page(page: common_pb2.PageRequest) -> tuple[int, str]:
 def _type(value: int) -> str:
     check_enum("type", models_pb2.ModelType, value, allow_zero=True)
     return TYPE_NAMES.get(value, "")
+
+
+def _checked_file(file: models_pb2.InventoryFile, where: str, incremental: bool) -> str:
+    """The file's SHA-256 ("" when not sent), once its fields are checked.
+
+    Raises:
+        InvalidArgument: naming the field.
+    """
+    if not file.path or len(file.path) > 2000:
+        raise InvalidArgument(f"{where}.path", "required, at most 2000 chars")
+    if len(file.backend_name) > 2000:
+        raise InvalidArgument(f"{where}.backend_name", "at most 2000 chars")
+    if file.removed and not incremental:
+        raise InvalidArgument(f"{where}.removed", "only in an incremental sync")
+    sha = file.hashes.sha256.lower().removeprefix("0x")
+    if sha and not SHA256.match(sha):
+        raise InvalidArgument(f"{where}.hashes.sha256", "not 64 hex digits")
+    return sha
 
 
 def node_locations(
@@ -116,18 +135,10 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
             if header is None:
                 raise InvalidArgument("header", "must come first")
             file = item.file
-            if not file.path or len(file.path) > 2000:
-                raise InvalidArgument(f"file[{len(entries)}].path", "required, at most 2000 chars")
+            sha = _checked_file(file, f"file[{len(entries)}]", header.incremental)
             if file.removed:
-                if not header.incremental:
-                    raise InvalidArgument(
-                        f"file[{len(entries)}].removed", "only in an incremental sync"
-                    )
                 removed.append(file.path)
                 continue
-            sha = file.hashes.sha256.lower().removeprefix("0x")
-            if sha and not SHA256.match(sha):
-                raise InvalidArgument(f"file[{len(entries)}].hashes.sha256", "not 64 hex digits")
             entries.append(
                 InventoryEntry(
                     path=file.path,
@@ -175,6 +186,8 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
         self, request: models_pb2.SearchModelsRequest, context: Ctx
     ) -> models_pb2.SearchModelsResponse:
         size, token = _page(request.page)
+        if len(request.query) > MAX_QUERY_CHARS:
+            raise InvalidArgument("query", f"at most {MAX_QUERY_CHARS} characters")
         found, next_token = await self._library.list(
             type_name=_type(request.type), text=request.query, page_size=size, page_token=token
         )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import Message
 
 from coordinator.auth import principal as auth
 from coordinator.auth.keys import KeyService
+from coordinator.errors import InvalidArgument
 from coordinator.outputs.store import ResultQuery, ResultStore, result_to_pb
 from coordinator.queue import validation
 from coordinator.queue.convert import APP_FROM_PB, STATUS_FROM_PB, timestamp
@@ -50,13 +53,27 @@ def owner_of(who: auth.Principal) -> str | None:
     return None if who.is_admin else who.key_id
 
 
+def _moment(request: Message, field: str) -> datetime | None:
+    """A Timestamp field as a datetime; None when unset.
+
+    Raises:
+        InvalidArgument: a time outside 0001..9999 (or with bad nanos).
+    """
+    if not request.HasField(field):
+        return None
+    try:
+        return getattr(request, field).ToDatetime()
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(field, "not a valid time (years 1 to 9999)") from None
+
+
 def result_query(request: queue_pb2.ListResultsRequest, who: auth.Principal) -> ResultQuery:
     return ResultQuery(
         job_id=request.job_id,
         model=request.model,
         text=request.text,
-        since=request.since.ToDatetime() if request.HasField("since") else None,
-        until=request.until.ToDatetime() if request.HasField("until") else None,
+        since=_moment(request, "since"),
+        until=_moment(request, "until"),
         page_size=request.page.page_size,
         page_token=request.page.page_token,
         owner=owner_of(who),

@@ -121,9 +121,11 @@ def _decode(token: str, newest: bool) -> dict[str, Any] | None:
             raise ValueError("unexpected fields")
         if key["o"] != ("n" if newest else "q"):
             raise ValueError("token is for another order")
+        if not isinstance(key["i"], str) or len(key["i"]) > 64:
+            raise ValueError("bad id")
         if newest:
             datetime.fromisoformat(key["c"])
-        elif not isinstance(key["p"], int) or not isinstance(key["s"], int):
+        elif not all(isinstance(key[k], int) and abs(key[k]) < 2**62 for k in ("p", "s")):
             raise ValueError("bad sort key")
         return key
     except (ValueError, TypeError) as e:

@@ -111,6 +111,14 @@ def validate(kind: str, spec: ServerSpec) -> None:
         raise InvalidArgument("password", "needs a username")
     if spec.labels is not None and len(spec.labels) > 50:
         raise InvalidArgument("labels", "at most 50 labels")
+    for name in ("base_url", "username", "password", "bearer_token"):
+        value = getattr(spec, name)
+        limit = ServerRow.__table__.c[name].type.length  # type: ignore[attr-defined]
+        if value is not None and len(value) > limit:
+            raise InvalidArgument(name, f"at most {limit} characters, got {len(value)}")
+    for key, value in (spec.labels or {}).items():
+        if len(key) > 100 or len(value) > 500:
+            raise InvalidArgument(f"labels[{key[:40]!r}]", "keys at most 100, values 500 chars")
 
 
 class ServerService:
