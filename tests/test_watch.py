@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import pytest
 
 from coordinator.queue.states import JobStatus
 from stablequeue import Client, txt2img
@@ -119,3 +120,21 @@ def test_watch_streams_end_when_the_coordinator_stops(sqlite_server: Coordinator
         sqlite_server.run(sqlite_server.coordinator.stop(grace=1.0))
         with raises(grpc.StatusCode.UNAVAILABLE):
             next_change(events)
+
+
+async def test_a_watcher_that_cannot_keep_up_is_cut_off_by_bytes_too() -> None:
+    """Progress events carry previews: 1 MB each, a stalled watcher held them all
+    (4096 of them, 4 GB) before; it is cut off at BUFFER_BYTES now."""
+    from coordinator.errors import ResourceExhausted
+    from coordinator.queue.events import BUFFER_BYTES, EventBus
+
+    bus = EventBus()
+    sub = bus.subscribe(None)
+    preview = queue_pb2.JobEvent(job=queue_pb2.Job(id="j"))
+    preview.job.progress.preview_image = bytes(1 << 20)
+    for _ in range((BUFFER_BYTES >> 20) + 2):
+        bus.publish_job(preview)
+    assert sub.overflowed and sub.buffer.qsize() == 1  # only the end mark is kept
+    with pytest.raises(ResourceExhausted, match="MiB behind"):
+        async for _ in sub.events():
+            pass

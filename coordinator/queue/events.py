@@ -1,8 +1,8 @@
 """In-process fan-out of job events to WatchJob / WatchQueue streams.
 
-Publishing never blocks: each subscriber has a bounded buffer, and one that falls
-that far behind is cut off (its stream ends with RESOURCE_EXHAUSTED) instead of
-slowing the queue or growing without bound.
+Publishing never blocks: each subscriber has a buffer bounded in events and in bytes
+(events carry previews), and one that falls that far behind is cut off (its stream
+ends with RESOURCE_EXHAUSTED) instead of slowing the queue or growing without bound.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from coordinator.errors import BackendUnavailable, ResourceExhausted
 from stablequeue.v1 import queue_pb2
 
 BUFFER = 4096
+# Events carry preview images: a watcher's backlog is bounded by bytes as well.
+BUFFER_BYTES = 64 << 20
 
 
 @dataclass(eq=False)
@@ -26,15 +28,21 @@ class Subscription:
         default_factory=lambda: asyncio.Queue(BUFFER)
     )
     overflowed: bool = False
+    pending_bytes: int = 0  # the size of the events waiting in `buffer`
 
     def push(self, event: queue_pb2.QueueEvent | None) -> None:
         if self.overflowed:
             return
+        size = event.ByteSize() if event is not None else 0
         try:
+            if self.pending_bytes + size > BUFFER_BYTES:
+                raise asyncio.QueueFull
             self.buffer.put_nowait(event)
+            self.pending_bytes += size
         except asyncio.QueueFull:
             self.overflowed = True
             _drain(self.buffer)
+            self.pending_bytes = 0
             self.buffer.put_nowait(None)
 
     async def events(self) -> AsyncIterator[queue_pb2.QueueEvent]:
@@ -47,10 +55,14 @@ class Subscription:
         while True:
             event = await self.buffer.get()
             if event is not None:
+                self.pending_bytes -= event.ByteSize()
                 yield event
                 continue
             if self.overflowed:
-                raise ResourceExhausted(f"watch fell more than {BUFFER} events behind; reconnect")
+                raise ResourceExhausted(
+                    f"watch fell more than {BUFFER} events or {BUFFER_BYTES >> 20} MiB behind; "
+                    "reconnect"
+                )
             raise BackendUnavailable("the coordinator is shutting down")
 
 
