@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from stablequeue import Client, txt2img
 from stablequeue.v1 import queue_pb2
-from tests.conftest import CoordinatorThread
+from tests.conftest import CoordinatorThread, make_settings
 from tests.fakes.forge import FakeForge
 from tests.helpers import final_job, register_server, wait_until
 
@@ -122,3 +125,51 @@ def test_progress_carries_steps_and_goes_out_only_when_it_changes(
     assert 1 <= previews <= 3  # Forge makes one every 10 steps
     first = frames.index(next(f for f in frames if f))
     assert all(frames[first:])  # once shown, every update carries the preview shown
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs for the coordinator's images (mounting needs root, as in CI)."""
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_output_disk_keeps_every_job_and_holds_dispatching_until_there_is_room(
+    tmp_path: Path, database_url: str, small_disk: Path, forge: FakeForge
+) -> None:
+    """`OSError: [Errno 28]` failed each job for good after generating it, one after
+    another. Now the job goes back to the queue, dispatching is held with the reason
+    (`sq stats`), and both jobs complete once space is freed."""
+    filler = small_disk / "filler.bin"
+    with filler.open("wb", buffering=0) as f:  # fill the disk to the last byte
+        for chunk in (64 << 10, 4 << 10, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(bytes(chunk))
+    settings = make_settings(tmp_path, database_url).model_copy(update={"output_dir": small_disk})
+    running = CoordinatorThread(settings)
+    try:
+        with running.client() as sq:
+            register_server(sq, "forge-1", "forge", forge.url)
+            first = sq.submit(txt2img("no room", steps=1))
+            wait_until(lambda: sq.stats().pause_reason != "", 30)
+            second = sq.submit(txt2img("waits", steps=1))
+            assert "output disk is full" in sq.stats().pause_reason and sq.stats().paused
+            job = sq.get_job(first.id)
+            assert job.status == queue_pb2.JOB_STATUS_PENDING and "disk full" in job.reason
+            filler.unlink()  # room again: dispatching resumes by itself
+            for job_id in (first.id, second.id):
+                done = final_job(sq, job_id)
+                assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+            assert sq.stats().pause_reason == "" and not sq.stats().paused
+            assert (small_disk / done.results[0].filename).exists()
+    finally:
+        running.close()

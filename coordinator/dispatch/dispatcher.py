@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -40,6 +42,8 @@ NOTE_DELAY_S = 0.5
 # update each (measured: submit throughput fell by a fifth).
 FRESH_REASONS = 20
 PREVIEW_EVERY_S = 0.5
+SPACE_CHECK_S = 2.0  # how often a full output disk is looked at again
+SPACE_MARGIN = 1 << 20
 # Events that can change a decision. A status change only can when a job (re)enters
 # the queue (retry, re-queue); a job leaving a server wakes us from its attempt.
 WAKING_EVENTS = {
@@ -104,6 +108,7 @@ class Dispatcher:
         self._fresh: list[queue_pb2.Job] = []  # submitted since the last round
         self._later: dict[str, str] = {}  # why fresh jobs wait, written after NOTE_DELAY_S
         self._noting: asyncio.Task[None] | None = None
+        self._space_watch: asyncio.Task[None] | None = None
         # Whether a delayed retry may have been added or become due since the retry
         # timer was set (the store is only asked then, not on every round).
         self._retries_changed = True
@@ -128,9 +133,8 @@ class Dispatcher:
     async def close(self) -> None:
         """Stops dispatching. Running jobs stay PROCESSING and are recovered at the next start."""
         self._closing = True
-        tasks = [
-            t for t in [self._task, self._noting, *(r.task for r in self._running.values())] if t
-        ]
+        mine = [self._task, self._noting, self._space_watch]
+        tasks = [t for t in [*mine, *(r.task for r in self._running.values())] if t]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -189,11 +193,12 @@ class Dispatcher:
         )
         if no_slot and not fresh:
             return
-        paused = await self._queue.is_paused()
+        paused = await self._queue.is_paused() or bool(self._queue.held)
         if paused or no_slot:
+            why_paused = self._queue.held or "the queue is paused"
             for job in fresh[: max(0, FRESH_REASONS - len(self._later))]:
                 self._later[job.id] = (
-                    "the queue is paused" if paused else choose_server(views, _job_view(job))[1]
+                    why_paused if paused else choose_server(views, _job_view(job))[1]
                 )
             if self._later and (self._noting is None or self._noting.done()):
                 self._noting = asyncio.create_task(self._note_later())
@@ -421,9 +426,18 @@ class Dispatcher:
         await running.backend.close()
 
     async def _complete(self, running: Running, images: list[Image]) -> None:
-        """Writes the images, then stores their records and completes the job at once."""
+        """Writes the images, then stores their records and completes the job at once.
+        No room for them: the job goes back to the queue and dispatching is held until
+        there is (nothing else would be written either)."""
         model = running.job.spec.params.model if running.job.spec.HasField("params") else ""
-        rows = await self._results.write(running.job, running.server.row.alias, images, model)
+        try:
+            rows = await self._results.write(running.job, running.server.row.alias, images, model)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            needed = sum(len(image.data) for image in images)
+            await self._out_of_space(running, needed)
+            return
         try:
             await self._queue.finish(
                 running.job.id,
@@ -433,6 +447,37 @@ class Dispatcher:
             )
         except FailedPrecondition:  # cancelled meanwhile: its images are not kept
             await self._results.discard(rows)
+
+    async def _out_of_space(self, running: Running, needed: int) -> None:
+        root = self._results.root
+        free = await asyncio.to_thread(lambda: shutil.disk_usage(root).free)
+        await self._queue.hold(
+            f"the output disk is full ({root}: {free / 2**20:,.1f} MiB free); dispatching "
+            "resumes by itself when there is room"
+        )
+        with contextlib.suppress(FailedPrecondition):
+            await self._queue.finish(
+                running.job.id, JobStatus.PENDING,
+                "its images could not be written (output disk full); it runs again when "
+                "there is room",
+            )  # fmt: skip
+        if self._space_watch is None or self._space_watch.done():
+            self._space_watch = asyncio.create_task(self._await_space(needed))
+
+    async def _await_space(self, needed: int) -> None:
+        """Releases the hold once the output folder has room for what failed (twice
+        over, and a margin), checking every SPACE_CHECK_S."""
+        want = 2 * needed + SPACE_MARGIN
+        while True:
+            await asyncio.sleep(SPACE_CHECK_S)
+            try:
+                free = await asyncio.to_thread(lambda: shutil.disk_usage(self._results.root).free)
+            except OSError:
+                continue
+            if free >= want:
+                await self._queue.hold("")
+                self.wake()
+                return
 
     async def _end(self, job_id: str, status: JobStatus, reason: str) -> None:
         with contextlib.suppress(FailedPrecondition):  # a user cancel got there first

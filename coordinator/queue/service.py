@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ from coordinator.queue.submissions import Submission, SubmissionWriter, fingerpr
 from coordinator.store import Database
 from coordinator.store.tables import JobRow, ServerRow, SettingRow
 from stablequeue.v1 import queue_pb2
+
+log = logging.getLogger(__name__)
 
 PAUSED_SETTING = "queue.paused"
 SEED_KEYS = ("seed", "noise_seed")
@@ -68,6 +71,7 @@ class QueueService:
         # The node agents' models as places (set by the server once nodes exist): they
         # count wherever a model is checked, beside the registered servers.
         self.node_places: Callable[[], list[ServerState]] = list
+        self.held = ""  # why the coordinator holds dispatching itself (disk full)
 
     def on_event(self, listener: Listener) -> None:
         """Calls `listener(job, event type)` after every committed change (the dispatcher's cue)."""
@@ -212,7 +216,23 @@ class QueueService:
         """Job counts by status and what is paused; for a caller other than an admin,
         counts of its own jobs only, and no server names."""
         mine = None if who is None or who.is_admin else who.key_id
-        return await self._db.run(lambda session: _stats(session, mine))
+        return self._with_hold(await self._db.run(lambda session: _stats(session, mine)))
+
+    def _with_hold(self, stats: queue_pb2.QueueStats) -> queue_pb2.QueueStats:
+        if self.held:
+            stats.paused, stats.pause_reason = True, self.held
+        return stats
+
+    async def hold(self, reason: str) -> None:
+        """Holds dispatching for a reason of the coordinator's own ("" releases it):
+        shown as a pause with that reason, never stored (a restart checks afresh)."""
+        if reason == self.held:
+            return
+        self.held = reason
+        log.warning("dispatching %s", f"held: {reason}" if reason else "resumes")
+        self._bus.publish_stats(await self.stats())
+        for listener in self._listeners:
+            listener(None, ET.JOB_EVENT_TYPE_UNSPECIFIED)
 
     def to_pb(self, row: JobRow, *, full: bool = False) -> queue_pb2.Job:
         return job_to_pb(row, self._progress.get(row.id), full=full)
@@ -343,6 +363,7 @@ class QueueService:
 
             stats = await self._db.run(work)
             self._paused = paused
+        stats = self._with_hold(stats)
         self._bus.publish_stats(stats)
         for listener in self._listeners:
             listener(None, ET.JOB_EVENT_TYPE_UNSPECIFIED)

@@ -9,6 +9,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from stablequeue.text import describe, stage_name, status_name
@@ -117,6 +118,8 @@ def keys_table(keys: Iterable[queue_pb2.ApiKey]) -> Table:
 
 def stats_line(stats: queue_pb2.QueueStats) -> str:
     paused = " [bold red]PAUSED[/]" if stats.paused else ""
+    if stats.pause_reason:
+        paused = f" [bold red]HELD[/]: {escape(stats.pause_reason)}"
     return (
         f"pending {stats.pending}  processing {stats.processing}  completed {stats.completed}  "
         f"failed {stats.failed}  cancelled {stats.cancelled}{paused}"

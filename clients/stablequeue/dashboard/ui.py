@@ -138,6 +138,8 @@ def status_line(feed: QueueFeed, jobs: list[queue_pb2.Job]) -> str:
     pending = sum(j.status == queue_pb2.JOB_STATUS_PENDING for j in jobs)
     running = sum(j.status == queue_pb2.JOB_STATUS_PROCESSING for j in jobs)
     paused = " · **queue paused**" if feed.stats.paused else ""
+    if feed.stats.pause_reason:
+        paused = f" · **held: {feed.stats.pause_reason}**"
     servers = ""
     if feed.stats.paused_servers:
         servers = " · paused: " + ", ".join(feed.stats.paused_servers)

@@ -473,7 +473,7 @@ class GetQueueStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class QueueStats(_message.Message):
-    __slots__ = ("pending", "processing", "completed", "failed", "cancelled", "paused", "paused_servers")
+    __slots__ = ("pending", "processing", "completed", "failed", "cancelled", "paused", "paused_servers", "pause_reason")
     PENDING_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
@@ -481,6 +481,7 @@ class QueueStats(_message.Message):
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     PAUSED_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_REASON_FIELD_NUMBER: _ClassVar[int]
     pending: int
     processing: int
     completed: int
@@ -488,7 +489,8 @@ class QueueStats(_message.Message):
     cancelled: int
     paused: bool
     paused_servers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, pending: _Optional[int] = ..., processing: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., paused: bool = ..., paused_servers: _Optional[_Iterable[str]] = ...) -> None: ...
+    pause_reason: str
+    def __init__(self, pending: _Optional[int] = ..., processing: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., paused: bool = ..., paused_servers: _Optional[_Iterable[str]] = ..., pause_reason: _Optional[str] = ...) -> None: ...
 
 class GetQueueStatsResponse(_message.Message):
     __slots__ = ("stats",)
