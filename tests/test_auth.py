@@ -298,3 +298,21 @@ def test_a_node_key_is_one_node(auth_server: CoordinatorThread) -> None:
         gpu1.close()
         if gpu2 is not None:
             gpu2.close()
+
+
+def test_a_node_key_can_be_tied_to_its_node_when_made(auth_server: CoordinatorThread) -> None:
+    _, admin = new_key(auth_server, Scope.ADMIN)
+    with auth_server.client(admin) as root:
+        made = root.create_key("gpu-5 key", "node", node="gpu-5")
+        assert made.key.node == "gpu-5"
+        with raises(grpc.StatusCode.PERMISSION_DENIED, "node gpu-5 belongs to another key"):
+            root.create_key("another", "node", node="gpu-5")
+        with raises(grpc.StatusCode.INVALID_ARGUMENT, "node: only a node key"):
+            root.create_key("user", "submit", node="gpu-5")
+    agent = FakeAgent(auth_server, made.secret, "gpu-6", "sd")
+    try:
+        refused = agent.next_command()
+        assert isinstance(refused, grpc.RpcError)
+        assert "belongs to node gpu-5, not gpu-6" in str(refused.details())
+    finally:
+        agent.close()

@@ -267,10 +267,11 @@ class Client:
         except grpc.RpcError as e:
             raise _error(e) from None
 
-    def create_key(self, name: str, scope: str) -> queue_pb2.CreateApiKeyResponse:
-        return self.call(
-            "CreateApiKey", queue_pb2.CreateApiKeyRequest(name=name, scope=SCOPES[scope])
-        )
+    def create_key(self, name: str, scope: str, node: str = "") -> queue_pb2.CreateApiKeyResponse:
+        """A new key; a node key can be tied to its `node` now (else to the name it
+        first uses)."""
+        request = queue_pb2.CreateApiKeyRequest(name=name, scope=SCOPES[scope], node=node)
+        return self.call("CreateApiKey", request)
 
     def list_keys(self, include_revoked: bool = False) -> list[queue_pb2.ApiKey]:
         request = queue_pb2.ListApiKeysRequest(include_revoked=include_revoked)

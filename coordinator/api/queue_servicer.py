@@ -95,6 +95,7 @@ def key_to_pb(row: ApiKeyRow) -> queue_pb2.ApiKey:
         created_at=timestamp(row.created_at),
         last_used_at=timestamp(row.last_used_at),
         revoked_at=timestamp(row.revoked_at),
+        node=row.node or "",
     )
 
 
@@ -198,7 +199,9 @@ class QueueServicer(queue_pb2_grpc.QueueServiceServicer):
         self, request: queue_pb2.CreateApiKeyRequest, context: Ctx
     ) -> queue_pb2.CreateApiKeyResponse:
         validation.check_enum("scope", queue_pb2.KeyScope, request.scope, allow_zero=False)
-        row, secret = await self._keys.create(request.name, SCOPE_FROM_PB[request.scope])
+        row, secret = await self._keys.create(
+            request.name, SCOPE_FROM_PB[request.scope], request.node.strip()
+        )
         return queue_pb2.CreateApiKeyResponse(key=key_to_pb(row), secret=secret)
 
     async def ListApiKeys(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 import time
 
@@ -21,6 +22,17 @@ from coordinator.store import Database
 from coordinator.store.tables import ApiKeyRow
 
 log = logging.getLogger(__name__)
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def _node_free(session: Session, node: str, key_id: str) -> None:
+    """Raises PermissionDenied when another active key has `node`."""
+    taken = session.exec(
+        select(ApiKeyRow).where(ApiKeyRow.node == node, col(ApiKeyRow.revoked_at).is_(None))
+    ).first()
+    if taken is not None and taken.id != key_id:
+        raise PermissionDenied(f"node {node} belongs to another key ({taken.name})")
+
 
 SECRET_PREFIX = "sq_"
 LAST_USED_RESOLUTION_S = 60.0
@@ -42,15 +54,22 @@ class KeyService:
         self._cache: dict[str, Principal] = {}
         self._last_used_written: dict[str, float] = {}
 
-    async def create(self, name: str, scope: Scope) -> tuple[ApiKeyRow, str]:
-        """Creates a key. Returns the row and the secret (which is not stored).
+    async def create(self, name: str, scope: Scope, node: str = "") -> tuple[ApiKeyRow, str]:
+        """Creates a key (a node key bound to `node` when given). Returns the row and the
+        secret (which is not stored).
 
         Raises:
-            InvalidArgument: empty or over-long name.
+            InvalidArgument: empty or over-long name; a node for a key that is not a
+                node key, or not a node name.
+            PermissionDenied: another key has that node.
         """
         name = name.strip()
         if not 1 <= len(name) <= 100:
             raise InvalidArgument("name", "required, at most 100 characters")
+        if node and scope is not Scope.NODE:
+            raise InvalidArgument("node", "only a node key belongs to a node")
+        if node and not NODE_NAME.match(node):
+            raise InvalidArgument("node", "1-100 letters, digits, '.', '_' or '-'")
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         row = ApiKeyRow(
             id="key_" + secrets.token_hex(6),
@@ -58,9 +77,12 @@ class KeyService:
             scope=scope.value,
             secret_hash=hash_secret(secret),
             created_at=utcnow(),
+            node=node or None,
         )
 
         def insert(session: Session) -> ApiKeyRow:
+            if node:
+                _node_free(session, node, row.id)
             session.add(row)
             return row
 
@@ -127,11 +149,7 @@ class KeyService:
             raise PermissionDenied(f"this node key belongs to node {who.node}, not {name}")
 
         def bind(session: Session) -> None:
-            taken = session.exec(
-                select(ApiKeyRow).where(ApiKeyRow.node == name, col(ApiKeyRow.revoked_at).is_(None))
-            ).first()
-            if taken is not None and taken.id != who.key_id:
-                raise PermissionDenied(f"node {name} belongs to another key ({taken.name})")
+            _node_free(session, name, who.key_id)
             row = session.get(ApiKeyRow, who.key_id)
             if row is None or (row.node and row.node != name):
                 raise PermissionDenied(f"this node key belongs to node {row.node if row else '?'}")

@@ -215,7 +215,7 @@ def cmd_watch(sq: Client, args: argparse.Namespace) -> int:
 
 def cmd_keys(sq: Client, args: argparse.Namespace) -> int:
     if args.keys_command == "create":
-        created = sq.create_key(args.name, args.scope)
+        created = sq.create_key(args.name, args.scope, args.node)
         if args.json:
             render.print_json(created)
         else:
@@ -736,6 +736,7 @@ def parser() -> argparse.ArgumentParser:
     k = keys.add_parser("create", help="create a key (shown once)")
     k.add_argument("name")
     k.add_argument("--scope", choices=("admin", "submit", "node"), default="submit")
+    k.add_argument("--node", default="", help="a node key's node (else the name it first uses)")
     k.add_argument("--json", action="store_true")
     k = keys.add_parser("list", help="list keys (never their secrets)")
     k.add_argument("--all", action="store_true", help="include revoked keys")
