@@ -381,7 +381,11 @@ class QueueService:
         """
 
         def work(session: Session) -> JobRow:
-            row = _get(session, job_id)
+            # The claim: the row is locked (PostgreSQL) so of two claims one waits, then
+            # sees it PROCESSING and fails; SQLite writes one transaction at a time.
+            row = _get(session, job_id, lock=True)
+            if row.status != JobStatus.PENDING:
+                raise FailedPrecondition(f"job {job_id} is {row.status}, not pending")
             transition(row, JobStatus.PROCESSING, stage=JobStage.GENERATING, reason="")
             row.server = server
             row.backend_task_id = task_id or None
@@ -630,8 +634,8 @@ class QueueService:
         return job
 
 
-def _get(session: Session, job_id: str) -> JobRow:
-    row = session.get(JobRow, job_id) if job_id else None
+def _get(session: Session, job_id: str, lock: bool = False) -> JobRow:
+    row = session.get(JobRow, job_id, with_for_update=lock) if job_id else None
     if row is None:
         raise NotFound(f"no job with id {job_id!r}")
     return row
