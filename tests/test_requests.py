@@ -72,3 +72,13 @@ def test_an_inventory_file_name_too_long_is_refused(sq: Client) -> None:
                 "models")  # fmt: skip
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.message.startswith("file[0].backend_name")
+
+
+def test_a_file_listed_twice_in_one_sync_is_one_location(sq: Client) -> None:
+    """Seen in CI: an extension's sync listing one file twice (in two of its lists) hit
+    the unique key of the locations (INTERNAL)."""
+    header = models_pb2.InventoryItem(header=models_pb2.InventoryHeader(host="gpu-1"))
+    twice = models_pb2.InventoryItem(file=models_pb2.InventoryFile(path="/m/a.safetensors"))
+    sq.call("SyncInventory", iter([header, twice, twice]), "models")
+    where = sq.call("LocateModel", models_pb2.LocateModelRequest(reference="a"), "models")
+    assert [loc.path for loc in where.locations] == ["/m/a.safetensors"]

@@ -854,6 +854,7 @@ def _replace_inventory(session: Session, report: _Report) -> bool:
             loc = LocationRow(
                 host=report.host, source=report.source, path=e.path, seen_at=now, **values
             )
+            existing[e.path] = loc  # a file listed twice (two folders' lists) is one row
         elif all(getattr(loc, k) == v for k, v in values.items()):
             continue
         else:
