@@ -81,6 +81,16 @@ def start_coordinator(data: Path) -> tuple[subprocess.Popen[bytes], str]:
     return coordinator, f"127.0.0.1:{port}"
 
 
+def start_agent(address: str, config: Path, work: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """An agent (node "bench-node") for the coordinator at `address`, once it listens."""
+    _wait_port(int(address.rsplit(":", 1)[1]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.main", "--coordinator", address, "--config", str(config),
+         "--name", "bench-node", "--work-dir", str(work / "agent"), *extra],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def death_to_requeue(work: Path, beat: float, sig: signal.Signals) -> float:
     """Seconds from `sig` to an agent running a job to that job being PENDING again.
 
@@ -97,13 +107,7 @@ def death_to_requeue(work: Path, beat: float, sig: signal.Signals) -> float:
     )
     agent = None
     try:
-        _wait_port(int(address.rsplit(":", 1)[1]))
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "agent.main", "--coordinator", address, "--config",
-             str(config), "--name", "bench-node", "--work-dir", str(work / "agent"),
-             "--heartbeat", str(beat)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        agent = start_agent(address, config, work, "--heartbeat", str(beat))
         with Client(address) as sq:
             request = processes_pb2.ListNodesRequest()
             while not any(n.connected for n in sq.call("ListNodes", request, "processes").nodes):
@@ -143,12 +147,7 @@ def node_job_overhead(work: Path, jobs: int) -> tuple[float, float]:
     )
     agent = None
     try:
-        _wait_port(int(address.rsplit(":", 1)[1]))
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "agent.main", "--coordinator", address, "--config",
-             str(config), "--name", "bench-node", "--work-dir", str(work / "agent")],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        agent = start_agent(address, config, work)
         url = f"http://127.0.0.1:{model_port}/sdapi/v1/txt2img"
         with Client(address) as sq, httpx.Client(timeout=30) as http:
             spec = txt2img("a benchmark cat", model="sd", steps=1, seed=1, app="sdcpp")
