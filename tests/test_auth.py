@@ -250,7 +250,9 @@ class FakeAgent:
         self.channel.close()
 
 
-def test_a_node_key_is_one_node(auth_server: CoordinatorThread) -> None:
+def test_a_node_key_is_one_node(
+    auth_server: CoordinatorThread, caplog: pytest.LogCaptureFixture
+) -> None:
     """A second node key registering as gpu-1 took over the node and its users' jobs; a
     node sent updates for another node's job and completed it with its own image; a
     node key wiped the coordinator's inventory. Each is refused now."""
@@ -281,7 +283,7 @@ def test_a_node_key_is_one_node(auth_server: CoordinatorThread) -> None:
             # gpu-2 claims to have finished gpu-1's job: ignored.
             gpu2.send(job_id=run.job_id, task_id=run.task_id, image=PNG_1PX)
             gpu2.send(job_id=run.job_id, task_id=run.task_id, done=True)
-            time.sleep(0.5)
+            wait_until(lambda: caplog.text.count("node gpu-2 sent an update for job") == 2)
             assert root.get_job(job.id).status == queue_pb2.JOB_STATUS_PROCESSING
             gpu1.send(job_id=run.job_id, task_id=run.task_id, image=PNG_1PX)
             gpu1.send(job_id=run.job_id, task_id=run.task_id, done=True)
