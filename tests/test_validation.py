@@ -168,11 +168,14 @@ def test_a_workflow_nested_too_deep_is_refused() -> None:
 
 
 def test_one_request_may_add_at_most_its_byte_budget() -> None:
-    """One 40 MB init image x 10 copies took 1.6 GB of memory and a 1 GB database."""
+    """One 40 MB init image x 10 copies took 1.6 GB of memory and a 1 GB database.
+    Init images count once per request (a batch stores them once); the rest of the
+    spec once per copy."""
     from coordinator.queue.validation import MAX_REQUEST_BYTES, validate_count
 
     image = PNG_1PX + bytes(40 << 20)
-    spec = txt2img("x", init_images=[image])
-    validate_count(6, spec)  # 240 MiB
+    validate_count(1000, txt2img("x", init_images=[image]))
+    big = txt2img("x", extra={"note": "y" * (8 << 20)})
+    validate_count(30, big)  # 240 MiB
     with pytest.raises(InvalidArgument, match=f"one request may add {MAX_REQUEST_BYTES >> 20} MiB"):
-        validate_count(10, spec)
+        validate_count(33, big)

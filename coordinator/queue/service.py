@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, or_
+from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
 from coordinator.auth.principal import Principal
@@ -20,9 +20,15 @@ from coordinator.queue.convert import STATUS_FROM_PB, job_to_pb, timestamp
 from coordinator.queue.events import EventBus
 from coordinator.queue.listing import JobQuery, list_page
 from coordinator.queue.states import TERMINAL, JobStage, JobStatus, transition, utcnow
-from coordinator.queue.submissions import Submission, SubmissionWriter, fingerprint, vary_seeds
+from coordinator.queue.submissions import (
+    Submission,
+    SubmissionWriter,
+    detach_init_images,
+    fingerprint,
+    vary_seeds,
+)
 from coordinator.store import Database
-from coordinator.store.tables import JobRow, ServerRow, SettingRow
+from coordinator.store.tables import JobImageRow, JobRow, ServerRow, SettingRow
 from stablequeue.v1 import queue_pb2
 
 log = logging.getLogger(__name__)
@@ -95,7 +101,9 @@ class QueueService:
         normalized = validation.normalize_spec(spec)
         validation.validate_idempotency_key(idempotency_key)
         await self._check_model(normalized)
-        submission = Submission(who, [normalized], idempotency_key, fingerprint(normalized, 1, 0))
+        request_hash = fingerprint(normalized, 1, 0)
+        images = detach_init_images(normalized)
+        submission = Submission(who, [normalized], idempotency_key, request_hash, images)
         jobs, created = await self._store_submission(submission)
         return jobs[0], created
 
@@ -119,8 +127,10 @@ class QueueService:
         validation.validate_idempotency_key(idempotency_key)
         await self._check_model(normalized)
         mode = seed_mode or queue_pb2.SEED_MODE_INCREMENT
+        request_hash = fingerprint(normalized, count, mode)
+        images = detach_init_images(normalized)
         specs = vary_seeds(normalized, count, mode)
-        submission = Submission(who, specs, idempotency_key, fingerprint(normalized, count, mode))
+        submission = Submission(who, specs, idempotency_key, request_hash, images)
         return await self._store_submission(submission)
 
     async def _check_model(self, spec: queue_pb2.JobSpec) -> None:
@@ -193,8 +203,29 @@ class QueueService:
         row = await self._db.run(lambda s: _owned(s, who, job_id))
         job = self.to_pb(row, full=full)
         if full:
+            await self._add_images(job)
             await self._add_results(job)
         return job
+
+    async def _add_images(self, job: queue_pb2.Job) -> None:
+        """Fills the init image placeholders of a job read whole from its batch's
+        stored images (jobs stored before those existed hold theirs inline)."""
+        images = job.spec.params.init_images if job.spec.HasField("params") else []
+        if all(images):
+            return
+        stored = await self._db.run(
+            lambda s: list(
+                s.exec(
+                    select(JobImageRow.idx, JobImageRow.data).where(
+                        JobImageRow.batch_id == job.batch_id
+                    )
+                )
+            )
+        )
+        by_index = dict(stored)
+        for i in range(len(images)):
+            if not images[i]:
+                images[i] = by_index.get(i, b"")
 
     async def _add_results(self, job: queue_pb2.Job) -> None:
         if self._results is not None:
@@ -289,6 +320,9 @@ class QueueService:
                     f"job {job_id} is {row.status}; cancel it before deleting it"
                 )
             session.delete(row)
+            if row.batch_id:
+                session.flush()
+                _forget_unused_images(session, row.batch_id)
             return row
 
         await self._change(work, ET.JOB_EVENT_TYPE_DELETED)
@@ -516,8 +550,12 @@ class QueueService:
             stmt = select(JobRow).where(JobRow.status == JobStatus.PROCESSING.value)
             return list(session.exec(stmt))
 
-        rows = await self._db.run(query)
-        return [(self.to_pb(row, full=True), row.backend_task_id or "") for row in rows]
+        found = []
+        for row in await self._db.run(query):
+            job = self.to_pb(row, full=True)
+            await self._add_images(job)
+            found.append((job, row.backend_task_id or ""))
+        return found
 
     async def is_paused(self) -> bool:
         """Whether the whole queue is paused (read once, then kept: only this process
@@ -623,6 +661,7 @@ class QueueService:
         job = self._publish(row, kind)
         if full:
             job = self.to_pb(row, full=True)
+            await self._add_images(job)
         return job
 
     def _publish(self, row: JobRow, kind: int) -> queue_pb2.Job:
@@ -632,6 +671,13 @@ class QueueService:
         for listener in self._listeners:
             listener(job, kind)
         return job
+
+
+def _forget_unused_images(session: Session, batch_id: str) -> None:
+    """Deletes a batch's stored init images once none of its jobs is left."""
+    if session.exec(select(JobRow.id).where(JobRow.batch_id == batch_id).limit(1)).first():
+        return
+    session.exec(delete(JobImageRow).where(col(JobImageRow.batch_id) == batch_id))  # type: ignore[call-overload]
 
 
 def _get(session: Session, job_id: str, lock: bool = False) -> JobRow:

@@ -29,7 +29,7 @@ from coordinator.queue import ordering
 from coordinator.queue.convert import APP_FROM_PB
 from coordinator.queue.states import JobStage, JobStatus, utcnow
 from coordinator.store import Database
-from coordinator.store.tables import IdempotencyRow, JobRow
+from coordinator.store.tables import IdempotencyRow, JobImageRow, JobRow
 from stablequeue.v1 import queue_pb2
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ MAX_BATCH = 512
 SEED_KEYS = ("seed", "noise_seed")
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
+JOB_IMAGES = JobImageRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class Submission:
     specs: list[queue_pb2.JobSpec]
     idempotency_key: str
     request_hash: str
+    # The init images every spec shares, stored once for the batch; each spec holds an
+    # empty placeholder per image (see `detach_init_images`).
+    init_images: tuple[bytes, ...] = ()
 
 
 # What storing one submission gives back: its job records and whether they are new.
@@ -126,6 +130,7 @@ def insert_batch(session: Session, batch: list[Submission]) -> list[Stored | Exc
     now = utcnow()
     new_jobs: list[dict[str, Any]] = []
     new_keys: list[dict[str, Any]] = []
+    new_images: list[dict[str, Any]] = []
     in_batch: dict[tuple[str, str], tuple[str, Stored]] = {}
     for submission in batch:
         key = (submission.who.key_id, submission.idempotency_key)
@@ -140,6 +145,10 @@ def insert_batch(session: Session, batch: list[Submission]) -> list[Stored | Exc
         jobs = _job_values(submission, position, now)
         position += len(jobs) * ordering.GAP
         new_jobs += jobs
+        new_images += [
+            {"batch_id": jobs[0]["batch_id"], "idx": i, "data": image}
+            for i, image in enumerate(submission.init_images)
+        ]
         stored: Stored = ([SimpleNamespace(**job) for job in jobs], True)
         if submission.idempotency_key:
             in_batch[key] = (submission.request_hash, stored)
@@ -159,6 +168,8 @@ def insert_batch(session: Session, batch: list[Submission]) -> list[Stored | Exc
         connection.execute(insert(JOBS), new_jobs)
     if new_keys:
         connection.execute(insert(IDEMPOTENCY), new_keys)
+    if new_images:
+        connection.execute(insert(JOB_IMAGES), new_images)
     return outcomes
 
 
@@ -222,6 +233,21 @@ def _job_values(submission: Submission, position: int, now: Any) -> list[dict[st
         }
         for i, spec in enumerate(submission.specs)
     ]
+
+
+def detach_init_images(spec: queue_pb2.JobSpec) -> tuple[bytes, ...]:
+    """Takes the init images out of `spec`, leaving an empty placeholder for each.
+
+    A batch's copies then share one stored copy of the images (and copying the spec
+    `count` times copies no image bytes). Validation refuses empty images, so a
+    placeholder is never mistaken for one.
+    """
+    if not spec.HasField("params") or not spec.params.init_images:
+        return ()
+    images = tuple(spec.params.init_images)
+    spec.params.ClearField("init_images")
+    spec.params.init_images.extend([b""] * len(images))
+    return images
 
 
 def fingerprint(spec: queue_pb2.JobSpec, count: int, seed_mode: int) -> str:

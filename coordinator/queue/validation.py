@@ -308,14 +308,19 @@ def validate_idempotency_key(key: str) -> None:
 
 
 def validate_count(count: int, spec: queue_pb2.JobSpec | None = None) -> None:
-    """`count` copies within MAX_COUNT and, with the spec, within MAX_REQUEST_BYTES."""
+    """`count` copies within MAX_COUNT and, with the spec, within MAX_REQUEST_BYTES: the
+    batch's init images are stored once, everything else once per copy."""
     if not 1 <= count <= MAX_COUNT:
         raise InvalidArgument("count", f"must be within 1 .. {MAX_COUNT}, got {count}")
-    size = spec.ByteSize() if spec is not None else 0
-    if size * count > MAX_REQUEST_BYTES:
+    if spec is None:
+        return
+    images = sum(len(i) for i in spec.params.init_images) if spec.HasField("params") else 0
+    size = spec.ByteSize() - images
+    total = images + size * count
+    if total > MAX_REQUEST_BYTES:
         raise InvalidArgument(
             "count",
             f"{count} copies of a {size / 2**20:.1f} MiB job would store "
-            f"{size * count / 2**20:,.0f} MiB; one request may add {MAX_REQUEST_BYTES >> 20} MiB "
-            "(send fewer copies, or smaller init images)",
+            f"{total / 2**20:,.0f} MiB; one request may add {MAX_REQUEST_BYTES >> 20} MiB "
+            "(send fewer copies, or a smaller workflow or prompt)",
         )

@@ -58,6 +58,21 @@ class JobRow(SQLModel, table=True):
     model_sha256: str | None = Field(default=None, max_length=64)
 
 
+class JobImageRow(SQLModel, table=True):
+    """An img2img init image of a batch, stored once for all its jobs.
+
+    The jobs' stored specs keep an empty placeholder per image (so their count is
+    known without reading these rows); the queue fills them in when a job is read
+    whole.
+    """
+
+    __tablename__ = "job_images"
+
+    batch_id: str = Field(primary_key=True, max_length=32)
+    idx: int = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 class ApiKeyRow(SQLModel, table=True):
     """An API key. Only the SHA-256 of the secret is stored."""
 
