@@ -153,3 +153,44 @@ def test_a_second_coordinator_on_the_same_database_is_refused(
     finally:
         first.close()
     CoordinatorThread(make_settings(tmp_path / "b", database_url)).close()
+
+
+def test_of_two_claims_of_one_job_exactly_one_wins(database_url: str) -> None:
+    """Two coordinators once ran jobs twice: the claim was an unconditional update.
+    Two queue services on one database (what the database lock now prevents) race to
+    claim each job; one gets it, the other is told it is no longer pending."""
+    import asyncio
+
+    from coordinator.auth.principal import LOCAL
+    from coordinator.errors import FailedPrecondition
+    from coordinator.queue.events import EventBus
+    from coordinator.queue.service import QueueService
+    from stablequeue import txt2img
+
+    async def race() -> list[list[str]]:
+        first, second = Database(database_url), Database(database_url)
+        first.migrate()
+        queues = [QueueService(first, EventBus()), QueueService(second, EventBus())]
+        try:
+            jobs, _ = await queues[0].submit_many(LOCAL, txt2img("x"), 20, 0)
+            outcomes = []
+            for job in jobs:
+                claims = await asyncio.gather(
+                    *(q.start(job.id, f"server-{i}") for i, q in enumerate(queues)),
+                    return_exceptions=True,
+                )
+                outcomes.append([type(c).__name__ for c in claims])
+                won = [c for c in claims if not isinstance(c, BaseException)]
+                lost = [c for c in claims if isinstance(c, FailedPrecondition)]
+                assert len(won) == 1 and len(lost) == 1, claims
+                assert "not pending" in str(lost[0])
+                stored = await queues[0].get(LOCAL, job.id)
+                assert stored.server == won[0].server and stored.attempts == 1
+            return outcomes
+        finally:
+            for q in queues:
+                await q.close()
+            first.close()
+            second.close()
+
+    asyncio.run(race())

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from coordinator.auth.principal import Principal
@@ -415,10 +415,18 @@ class QueueService:
         """
 
         def work(session: Session) -> JobRow:
-            # The claim: the row is locked (PostgreSQL) so of two claims one waits, then
-            # sees it PROCESSING and fails; SQLite writes one transaction at a time.
-            row = _get(session, job_id, lock=True)
-            if row.status != JobStatus.PENDING:
+            # The claim: a conditional update as the transaction's first statement. It
+            # takes the row's lock (PostgreSQL) or the write lock (SQLite) and matches only
+            # while the job is pending, so of two claims exactly one wins; the other
+            # waits, then matches nothing. (A read first would not do: SQLite runs it
+            # outside the transaction, and both claims saw PENDING.)
+            claimed = session.exec(
+                update(JobRow)  # type: ignore[call-overload]
+                .where(col(JobRow.id) == job_id, col(JobRow.status) == JobStatus.PENDING.value)
+                .values(updated_at=JobRow.updated_at)
+            )
+            row = _get(session, job_id)
+            if claimed.rowcount != 1:
                 raise FailedPrecondition(f"job {job_id} is {row.status}, not pending")
             transition(row, JobStatus.PROCESSING, stage=JobStage.GENERATING, reason="")
             row.server = server
@@ -680,8 +688,8 @@ def _forget_unused_images(session: Session, batch_id: str) -> None:
     session.exec(delete(JobImageRow).where(col(JobImageRow.batch_id) == batch_id))  # type: ignore[call-overload]
 
 
-def _get(session: Session, job_id: str, lock: bool = False) -> JobRow:
-    row = session.get(JobRow, job_id, with_for_update=lock) if job_id else None
+def _get(session: Session, job_id: str) -> JobRow:
+    row = session.get(JobRow, job_id) if job_id else None
     if row is None:
         raise NotFound(f"no job with id {job_id!r}")
     return row
