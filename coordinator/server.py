@@ -145,6 +145,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         nodes.places,
     )
     nodes.on_change(dispatcher.wake)
+    library.on_change(dispatcher.wake)  # a file reported: a job waiting for it may go
     limit = settings.max_message_mb << 20
     server = grpc.aio.server(
         interceptors=[ApiInterceptor(keys, settings.require_auth)],

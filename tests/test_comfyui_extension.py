@@ -302,19 +302,23 @@ async def test_coordinator_down_is_a_502_with_the_address(
     assert "coordinator at 127.0.0.1:9 is not reachable" in (await reply.json())["error"]
 
 
-async def test_the_readme_setup_runs_jobs_while_the_server_is_probed_every_second(
-    page: TestClient, comfy_home: SimpleNamespace, tmp_path: Path
+@pytest.mark.parametrize("probe_every", [1.0, 3600.0])
+async def test_the_readme_setup_runs_jobs_whatever_the_probe_interval(
+    page: TestClient, comfy_home: SimpleNamespace, tmp_path: Path, probe_every: float
 ) -> None:
     """Alias + URL set, the extension registers its ComfyUI and sends the hashed
-    inventory; the coordinator's probe (every second here) reports names only. The
-    probe must not erase what the extension sent: the job runs here, and on another
-    server with the same files. When the coordinator forgets this ComfyUI, the
-    extension sends it all again."""
+    inventory; the coordinator's probe (every second, or once an hour) reports names
+    only. The probe must not erase what the extension sent, and the hashes sent after
+    the job was queued must start it without waiting for a probe (seen in a real
+    ComfyUI: the job waited 'comfy-cpu does not have ...' until something else woke
+    the dispatcher): the job runs here, and on another server with the same files.
+    When the coordinator forgets this ComfyUI, the extension sends it all again."""
     from tests.conftest import make_settings
     from tests.helpers import register_server
 
-    coordinator = CoordinatorThread(make_settings(
-        tmp_path / "quick", f"sqlite:///{tmp_path / 'quick.db'}", health_interval=1.0))  # fmt: skip
+    database = f"sqlite:///{tmp_path / 'quick.db'}"
+    settings = make_settings(tmp_path / "quick", database, health_interval=probe_every)
+    coordinator = CoordinatorThread(settings)
     here, other = FakeComfyUI(), FakeComfyUI()
     for backend in (here, other):  # the same files under the same names
         backend.checkpoints, backend.loras = [CKPT], ["detail.safetensors"]
@@ -342,7 +346,7 @@ async def test_the_readme_setup_runs_jobs_while_the_server_is_probed_every_secon
             first = (await (await page.post("/stablequeue/queue", json={
                 "prompt": graph(), "target": "this"})).json())["jobs"][0]  # fmt: skip
             await asyncio.to_thread(wait_until, lambda: "comfy-here" in hosts())
-            await asyncio.sleep(3)  # three probes of comfy-here, names only
+            await asyncio.sleep(3)  # three probes of comfy-here (every second), names only
             assert "comfy-here" in hosts()
             # The probe's relative name and the extension's full path are one file.
             located = sq.call("LocateModel", models_pb2.LocateModelRequest(reference=sha),

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from stablequeue import Client, txt2img, workflow
-from stablequeue.v1 import queue_pb2
+from stablequeue.v1 import common_pb2, models_pb2, queue_pb2
 from tests.conftest import CoordinatorThread
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.forge import png
@@ -88,6 +88,39 @@ def test_parameter_job_runs_through_the_default_workflow(
         assert "prompt" in image.text  # ComfyUI's chunk kept
         assert image.text["parameters"].startswith("a lighthouse")  # PNG Info / Civitai
         assert "Seed: 42" in image.text["parameters"]
+
+
+def test_a_job_waiting_for_a_file_starts_as_soon_as_an_inventory_brings_it(
+    tmp_path: Path, database_url: str, comfy: FakeComfyUI
+) -> None:
+    """Seen on a real ComfyUI 0.3.64: the extension hashed the checkpoint for a queued
+    workflow and sent the hash right after the job, which then waited 'comfy-cpu does
+    not have sd15-random.safetensors' for good: only a server's change of health woke
+    the dispatcher, never a change of the model library."""
+    from tests.conftest import make_settings
+
+    running = CoordinatorThread(make_settings(tmp_path, database_url, health_interval=3600))
+    sha = "a" * 64
+    spec = workflow(BLUR)
+    spec.models.add(folder="checkpoints", name="sd15.safetensors", sha256=sha)
+    try:
+        with running.client() as sq:
+            register_server(sq, "comfy-1", "comfyui", comfy.url)
+            job = sq.submit(spec)
+            wait_until(
+                lambda: "comfy-1 does not have sd15.safetensors" in sq.get_job(job.id).reason
+            )
+            found = models_pb2.InventoryFile(
+                path="/comfy/models/checkpoints/sd15.safetensors",
+                backend_name="sd15.safetensors",
+                type=models_pb2.MODEL_TYPE_CHECKPOINT,
+                size_bytes=4096,
+                hashes=models_pb2.ModelHashes(sha256=sha),
+            )
+            sq.sync_inventory("comfy-1", common_pb2.APP_KIND_COMFYUI, [found], incremental=True)
+            wait_until(lambda: sq.get_job(job.id).status == queue_pb2.JOB_STATUS_COMPLETED, 5)
+    finally:
+        running.close()
 
 
 def test_img2img_uploads_the_init_image(sq: Client, comfy: FakeComfyUI) -> None:

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -112,6 +112,17 @@ class ModelLibrary:
         self.lora_hosts: set[str] = set()  # ... with LoRAs in it
         self._lora_sources: dict[str, set[str]] = {}  # host -> sources that listed LoRAs
         self._hosts_cache: dict[tuple[int, str], Placement] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Calls `listener()` whenever model locations changed (a job waiting for a file
+        may now have a place to run)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        self.version += 1
+        for listener in self._listeners:
+            listener()
 
     # ---- scanning ---------------------------------------------------------
 
@@ -144,7 +155,7 @@ class ModelLibrary:
             async for update in self._hash_all(todo, progress, hashed):
                 yield update
             await self._db.run(lambda s: _forget_missing(s, chosen, {str(f.path) for f in found}))
-            self.version += 1
+            self._changed()
             if fetch_civitai:
                 async for update in self._enrich(sorted(set(hashed)), progress):
                     yield update
@@ -244,7 +255,7 @@ class ModelLibrary:
         if isinstance(examined, str):
             raise InvalidArgument("path", examined)
         await self._db.run(lambda s: _store(s, [examined]))
-        self.version += 1
+        self._changed()
         model, _ = await self.get(hashes.sha256)
         return model, examined.errors
 
@@ -279,7 +290,7 @@ class ModelLibrary:
             session.add(location)
 
         await self._db.run(store)
-        self.version += 1
+        self._changed()
 
     async def local_file(self, reference: str) -> tuple[ModelRow, Path]:
         """A readable copy of the model in the coordinator's model roots.
@@ -333,7 +344,7 @@ class ModelLibrary:
         await self._db.run(
             lambda s: s.execute(delete(LocationRow).where(col(LocationRow.id).in_(ids)))
         )
-        self.version += 1
+        self._changed()
         return deleted
 
     async def close(self) -> None:
@@ -437,7 +448,7 @@ class ModelLibrary:
         gone = set(removed)
         report = _Report(host, source, app, items, incremental, gone)
         if await self._db.run(lambda s: _replace_inventory(s, report)):
-            self.version += 1
+            self._changed()
         self.inventoried.add(host)
         sources = self._lora_sources.setdefault(host, set())
         if any(item.type == "lora" for item in items):
@@ -456,7 +467,7 @@ class ModelLibrary:
             return session.exec(delete(LocationRow).where(LocationRow.host == host)).rowcount  # type: ignore[call-overload]
 
         if await self._db.run(forget):
-            self.version += 1
+            self._changed()
         self.inventoried.discard(host)
         self.lora_hosts.discard(host)
         self._lora_sources.pop(host, None)
