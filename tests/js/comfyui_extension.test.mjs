@@ -85,6 +85,35 @@ test("each queued job is one graphToPrompt between the widgets' before/afterQueu
     assert.equal(s.calls[0].body.count, undefined); // one job per request, as ComfyUI's queue
 });
 
+test("a second queue while the first is being sent waits for it, as ComfyUI's Queue does", async () => {
+    // Seen on a real ComfyUI: the button, then Alt+Enter while the first request was
+    // still hashing the checkpoint, sent two jobs with the same "randomize" seed.
+    const s = standIns();
+    const widget = { value: 7, afterQueued: () => { widget.value += 1; } };
+    const node = { id: 4, widgets: [widget] };
+    s.app.graph = { nodes: [node], getNodeById: () => node };
+    s.app.graphToPrompt = async () => ({
+        output: { 4: { class_type: "KSampler", inputs: { seed: widget.value } } }, workflow: { nodes: [{ id: 4 }] },
+    });
+    const seeds = [];
+    const answers = [];
+    s.api.fetchApi = (route, init) => {
+        seeds.push(JSON.parse(init.body).prompt[4].inputs.seed);
+        return new Promise((resolve) => answers.push(() => resolve({ ok: true, status: 200, json: async () => ({ jobs: [`j${seeds.length}`] }) })));
+    };
+    const first = queueWorkflow(s.app, s.api);
+    const second = queueWorkflow(s.app, s.api);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(seeds, [7]); // the second has not read the widgets yet
+    answers[0]();
+    assert.deepEqual((await first).jobs, ["j1"]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    answers[1]();
+    assert.deepEqual((await second).jobs, ["j2"]);
+    assert.deepEqual(seeds, [7, 8]);
+    assert.equal(widget.value, 9);
+});
+
 test("a refused job stops the run and leaves the widgets as they were", async () => {
     const s = standIns({ "/stablequeue/queue": [400, { error: "prompt: bad" }] });
     const widget = { value: 1, afterQueued: () => { widget.value += 1; } };
@@ -143,6 +172,7 @@ test("the sidebar renders jobs: progress, preview, reason, thumbnails, actions",
     assert.match(html, /does not have &lt;lora&gt;\.safetensors/); // escaped
     assert.match(html, /data-action="cancel" data-id="cccccccc3333"/);
     assert.match(html, /data-action="front" data-id="cccccccc3333"/);
+    assert.doesNotMatch(html, /data-action="delete" data-id="cccccccc3333"/); // cancel first
     // Only what applies: a finished job offers retry and delete, never cancel.
     assert.doesNotMatch(html, /data-action="cancel" data-id="bbbbbbbb2222"/);
     assert.match(html, /data-action="retry" data-id="bbbbbbbb2222"/);

@@ -55,12 +55,24 @@ function subgraphNodes(graph) {
     return nodes;
 }
 
+// The queue actions run one after another, as ComfyUI's own Queue runs its clicks:
+// a second click while the first is still being sent (hashing a new checkpoint takes
+// seconds) waits, so it reads the widgets after the first's afterQueued — seen on a
+// real ComfyUI, both jobs otherwise went with the same "randomize" seed.
+let sending = Promise.resolve();
+
 // Sends the canvas's workflow `count` times (default 1), each the way ComfyUI's own
 // Queue sends one: widgets' beforeQueued, app.graphToPrompt() (the API-format prompt
 // `output` and the UI `workflow` written into the images), then afterQueued on the
 // nodes that went, so each job gets the next seed and the widgets end up showing
 // what ComfyUI's Queue would have left there. Stops at the first refusal.
-export async function queueWorkflow(app, api, options = {}) {
+export function queueWorkflow(app, api, options = {}) {
+    const run = sending.then(() => sendWorkflow(app, api, options));
+    sending = run.catch(() => {});
+    return run;
+}
+
+async function sendWorkflow(app, api, options) {
     const { count = 1, ...rest } = options;
     const jobs = [];
     const models = [];
@@ -91,7 +103,7 @@ export async function queueWithToast(app, api, options = {}) {
 
 // What can be done to a job in each status (the coordinator refuses the rest).
 const APPLIES = {
-    pending: ["cancel", "front", "back", "delete"],
+    pending: ["cancel", "front", "back"],
     processing: ["cancel"],
     completed: ["retry", "delete"],
     failed: ["retry", "delete"],
