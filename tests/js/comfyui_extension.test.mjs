@@ -107,7 +107,7 @@ test("a second queue while the first is being sent waits for it, as ComfyUI's Qu
     assert.deepEqual(seeds, [7]); // the second has not read the widgets yet
     answers[0]();
     assert.deepEqual((await first).jobs, ["j1"]);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    while (answers.length < 2) await new Promise((resolve) => setTimeout(resolve, 5)); // a loaded machine
     answers[1]();
     assert.deepEqual((await second).jobs, ["j2"]);
     assert.deepEqual(seeds, [7, 8]);
