@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from coordinator.queue.states import JobStatus
 from stablequeue import Client, txt2img
 from stablequeue.v1 import queue_pb2
 from tests.conftest import CoordinatorThread
-from tests.helpers import PNG_1PX, raises
+from tests.helpers import PNG_1PX, raises, wait_until
 
 ET = queue_pb2.JobEventType
 
@@ -138,3 +139,65 @@ async def test_a_watcher_that_cannot_keep_up_is_cut_off_by_bytes_too() -> None:
     with pytest.raises(ResourceExhausted, match="MiB behind"):
         async for _ in sub.events():
             pass
+
+
+def test_a_cancelled_watch_is_not_an_error_and_leaves_nothing_behind(
+    server: CoordinatorThread, sq: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reported: a client cancelling WatchQueue logged an ERROR traceback. Watches are
+    cancelled here at every point a client can cancel one — during the snapshot, while
+    events flow, while idle, and by closing the channel — and the coordinator logs no
+    error, and every subscription is gone afterwards (an abandoned one would grow
+    without bound, each event added to its backlog)."""
+    import gc
+    import threading
+
+    caplog.set_level("WARNING")
+    sq.submit_many(txt2img("backlog"), 1000, "increment")
+    bus = server.coordinator.bus
+    stop = threading.Event()
+
+    def churn() -> None:  # events flowing all the while
+        with server.client() as other:
+            while not stop.is_set():
+                other.pause()
+                other.resume()
+
+    flowing = threading.Thread(target=churn, daemon=True)
+    flowing.start()
+    try:
+        for read in (0, 1, 400, 1500):  # in the snapshot, at its end, in live events
+            call = sq.queue.WatchQueue(queue_pb2.WatchQueueRequest(snapshot=True))
+            for _, _event in zip(range(read), call, strict=False):
+                pass
+            call.cancel()
+        with server.client() as closing:  # the client goes away mid-stream
+            events = closing.watch_queue(snapshot=True)
+            next(events)
+    finally:
+        stop.set()
+        flowing.join(10)
+    idle = sq.queue.WatchQueue(queue_pb2.WatchQueueRequest(snapshot=False))
+    server.run(asyncio_sleep(0.3))
+    idle.cancel()
+
+    def cleaned() -> bool:
+        server.run(collect(gc))
+        return not bus._all  # what the bus still feeds
+
+    wait_until(cleaned, 10)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+async def asyncio_sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+async def collect(gc: Any) -> None:
+    import asyncio
+
+    gc.collect()
+    await asyncio.sleep(0.05)  # generator finalizers run on the loop
