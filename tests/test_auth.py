@@ -318,3 +318,26 @@ def test_a_node_key_can_be_tied_to_its_node_when_made(auth_server: CoordinatorTh
         assert "belongs to node gpu-5, not gpu-6" in str(refused.details())
     finally:
         agent.close()
+
+
+def test_an_extensions_key_syncs_only_the_host_it_first_synced(
+    auth_server: CoordinatorThread,
+) -> None:
+    """Forge and ComfyUI extensions sync their inventory with a node key and never run
+    an agent: the key is bound to the host of its first sync, and another host is
+    refused, naming both; an admin key syncs any host."""
+    _, extension_key = new_key(auth_server, Scope.NODE, "forge-a extension")
+    _, admin = new_key(auth_server, Scope.ADMIN)
+    file = models_pb2.InventoryFile(
+        path="/sd/models/Stable-diffusion/a.safetensors", backend_name="a.safetensors",
+        type=models_pb2.MODEL_TYPE_CHECKPOINT, size_bytes=10,
+    )  # fmt: skip
+    with auth_server.client(extension_key) as extension:
+        extension.sync_inventory("forge-a", common_pb2.APP_KIND_FORGE, [file])
+        extension.sync_inventory("forge-a", common_pb2.APP_KIND_FORGE, [file])  # again: fine
+        with raises(grpc.StatusCode.PERMISSION_DENIED, "belongs to node forge-a, not forge-b"):
+            extension.sync_inventory("forge-b", common_pb2.APP_KIND_FORGE, [])
+    with auth_server.client(admin) as root:
+        root.sync_inventory("forge-b", common_pb2.APP_KIND_FORGE, [file])
+        [key] = [k for k in root.list_keys() if k.name == "forge-a extension"]
+        assert key.node == "forge-a"
