@@ -209,7 +209,8 @@ class Agent:
             if stop.is_set():
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
+                async with asyncio.timeout(backoff):
+                    await stop.wait()
             backoff = min(backoff * 2, 30.0)
 
     async def _session(self, stop: asyncio.Event) -> None:

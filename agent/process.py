@@ -145,7 +145,8 @@ class ModelProcess:
             await self._spawn()
             # Reported again with its pid, so the child is on record before it is ready.
             self._set(State.STARTING, f"process {self.pid} started; waiting for it to be ready")
-            await asyncio.wait_for(self._until_healthy(), self.config.startup_timeout)
+            async with asyncio.timeout(self.config.startup_timeout):
+                await self._until_healthy()
         except TimeoutError:
             await self._kill()
             reason = f"not ready after {self.config.startup_timeout:g} s"
@@ -256,7 +257,8 @@ class ModelProcess:
         if proc is None:
             return True
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(proc.wait()), within)
+            async with asyncio.timeout(within):
+                await asyncio.shield(proc.wait())
         return proc.returncode is not None
 
     def exit_note(self) -> str:
@@ -295,7 +297,8 @@ class ModelProcess:
         if proc.returncode is None:
             self._signal(proc, signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), self._grace)
+                async with asyncio.timeout(self._grace):
+                    await proc.wait()
             except TimeoutError:
                 log.warning("model %s ignored SIGTERM for %g s: SIGKILL", self.key, self._grace)
                 self._signal(proc, signal.SIGKILL)
@@ -312,5 +315,6 @@ class ModelProcess:
     async def _drain(self) -> None:
         if self._pump is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._pump, 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._pump
             self._pump = None

@@ -196,6 +196,45 @@ def test_cancel_running_prompt_interrupts_it_by_id(sq: Client, comfy: FakeComfyU
     assert sq.get_job(job.id).status == queue_pb2.JOB_STATUS_CANCELLED
 
 
+def test_a_cancel_that_lands_with_a_websocket_message_is_not_lost() -> None:
+    """CI saw a cancelled job whose prompt was never interrupted: the cancel came just
+    as ComfyUI's first message of the prompt arrived, and on Python 3.11
+    `asyncio.wait_for` then returns the message and drops the cancel — the attempt
+    went on polling /history for good. Here the message and the cancel land in the
+    same turn of the event loop, every time."""
+    import asyncio
+
+    from coordinator.backends.base import Attempt, ServerConfig
+    from coordinator.backends.comfyui import ComfyUIBackend
+
+    class Socket:  # the websocket's side: recv() waits for the next message
+        def __init__(self) -> None:
+            self.waiting: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self.asked = asyncio.Event()
+
+        async def recv(self) -> str:
+            self.asked.set()
+            return await self.waiting
+
+    async def race() -> None:
+        backend = ComfyUIBackend(ServerConfig("comfy-1", "comfyui", "http://127.0.0.1:9"))
+        socket = Socket()
+        attempt = Attempt(queue_pb2.Job(id="j"), "prompt-1", lambda p: None)
+        follow = asyncio.create_task(backend._follow(socket, attempt))  # type: ignore[arg-type]
+        try:
+            await socket.asked.wait()
+            message = {"type": "executing", "data": {"node": "1", "prompt_id": "prompt-1"}}
+            socket.waiting.set_result(json.dumps(message))
+            follow.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(follow), 5)
+        finally:
+            follow.cancel()
+            await backend.close()
+
+    asyncio.run(race())
+
+
 def test_coordinator_sigkill_recovers_the_comfyui_job_without_running_it_again(
     tmp_path: Path, database_url: str
 ) -> None:

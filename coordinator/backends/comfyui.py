@@ -238,7 +238,11 @@ class ComfyUIBackend:
             message: str | bytes | None = None
             if socket_open:
                 try:
-                    message = await asyncio.wait_for(socket.recv(), HISTORY_CHECK_S)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the
+                    # result when a message arrives as the task is cancelled, losing the
+                    # cancel (seen: a cancelled job's prompt never interrupted).
+                    async with asyncio.timeout(HISTORY_CHECK_S):
+                        message = await socket.recv()
                 except TimeoutError:
                     pass
                 except WebSocketException:

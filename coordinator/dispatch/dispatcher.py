@@ -371,9 +371,10 @@ class Dispatcher:
                 running.attempt.model_sha256,
             )
             running.job = running.attempt.job = started
-            images = await asyncio.wait_for(
-                running.backend.run(running.attempt), self._settings.attempt_timeout
-            )
+            # asyncio.timeout keeps a user's cancel that lands as the backend finishes
+            # (Python 3.11's wait_for would return the result and lose it).
+            async with asyncio.timeout(self._settings.attempt_timeout):
+                images = await running.backend.run(running.attempt)
             await self._complete(running, images)
 
         await self._supervise(running, work())
@@ -562,9 +563,8 @@ class Dispatcher:
 
     async def _resume(self, running: Running) -> None:
         async def work() -> None:
-            images = await asyncio.wait_for(
-                running.backend.recover(running.attempt), self._settings.attempt_timeout
-            )
+            async with asyncio.timeout(self._settings.attempt_timeout):
+                images = await running.backend.recover(running.attempt)
             if images is None:
                 await self._requeue_after_restart(running.job)
             else:

@@ -368,7 +368,8 @@ class NodeService:
         node.pending[command.command_id] = future
         await node.outbox.put(command)
         try:
-            result = await asyncio.wait_for(future, wait_s or COMMAND_TIMEOUT_S)
+            async with asyncio.timeout(wait_s or COMMAND_TIMEOUT_S):
+                result = await future
         except TimeoutError:
             node.pending.pop(command.command_id, None)
             raise CommandFailed(f"node {node.info.name} did not answer in time") from None
