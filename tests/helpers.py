@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from stablequeue import Client, StableQueueError
-from stablequeue.specs import APPS
+from stablequeue.app_kinds import APPS
 from stablequeue.v1 import processes_pb2, queue_pb2
 
 PNG_1PX = bytes.fromhex(

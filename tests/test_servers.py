@@ -104,3 +104,41 @@ def test_bad_server_fields_name_the_field(
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details().startswith(f"{field}:")
+
+
+def test_every_backend_kind_registers_reports_up_and_round_trips_the_contract(
+    server: CoordinatorThread,
+) -> None:
+    """The kind registry is the one place a backend kind is spelled out: each kind in it
+    has a fake in the tests, maps to its own contract enum value and back (also as the
+    SDK and CLI name it), is accepted by RegisterServer, and its adapter probes the
+    fake up."""
+    from coordinator.kinds import APP_FROM_PB, KIND_FROM_PB, KINDS, KINDS_FOR_APP
+    from stablequeue.app_kinds import APP_NAMES, APPS
+    from tests.fakes.comfyui import FakeComfyUI
+    from tests.fakes.forge import FakeForge
+    from tests.fakes.sdcpp import FakeSdServer
+
+    fakes = {"forge": FakeForge, "comfyui": FakeComfyUI, "sdcpp": FakeSdServer}
+    assert set(fakes) == set(KINDS), "a kind without a fake, or a fake without a kind"
+    assert set(APPS) == {*KINDS, "any"}, "the contract's AppKind and the registry differ"
+    assert KINDS_FOR_APP["any"] == tuple(KINDS)
+    with server.client() as sq:
+        for name, kind in KINDS.items():
+            assert APP_NAMES[kind.app] == KIND_FROM_PB[kind.app] == APP_FROM_PB[kind.app] == name
+            fake = fakes[name]()
+            try:
+                request = processes_pb2.RegisterServerRequest(
+                    alias=f"{name}-1", kind=kind.app, base_url=fake.url
+                )
+                sq.processes.RegisterServer(request)
+                got = processes_pb2.GetServerRequest(alias=f"{name}-1")
+
+                def up(got: processes_pb2.GetServerRequest = got, app: int = kind.app) -> bool:
+                    found = sq.processes.GetServer(got).server
+                    assert found.kind == app
+                    return found.health == processes_pb2.SERVER_HEALTH_UP
+
+                wait_until(up, 20)
+            finally:
+                fake.close()

@@ -6,14 +6,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from stablequeue.app_kinds import APPS
 from stablequeue.v1 import common_pb2, queue_pb2
-
-APPS = {
-    "any": common_pb2.APP_KIND_ANY,
-    "forge": common_pb2.APP_KIND_FORGE,
-    "comfyui": common_pb2.APP_KIND_COMFYUI,
-    "sdcpp": common_pb2.APP_KIND_SDCPP,
-}
 
 
 def txt2img(

@@ -17,6 +17,7 @@ from coordinator.auth.keys import KeyService
 from coordinator.backends.base import InventoryEntry
 from coordinator.downloads.service import DownloadService
 from coordinator.errors import InvalidArgument, NotFound, PermissionDenied
+from coordinator.kinds import KIND_FROM_PB
 from coordinator.library.service import LOCAL_HOST, TYPE_NAMES, ModelLibrary, model_to_pb
 from coordinator.nodes.service import NodeService
 from coordinator.queue.validation import check_enum
@@ -29,8 +30,6 @@ FILE_CHUNK = 2 * 1024 * 1024  # ReadModelFile message size
 MAX_INVENTORY = 200_000
 HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-APP_NAMES = {common_pb2.APP_KIND_FORGE: "forge", common_pb2.APP_KIND_COMFYUI: "comfyui",
-             common_pb2.APP_KIND_SDCPP: "sdcpp"}  # fmt: skip
 
 
 def _page(page: common_pb2.PageRequest) -> tuple[int, str]:
@@ -152,7 +151,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
                 raise InvalidArgument("file", f"at most {MAX_INVENTORY} files per inventory")
         if header is None:
             raise InvalidArgument("header", "required")
-        app = APP_NAMES.get(header.app, "")
+        app = KIND_FROM_PB.get(header.app, "")
         matched, unknown = await self._library.sync_inventory(
             header.host, app, entries, header.incremental, removed
         )

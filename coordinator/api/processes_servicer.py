@@ -10,6 +10,7 @@ import grpc
 from coordinator.auth import principal as auth
 from coordinator.auth.keys import KeyService
 from coordinator.errors import InvalidArgument
+from coordinator.kinds import KIND_FROM_PB, KIND_TO_PB, KINDS
 from coordinator.nodes.service import NodeService
 from coordinator.queue.convert import timestamp
 from coordinator.queue.validation import check_enum
@@ -17,12 +18,6 @@ from coordinator.servers.service import ServerService, ServerSpec, ServerState
 from stablequeue.v1 import common_pb2, processes_pb2, processes_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext
-KIND_FROM_PB = {
-    common_pb2.APP_KIND_FORGE: "forge",
-    common_pb2.APP_KIND_COMFYUI: "comfyui",
-    common_pb2.APP_KIND_SDCPP: "sdcpp",
-}
-KIND_TO_PB = {v: k for k, v in KIND_FROM_PB.items()}
 HEALTH_TO_PB = {
     "unknown": processes_pb2.SERVER_HEALTH_UNKNOWN,
     "up": processes_pb2.SERVER_HEALTH_UP,
@@ -35,7 +30,8 @@ def kind_of(value: int, *, allow_zero: bool = False) -> str:
     if value == 0 and allow_zero:
         return ""
     if value not in KIND_FROM_PB:
-        raise InvalidArgument("kind", "must be FORGE, COMFYUI or SDCPP")
+        names = [name.upper() for name in KINDS]
+        raise InvalidArgument("kind", f"must be {', '.join(names[:-1])} or {names[-1]}")
     return KIND_FROM_PB[value]
 
 

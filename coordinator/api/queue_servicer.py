@@ -13,9 +13,10 @@ from google.protobuf.message import Message
 from coordinator.auth import principal as auth
 from coordinator.auth.keys import KeyService
 from coordinator.errors import InvalidArgument
+from coordinator.kinds import APP_FROM_PB
 from coordinator.outputs.store import ResultQuery, ResultStore, result_to_pb
 from coordinator.queue import validation
-from coordinator.queue.convert import APP_FROM_PB, STATUS_FROM_PB, timestamp
+from coordinator.queue.convert import STATUS_FROM_PB, timestamp
 from coordinator.queue.listing import JobQuery
 from coordinator.queue.service import QueueService
 from coordinator.store.tables import ApiKeyRow

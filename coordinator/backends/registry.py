@@ -1,14 +1,9 @@
-"""Which adapter serves which kind of server."""
+"""Which adapter serves which kind of server (the kinds themselves: `coordinator.kinds`)."""
 
 from __future__ import annotations
 
 from coordinator.backends.base import Backend, ServerConfig
-from coordinator.backends.comfyui import ComfyUIBackend
-from coordinator.backends.forge import ForgeBackend
-from coordinator.backends.sdcpp import SdCppBackend
-
-# Kinds with an adapter; registering any other kind is refused until it has one.
-SUPPORTED_KINDS = ("forge", "comfyui", "sdcpp")
+from coordinator.kinds import KINDS
 
 
 def make_backend(config: ServerConfig, timeout: float = 600.0) -> Backend:
@@ -17,10 +12,7 @@ def make_backend(config: ServerConfig, timeout: float = 600.0) -> Backend:
     Raises:
         ValueError: an unknown kind (the registry validates kinds, so this is a bug).
     """
-    if config.kind == "forge":
-        return ForgeBackend(config, timeout)
-    if config.kind == "comfyui":
-        return ComfyUIBackend(config, timeout)
-    if config.kind == "sdcpp":
-        return SdCppBackend(config, timeout)
-    raise ValueError(f"no adapter for server kind {config.kind!r}")
+    kind = KINDS.get(config.kind)
+    if kind is None:
+        raise ValueError(f"no adapter for server kind {config.kind!r}")
+    return kind.make_adapter(config, timeout)

@@ -23,9 +23,10 @@ from typing import Any
 from coordinator.backends.base import Attempt, Backend, Image, ServerConfig
 from coordinator.dispatch.policy import JobView, ServerView, choose_server, plan
 from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition
+from coordinator.kinds import APP_FROM_PB
 from coordinator.library.service import ModelLibrary
 from coordinator.outputs.store import ResultStore
-from coordinator.queue.convert import APP_FROM_PB, STAGE_TO_PB
+from coordinator.queue.convert import STAGE_TO_PB
 from coordinator.queue.service import DispatchRow, QueueService
 from coordinator.queue.states import JobStage, JobStatus, utcnow
 from coordinator.servers.service import ServerService, ServerState

@@ -13,15 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-KINDS_FOR_APP = {
-    "forge": ("forge",),
-    "comfyui": ("comfyui",),
-    "sdcpp": ("sdcpp",),
-    "any": ("forge", "comfyui", "sdcpp"),
-}
-
-# Servers that load one model at startup and cannot switch (sd-server).
-FIXED_MODEL_KINDS = ("sdcpp",)
+from coordinator.kinds import FIXED_MODEL_KINDS, KINDS_FOR_APP
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from coordinator.backends.base import InventoryEntry
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
+from coordinator.kinds import KIND_TO_PB
 from coordinator.library import metadata
 from coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
 from coordinator.library.classify import EXTENSIONS
@@ -61,8 +62,6 @@ TYPES = {
     "other": models_pb2.MODEL_TYPE_OTHER,
 }
 TYPE_NAMES = {v: k for k, v in TYPES.items()}
-APPS = {"forge": common_pb2.APP_KIND_FORGE, "comfyui": common_pb2.APP_KIND_COMFYUI,
-        "sdcpp": common_pb2.APP_KIND_SDCPP}  # fmt: skip
 
 
 # Page tokens past the hashed models: the file names listed so far.
@@ -1064,7 +1063,7 @@ def model_to_pb(row: ModelRow, locations: list[LocationRow]) -> models_pb2.Model
         model.locations.append(
             common_pb2.ModelLocation(
                 host=loc.host, path=loc.path, backend_name=loc.backend_name,
-                app=APPS.get(loc.app, common_pb2.APP_KIND_UNSPECIFIED),
+                app=KIND_TO_PB.get(loc.app, common_pb2.APP_KIND_UNSPECIFIED),
                 seen_at=timestamp(loc.seen_at), verified=bool(loc.sha256 and loc.verified),
             )
         )  # fmt: skip

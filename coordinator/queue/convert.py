@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from coordinator.queue.states import JobStage, JobStatus
 from coordinator.store.tables import JobRow
-from stablequeue.v1 import common_pb2, queue_pb2
+from stablequeue.v1 import queue_pb2
 
 STATUS_TO_PB = {
     JobStatus.PENDING: queue_pb2.JOB_STATUS_PENDING,
@@ -20,13 +20,6 @@ STATUS_TO_PB = {
 }
 STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
 STAGE_TO_PB = {stage: queue_pb2.JobStage.Value(f"JOB_STAGE_{stage.name}") for stage in JobStage}
-APP_TO_PB = {
-    "forge": common_pb2.APP_KIND_FORGE,
-    "comfyui": common_pb2.APP_KIND_COMFYUI,
-    "sdcpp": common_pb2.APP_KIND_SDCPP,
-    "any": common_pb2.APP_KIND_ANY,
-}
-APP_FROM_PB = {v: k for k, v in APP_TO_PB.items()}
 
 
 EPOCH = datetime(1970, 1, 1)

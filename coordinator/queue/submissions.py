@@ -25,8 +25,8 @@ from sqlmodel import Session, col, select
 
 from coordinator.auth.principal import Principal
 from coordinator.errors import AlreadyExists, StableQueueError
+from coordinator.kinds import APP_FROM_PB
 from coordinator.queue import ordering
-from coordinator.queue.convert import APP_FROM_PB
 from coordinator.queue.states import JobStage, JobStatus, utcnow
 from coordinator.store import Database
 from coordinator.store.tables import IdempotencyRow, JobImageRow, JobRow

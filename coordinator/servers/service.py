@@ -21,14 +21,13 @@ from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 from sqlmodel import Session, col, select
 
 from coordinator.backends.base import Backend, InventoryEntry, Probe, ServerConfig
-from coordinator.backends.registry import SUPPORTED_KINDS
 from coordinator.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from coordinator.kinds import KINDS
 from coordinator.queue.states import JobStatus, utcnow
 from coordinator.store import Database
 from coordinator.store.tables import JobRow, ServerRow
 
 log = logging.getLogger(__name__)
-KINDS = ("forge", "comfyui", "sdcpp")
 ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 MAX_CONCURRENCY = 64
 BackendFactory = Callable[[ServerConfig], Backend]
@@ -99,8 +98,6 @@ def take_credentials(spec: ServerSpec) -> None:
 def validate(kind: str, spec: ServerSpec) -> None:
     if kind not in KINDS:
         raise InvalidArgument("kind", f"must be one of {', '.join(KINDS)}")
-    if kind not in SUPPORTED_KINDS:
-        raise InvalidArgument("kind", f"{kind} servers are not supported by this coordinator yet")
     if spec.base_url is not None:
         parsed = urlparse(spec.base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:

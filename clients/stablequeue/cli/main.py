@@ -16,9 +16,10 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from stablequeue.app_kinds import APPS
 from stablequeue.cli import render, watch
 from stablequeue.client import SEED_MODES, Client, StableQueueError
-from stablequeue.specs import APPS, txt2img, workflow
+from stablequeue.specs import txt2img, workflow
 from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
 
 STATUSES = {
@@ -235,7 +236,7 @@ def cmd_keys(sq: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-SERVER_KINDS = {"forge": 1, "comfyui": 2, "sdcpp": 3}
+SERVER_KINDS = {name: value for name, value in APPS.items() if name != "any"}
 
 
 def cmd_servers(sq: Client, args: argparse.Namespace) -> int:

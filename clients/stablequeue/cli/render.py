@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from stablequeue.app_kinds import APP_NAMES
 from stablequeue.text import describe, stage_name, status_name
 from stablequeue.text import enum_name as _enum_name
 from stablequeue.v1 import queue_pb2
@@ -140,7 +141,7 @@ def servers_table(servers: Iterable[Any]) -> Table:
             state += ", paused"
         table.add_row(
             server.alias,
-            ("", "forge", "comfyui", "sdcpp", "any")[server.kind],
+            APP_NAMES.get(server.kind, "?"),
             server.base_url,
             health.values_by_number[server.health].name.removeprefix("SERVER_HEALTH_").lower()
             + (f" ({server.health_reason})" if server.health_reason else ""),
