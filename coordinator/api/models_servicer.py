@@ -15,12 +15,12 @@ import grpc
 from coordinator.auth import principal as auth
 from coordinator.auth.keys import KeyService
 from coordinator.backends.base import InventoryEntry
+from coordinator.common import check_enum
 from coordinator.downloads.service import DownloadService
 from coordinator.errors import InvalidArgument, NotFound, PermissionDenied
 from coordinator.kinds import KIND_FROM_PB
 from coordinator.library.service import LOCAL_HOST, TYPE_NAMES, ModelLibrary, model_to_pb
 from coordinator.nodes.service import NodeService
-from coordinator.queue.validation import check_enum
 from stablequeue.v1 import common_pb2, models_pb2, models_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext

@@ -9,11 +9,10 @@ import grpc
 
 from coordinator.auth import principal as auth
 from coordinator.auth.keys import KeyService
+from coordinator.common import check_enum, timestamp
 from coordinator.errors import InvalidArgument
 from coordinator.kinds import KIND_FROM_PB, KIND_TO_PB, KINDS
 from coordinator.nodes.service import NodeService
-from coordinator.queue.convert import timestamp
-from coordinator.queue.validation import check_enum
 from coordinator.servers.service import ServerService, ServerSpec, ServerState
 from stablequeue.v1 import common_pb2, processes_pb2, processes_pb2_grpc
 

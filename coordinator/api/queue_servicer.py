@@ -12,11 +12,11 @@ from google.protobuf.message import Message
 
 from coordinator.auth import principal as auth
 from coordinator.auth.keys import KeyService
+from coordinator.common import check_enum, timestamp
 from coordinator.errors import InvalidArgument
 from coordinator.kinds import APP_FROM_PB
 from coordinator.outputs.store import ResultQuery, ResultStore, result_to_pb
-from coordinator.queue import validation
-from coordinator.queue.convert import STATUS_FROM_PB, timestamp
+from coordinator.queue.convert import STATUS_FROM_PB
 from coordinator.queue.listing import JobQuery
 from coordinator.queue.service import QueueService
 from coordinator.store.tables import ApiKeyRow
@@ -34,9 +34,9 @@ Ctx = grpc.aio.ServicerContext
 def job_query(request: queue_pb2.ListJobsRequest) -> JobQuery:
     """ListJobsRequest -> JobQuery, rejecting unknown enum numbers by field."""
     for i, status in enumerate(request.statuses):
-        validation.check_enum(f"statuses[{i}]", queue_pb2.JobStatus, status, allow_zero=False)
-    validation.check_enum("app", common_pb2.AppKind, request.app, allow_zero=True)
-    validation.check_enum("order", queue_pb2.JobOrder, request.order, allow_zero=True)
+        check_enum(f"statuses[{i}]", queue_pb2.JobStatus, status, allow_zero=False)
+    check_enum("app", common_pb2.AppKind, request.app, allow_zero=True)
+    check_enum("order", queue_pb2.JobOrder, request.order, allow_zero=True)
     return JobQuery(
         statuses=tuple(STATUS_FROM_PB[s] for s in request.statuses),
         app=APP_FROM_PB.get(request.app, ""),
@@ -199,7 +199,7 @@ class QueueServicer(queue_pb2_grpc.QueueServiceServicer):
     async def CreateApiKey(
         self, request: queue_pb2.CreateApiKeyRequest, context: Ctx
     ) -> queue_pb2.CreateApiKeyResponse:
-        validation.check_enum("scope", queue_pb2.KeyScope, request.scope, allow_zero=False)
+        check_enum("scope", queue_pb2.KeyScope, request.scope, allow_zero=False)
         row, secret = await self._keys.create(
             request.name, SCOPE_FROM_PB[request.scope], request.node.strip()
         )

@@ -16,8 +16,8 @@ import time
 from sqlmodel import Session, col, select
 
 from coordinator.auth.principal import Principal, Scope
+from coordinator.common import utcnow
 from coordinator.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from coordinator.queue.states import utcnow
 from coordinator.store import Database
 from coordinator.store.tables import ApiKeyRow
 

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from coordinator.backends.base import Attempt, Backend, Image, ServerConfig
+from coordinator.common import utcnow
 from coordinator.dispatch.policy import JobView, ServerView, choose_server, plan
 from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition
 from coordinator.kinds import APP_FROM_PB
@@ -28,7 +29,7 @@ from coordinator.library.service import ModelLibrary
 from coordinator.outputs.store import ResultStore
 from coordinator.queue.convert import STAGE_TO_PB
 from coordinator.queue.service import DispatchRow, QueueService
-from coordinator.queue.states import JobStage, JobStatus, utcnow
+from coordinator.queue.states import JobStage, JobStatus
 from coordinator.servers.service import ServerService, ServerState
 from stablequeue.v1 import queue_pb2
 

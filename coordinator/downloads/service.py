@@ -25,14 +25,13 @@ from urllib.parse import urlsplit
 import httpx
 from sqlmodel import Session, col, select
 
+from coordinator.common import timestamp, utcnow
 from coordinator.downloads import sources
 from coordinator.downloads.fetch import DownloadFailed, confined, shown_url
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from coordinator.library.civitai import CivitaiClient
 from coordinator.library.hashing import FileHashes
 from coordinator.library.service import ModelLibrary
-from coordinator.queue.convert import timestamp
-from coordinator.queue.states import utcnow
 from coordinator.store.db import Database
 from coordinator.store.tables import DownloadRow, ModelRow
 from stablequeue.v1 import models_pb2, processes_pb2

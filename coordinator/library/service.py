@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
 from coordinator.backends.base import InventoryEntry
+from coordinator.common import timestamp, utcnow
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from coordinator.kinds import KIND_TO_PB
 from coordinator.library import metadata
@@ -34,8 +35,6 @@ from coordinator.library.metadata import ModelInfo
 from coordinator.library.safetensors_header import HeaderError, read_header
 from coordinator.library.scanner import Examined, Found, examine, walk
 from coordinator.outputs.store import mime_of
-from coordinator.queue.convert import timestamp
-from coordinator.queue.states import utcnow
 from coordinator.store.db import Database
 from coordinator.store.tables import LocationRow, ModelRow
 from stablequeue.v1 import common_pb2, models_pb2

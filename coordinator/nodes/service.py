@@ -16,9 +16,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+from coordinator.common import timestamp, utcnow
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
-from coordinator.queue.convert import timestamp
-from coordinator.queue.states import utcnow
 from coordinator.servers.service import Health, ServerState
 from coordinator.store.tables import ServerRow
 from stablequeue.v1 import processes_pb2

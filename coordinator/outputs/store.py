@@ -26,10 +26,9 @@ from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
 from coordinator.backends.base import Image
+from coordinator.common import timestamp, utcnow
 from coordinator.errors import InvalidArgument, NotFound
 from coordinator.outputs import png
-from coordinator.queue.convert import timestamp
-from coordinator.queue.states import utcnow
 from coordinator.store import Database
 from coordinator.store.tables import JobRow, ResultRow
 from stablequeue import infotext

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from coordinator.common import timestamp
 from coordinator.queue.states import JobStage, JobStatus
 from coordinator.store.tables import JobRow
 from stablequeue.v1 import queue_pb2
@@ -20,20 +18,6 @@ STATUS_TO_PB = {
 }
 STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
 STAGE_TO_PB = {stage: queue_pb2.JobStage.Value(f"JOB_STAGE_{stage.name}") for stage in JobStage}
-
-
-EPOCH = datetime(1970, 1, 1)
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    """A stored naive-UTC datetime as a protobuf Timestamp (None stays unset).
-
-    Plain arithmetic: `Timestamp.FromDatetime` showed up in the submit profile.
-    """
-    if value is None:
-        return None
-    delta = value - EPOCH
-    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def job_to_pb(

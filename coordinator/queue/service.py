@@ -12,14 +12,15 @@ from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from coordinator.auth.principal import Principal
+from coordinator.common import check_enum, timestamp, utcnow
 from coordinator.dispatch.policy import ServerView, lacking_loras, model_matches
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from coordinator.outputs.store import result_to_pb
 from coordinator.queue import ordering, validation
-from coordinator.queue.convert import STATUS_FROM_PB, job_to_pb, timestamp
+from coordinator.queue.convert import STATUS_FROM_PB, job_to_pb
 from coordinator.queue.events import EventBus
 from coordinator.queue.listing import JobQuery, list_page
-from coordinator.queue.states import TERMINAL, JobStage, JobStatus, transition, utcnow
+from coordinator.queue.states import TERMINAL, JobStage, JobStatus, transition
 from coordinator.queue.submissions import (
     Submission,
     SubmissionWriter,
@@ -123,7 +124,7 @@ class QueueService:
         """
         normalized = validation.normalize_spec(spec)
         validation.validate_count(count, normalized)
-        validation.check_enum("seed_mode", queue_pb2.SeedMode, seed_mode, allow_zero=True)
+        check_enum("seed_mode", queue_pb2.SeedMode, seed_mode, allow_zero=True)
         validation.validate_idempotency_key(idempotency_key)
         await self._check_model(normalized)
         mode = seed_mode or queue_pb2.SEED_MODE_INCREMENT
@@ -338,7 +339,7 @@ class QueueService:
             NotFound: unknown job or anchor.
             FailedPrecondition: the job or the anchor is not pending.
         """
-        validation.check_enum("placement", queue_pb2.MovePlacement, placement, allow_zero=False)
+        check_enum("placement", queue_pb2.MovePlacement, placement, allow_zero=False)
         relative = placement in (
             queue_pb2.MOVE_PLACEMENT_BEFORE,
             queue_pb2.MOVE_PLACEMENT_AFTER,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
+from coordinator.common import utcnow
 from coordinator.errors import FailedPrecondition
 from coordinator.store.tables import JobRow
 
@@ -43,11 +44,6 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.CANCELLED: frozenset({JobStatus.PENDING}),
     JobStatus.COMPLETED: frozenset(),
 }
-
-
-def utcnow() -> datetime:
-    """Naive UTC, the form stored in every timestamp column."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def transition(

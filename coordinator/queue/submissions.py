@@ -24,10 +24,11 @@ from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from coordinator.auth.principal import Principal
+from coordinator.common import utcnow
 from coordinator.errors import AlreadyExists, StableQueueError
 from coordinator.kinds import APP_FROM_PB
 from coordinator.queue import ordering
-from coordinator.queue.states import JobStage, JobStatus, utcnow
+from coordinator.queue.states import JobStage, JobStatus
 from coordinator.store import Database
 from coordinator.store.tables import IdempotencyRow, JobImageRow, JobRow
 from stablequeue.v1 import queue_pb2

@@ -7,9 +7,8 @@ import math
 import re
 from typing import Any
 
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
-
 from coordinator.backends import sdcpp_names, sdcpp_options
+from coordinator.common import check_enum
 from coordinator.errors import InvalidArgument
 from stablequeue.v1 import common_pb2, queue_pb2
 
@@ -40,13 +39,6 @@ MAX_REQUIRED_MODELS = 50
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 SERVER_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF")
-
-
-def check_enum(field: str, wrapper: EnumTypeWrapper, value: int, *, allow_zero: bool) -> None:
-    """Rejects enum numbers the contract does not define (proto3 enums are open)."""
-    if value not in wrapper.values() or (value == 0 and not allow_zero):
-        names = ", ".join(n for n, _ in wrapper.items() if not n.endswith("UNSPECIFIED"))
-        raise InvalidArgument(field, f"unknown value {value}; expected one of {names}")
 
 
 def _range(field: str, value: float, low: float, high: float, *, zero_ok: bool = False) -> None:

@@ -21,9 +21,10 @@ from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 from sqlmodel import Session, col, select
 
 from coordinator.backends.base import Backend, InventoryEntry, Probe, ServerConfig
+from coordinator.common import utcnow
 from coordinator.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from coordinator.kinds import KINDS
-from coordinator.queue.states import JobStatus, utcnow
+from coordinator.queue.states import JobStatus
 from coordinator.store import Database
 from coordinator.store.tables import JobRow, ServerRow
 
