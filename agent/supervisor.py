@@ -73,6 +73,9 @@ class Supervisor:
         self._crashes: dict[str, list[float]] = {key: [] for key in config.models}
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle: asyncio.Task[None] | None = None
+        # When the idle check last looked at every model (monotonic; 0.0 before the
+        # first): what shows that a model was left running on purpose.
+        self.idle_checked_at = 0.0
         self._closing = False
         # Models being replaced after a reload: a job for one waits for its new process.
         self._replacing: dict[str, asyncio.Task[None]] = {}
@@ -215,6 +218,7 @@ class Supervisor:
                 ):
                     log.info("model %s idle for %g s: stopping", key, model.idle_timeout)
                     await process.stop()
+            self.idle_checked_at = now
 
     async def _make_room(self, key: str) -> None:
         need = self.config.models[key].vram_mb

@@ -155,7 +155,9 @@ async def test_a_port_in_use_is_refused(tmp_path: Path) -> None:
 async def test_a_stop_during_start_cancels_it(tmp_path: Path) -> None:
     process = supervised(tmp_path, model("--hang-on-start"))
     starting = asyncio.create_task(process.start())
-    while process.pid is None:  # noqa: ASYNC110 (the child appears inside start())
+    deadline = time.monotonic() + 10
+    while process.pid is None:  # the child appears inside start()
+        assert time.monotonic() < deadline, "the child never started"
         await asyncio.sleep(0.01)
     pid = process.pid
     await process.stop()

@@ -392,8 +392,8 @@ def test_a_cancel_reaches_the_agent_and_ends_the_generation(
             wait_until(lambda: connected(sq, "gpu-a"))
             server = start(sq, "sd")
             job = sq.submit(txt2img("five seconds of work", model="sd", steps=500, app="sdcpp"))
-            wait_until(lambda: sq.get_job(job.id).stage == queue_pb2.JOB_STAGE_GENERATING)
-            time.sleep(0.3)  # the request is on the server now
+            # Sampling has begun: the request is on the server.
+            wait_until(lambda: sq.get_job(job.id).progress.step >= 1)
             sq.cancel(job.id)
             # sd-server cannot interrupt a generation: the agent stops the server.
             wait_until(lambda: not alive(server.pid), timeout=10)

@@ -49,7 +49,9 @@ async def test_on_demand_starts_for_a_job_and_stops_when_idle(tmp_path: Path) ->
         assert process.state is State.STOPPED  # on demand: nothing runs yet
         await agent.ensure_ready("sd")
         agent.job_started("sd")
-        await asyncio.sleep(1.2)  # past the idle timeout, but a job is in flight
+        started = time.monotonic()
+        # An idle check well past the idle timeout has run, and a job is in flight.
+        await until(lambda: agent.idle_checked_at > started + 0.6, within=5)
         assert process.state is State.READY
         agent.job_finished("sd")
         await until(lambda: process.state is State.STOPPED, within=3)
@@ -78,8 +80,8 @@ async def test_a_model_that_keeps_crashing_is_left_failed_with_its_output(
     await agent.start()
     try:
         process = agent.processes["sd"]
+        # The fifth crash is recorded as the supervisor decides not to restart again.
         await until(lambda: len(agent._crashes["sd"]) >= 5, within=30)
-        await asyncio.sleep(0.5)
         assert process.state is State.FAILED and "simulated crash" in process.detail
     finally:
         await agent.close()
@@ -154,7 +156,8 @@ async def test_a_reload_restarts_only_what_changed_and_waits_for_running_jobs(
         assert agent.reload(new) == (["fresh"], ["change"], ["drop"])
         await until(lambda: not alive(pids["drop"]) and "drop" not in agent.processes)
         await until(lambda: agent.processes["fresh"].state is State.READY)
-        await asyncio.sleep(0.5)
+        reloaded = time.monotonic()
+        await until(lambda: agent.idle_checked_at > reloaded)  # the supervisor moved on
         assert alive(pids["change"])  # its job is still running
         agent.job_finished("change")
         await until(lambda: not alive(pids["change"]))
