@@ -522,6 +522,18 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _queue_commands(sub)
+    _image_commands(sub)
+    _model_commands(sub)
+    _dashboard_command(sub)
+    _node_commands(sub)
+    _server_commands(sub)
+    _key_commands(sub)
+    return root
+
+
+def _queue_commands(sub: Any) -> None:
+    """`sq` commands: submitting, listing and steering jobs."""
     p = sub.add_parser("submit", help="queue a job")
     p.add_argument("prompt", nargs="?", default="")
     p.add_argument("--negative", default="", help="negative prompt")
@@ -608,6 +620,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
+
+def _image_commands(sub: Any) -> None:
+    """`sq` commands: the gallery of stored images."""
     p = sub.add_parser("images", help="the gallery: stored images, newest first")
     p.add_argument("--job", default="", help="only this job's images")
     p.add_argument("--model", default="", help="model name contains")
@@ -629,6 +644,9 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("ids", nargs="+", metavar="ID")
     p.set_defaults(func=cmd_image)
 
+
+def _model_commands(sub: Any) -> None:
+    """`sq` commands: the model library and downloads."""
     p = sub.add_parser("models", help="the model library")
     models = p.add_subparsers(dest="models_command", required=True)
     k = models.add_parser("scan", help="scan the model roots (progress bar; exit 1 on errors)")
@@ -685,6 +703,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_downloads)
 
+
+def _dashboard_command(sub: Any) -> None:
+    """`sq` commands: the StableQueue tab as a web page."""
     p = sub.add_parser("dashboard", help="the StableQueue tab as a web page (needs gradio)")
     p.add_argument(
         "--listen", default="127.0.0.1:7870",
@@ -692,6 +713,9 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.set_defaults(func=cmd_dashboard)
 
+
+def _node_commands(sub: Any) -> None:
+    """`sq` commands: node agents and their model processes."""
     p = sub.add_parser("nodes", help="node agents: connected or not, resources")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_nodes)
@@ -712,6 +736,9 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--lines", type=int, default=200)
         p.set_defaults(func=cmd_process)
 
+
+def _server_commands(sub: Any) -> None:
+    """`sq` commands: backend servers."""
     p = sub.add_parser("servers", help="backend servers (Forge, ComfyUI, sd-server)")
     servers = p.add_subparsers(dest="servers_command", required=True)
     k = servers.add_parser("add", help="register a server")
@@ -732,6 +759,9 @@ def parser() -> argparse.ArgumentParser:
             k.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_servers)
 
+
+def _key_commands(sub: Any) -> None:
+    """`sq` commands: API keys."""
     p = sub.add_parser("keys", help="API keys")
     keys = p.add_subparsers(dest="keys_command", required=True)
     k = keys.add_parser("create", help="create a key (shown once)")
@@ -745,7 +775,6 @@ def parser() -> argparse.ArgumentParser:
     k = keys.add_parser("revoke", help="revoke a key")
     k.add_argument("id")
     p.set_defaults(func=cmd_keys)
-    return root
 
 
 def main(argv: list[str] | None = None) -> None:
