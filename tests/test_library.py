@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import blake3
@@ -367,3 +368,39 @@ def test_a_model_root_that_does_not_exist_is_reported_not_fatal(tmp_path: Path) 
             ]
     finally:
         running.close()
+
+
+def test_an_inventory_report_refuses_each_bad_field_by_name() -> None:
+    """SyncInventory's checks live in the library (coordinator.library.inventory), not in
+    the servicer: each refusal names the field."""
+    from coordinator.errors import InvalidArgument
+    from coordinator.library.inventory import InventoryReport
+
+    def refused(steps: Callable[[InventoryReport], object], field: str) -> None:
+        report = InventoryReport()
+        with pytest.raises(InvalidArgument, match=re.escape(field)):
+            steps(report)
+
+    ok = ("/m/a.safetensors", "a.safetensors", "checkpoint", "", 10)
+    refused(lambda r: r.add(*ok), "header: must come first")
+    refused(lambda r: r.finish(), "header: required")
+    refused(lambda r: r.header("bad host!", "forge", False), "header.host")
+    refused(lambda r: (r.header("h", "", False), r.header("h", "", False)), "sent twice")
+    refused(lambda r: (r.header("h", "", False), r.add("", "", "lora", "", 0)), "file[0].path")
+    long_name = "y" * 2001
+    refused(lambda r: (r.header("h", "", False), r.add(*ok), r.add("/x", long_name, "lora", "", 0)),
+            "file[1].backend_name")  # fmt: skip
+    refused(lambda r: (r.header("h", "", False), r.add("/x", "", "lora", "", 0, True)),
+            "file[0].removed")  # fmt: skip
+    refused(lambda r: (r.header("h", "", False), r.add("/x", "", "lora", "abc", 0)),
+            "file[0].hashes.sha256")  # fmt: skip
+    report = InventoryReport()
+    report.header("gpu-1", "comfyui", True)
+    report.add("/m/a.safetensors", "", "checkpoint", "0x" + "AB" * 32, -5)
+    report.add("/m/gone.safetensors", "", "lora", "", 0, removed=True)
+    report.finish()
+    [entry] = report.entries
+    assert (entry.backend_name, entry.sha256, entry.size_bytes) == (
+        "/m/a.safetensors", "ab" * 32, 0,
+    )  # fmt: skip
+    assert report.removed == ["/m/gone.safetensors"] and report.app == "comfyui"

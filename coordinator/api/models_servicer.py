@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import os
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,11 +13,11 @@ import grpc
 
 from coordinator.auth import principal as auth
 from coordinator.auth.keys import KeyService
-from coordinator.backends.base import InventoryEntry
 from coordinator.common import check_enum
 from coordinator.downloads.service import DownloadService
 from coordinator.errors import InvalidArgument, NotFound, PermissionDenied
 from coordinator.kinds import KIND_FROM_PB
+from coordinator.library.inventory import SHA256, InventoryReport
 from coordinator.library.service import LOCAL_HOST, TYPE_NAMES, ModelLibrary, model_to_pb
 from coordinator.nodes.service import NodeService
 from stablequeue.v1 import common_pb2, models_pb2, models_pb2_grpc
@@ -27,9 +26,6 @@ Ctx = grpc.aio.ServicerContext
 MAX_QUERY_CHARS = 500
 MAX_PAGE = 500
 FILE_CHUNK = 2 * 1024 * 1024  # ReadModelFile message size
-MAX_INVENTORY = 200_000
-HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _page(page: common_pb2.PageRequest) -> tuple[int, str]:
@@ -41,24 +37,6 @@ def _page(page: common_pb2.PageRequest) -> tuple[int, str]:
 def _type(value: int) -> str:
     check_enum("type", models_pb2.ModelType, value, allow_zero=True)
     return TYPE_NAMES.get(value, "")
-
-
-def _checked_file(file: models_pb2.InventoryFile, where: str, incremental: bool) -> str:
-    """The file's SHA-256 ("" when not sent), once its fields are checked.
-
-    Raises:
-        InvalidArgument: naming the field.
-    """
-    if not file.path or len(file.path) > 2000:
-        raise InvalidArgument(f"{where}.path", "required, at most 2000 chars")
-    if len(file.backend_name) > 2000:
-        raise InvalidArgument(f"{where}.backend_name", "at most 2000 chars")
-    if file.removed and not incremental:
-        raise InvalidArgument(f"{where}.removed", "only in an incremental sync")
-    sha = file.hashes.sha256.lower().removeprefix("0x")
-    if sha and not SHA256.match(sha):
-        raise InvalidArgument(f"{where}.hashes.sha256", "not 64 hex digits")
-    return sha
 
 
 def node_locations(
@@ -115,48 +93,25 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
         self, request_iterator: AsyncIterator[models_pb2.InventoryItem], context: Ctx
     ) -> models_pb2.SyncInventoryResponse:
         """A full snapshot of one host's model files: a header, then the files."""
-        header: models_pb2.InventoryHeader | None = None
-        entries: list[InventoryEntry] = []
-        removed: list[str] = []
+        report = InventoryReport()
         async for item in request_iterator:
             if item.HasField("header"):
-                if header is not None:
-                    raise InvalidArgument("header", "sent twice; one stream is one host")
-                if not HOST.match(item.header.host):
-                    raise InvalidArgument(
-                        "header.host", "1-100 letters, digits, '.', '_' or '-', got "
-                        f"{item.header.host[:40]!r}"
-                    )  # fmt: skip
-                check_enum("header.app", common_pb2.AppKind, item.header.app, allow_zero=True)
-                await self._may_sync(item.header.host)
-                header = item.header
+                head = item.header
+                report.header(head.host, KIND_FROM_PB.get(head.app, ""), head.incremental)
+                check_enum("header.app", common_pb2.AppKind, head.app, allow_zero=True)
+                await self._may_sync(head.host)
                 continue
-            if header is None:
-                raise InvalidArgument("header", "must come first")
             file = item.file
-            sha = _checked_file(file, f"file[{len(entries)}]", header.incremental)
-            if file.removed:
-                removed.append(file.path)
-                continue
-            entries.append(
-                InventoryEntry(
-                    path=file.path,
-                    backend_name=file.backend_name or file.path,
-                    type=TYPE_NAMES.get(file.type, "other"),
-                    sha256=sha,
-                    size_bytes=max(0, file.size_bytes),
-                )
-            )
-            if len(entries) > MAX_INVENTORY:
-                raise InvalidArgument("file", f"at most {MAX_INVENTORY} files per inventory")
-        if header is None:
-            raise InvalidArgument("header", "required")
-        app = KIND_FROM_PB.get(header.app, "")
+            report.add(
+                file.path, file.backend_name, TYPE_NAMES.get(file.type, "other"),
+                file.hashes.sha256, file.size_bytes, file.removed,
+            )  # fmt: skip
+        report.finish()
         matched, unknown = await self._library.sync_inventory(
-            header.host, app, entries, header.incremental, removed
+            report.host, report.app, report.entries, report.incremental, report.removed
         )
         return models_pb2.SyncInventoryResponse(
-            files_received=len(entries) + len(removed),
+            files_received=len(report.entries) + len(report.removed),
             models_matched=matched,
             needs_hash=unknown,
         )
