@@ -177,23 +177,23 @@ def test_a_cancelled_watch_is_not_an_error_and_leaves_nothing_behind(
     finally:
         stop.set()
         flowing.join(10)
+    before = server.run(subscriptions(bus))
     idle = sq.queue.WatchQueue(queue_pb2.WatchQueueRequest(snapshot=False))
-    server.run(asyncio_sleep(0.3))
+    wait_until(lambda: bool(server.run(subscriptions(bus)) - before))  # it waits for events
     idle.cancel()
 
     def cleaned() -> bool:
         server.run(collect(gc))
-        return not bus._all  # what the bus still feeds
+        return not server.run(subscriptions(bus))  # what the bus still feeds
 
     wait_until(cleaned, 10)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
 
 
-async def asyncio_sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
+async def subscriptions(bus: Any) -> set[Any]:
+    """The bus's whole-queue subscriptions, read on the coordinator's loop."""
+    return set(bus._all)
 
 
 async def collect(gc: Any) -> None:
