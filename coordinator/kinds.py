@@ -62,8 +62,8 @@ KINDS_FOR_APP: dict[str, tuple[str, ...]] = {
 }
 FIXED_MODEL_KINDS: tuple[str, ...] = tuple(name for name, k in KINDS.items() if k.fixed_model)
 
-# A job's app (or a server's kind) <-> the contract enum.
-APP_TO_PB: dict[str, int] = {name: APPS[name] for name in KINDS_FOR_APP}
-APP_FROM_PB: dict[int, str] = {value: name for name, value in APP_TO_PB.items()}
-KIND_TO_PB: dict[str, int] = {name: APPS[name] for name in KINDS}
+# A server's kind, and a job's app (a kind or "any"), <-> the contract enum.
+KIND_TO_PB: dict[str, int] = {name: kind.app for name, kind in KINDS.items()}
 KIND_FROM_PB: dict[int, str] = {value: name for name, value in KIND_TO_PB.items()}
+APP_TO_PB: dict[str, int] = {**KIND_TO_PB, ANY: APPS[ANY]}
+APP_FROM_PB: dict[int, str] = {value: name for name, value in APP_TO_PB.items()}
