@@ -19,12 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.config import PLACEHOLDER, ModelConfig, resolve_command
-from agent.output import Sampling, Step, is_bar, keep_tail
-from agent.output import lines as output_lines
-from coordinator.backends import sdcpp_names, sdcpp_options
-from coordinator.outputs.store import mime_of
 from stablequeue.v1 import queue_pb2
+from stablequeue_agent.config import PLACEHOLDER, ModelConfig, resolve_command
+from stablequeue_agent.output import Sampling, Step, is_bar, keep_tail
+from stablequeue_agent.output import lines as output_lines
+from stablequeue_coordinator.backends import sdcpp_names, sdcpp_options
+from stablequeue_coordinator.outputs.store import mime_of
 
 # The files sd.cpp loads as LoRAs (what its `<lora:…>` lookup tries).
 LORA_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".gguf")

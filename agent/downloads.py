@@ -26,13 +26,18 @@ from pathlib import Path
 
 import httpx
 
-from agent.config import AgentConfig, ModelConfig
-from coordinator.downloads import sources
-from coordinator.downloads.fetch import DownloadFailed, confined, fetch_chunks, partial_path
-from coordinator.errors import InvalidArgument
-from coordinator.library.civitai import DEFAULT_URL, CivitaiClient, CivitaiUnavailable
-from coordinator.library.classify import EXTENSIONS
 from stablequeue.v1 import models_pb2, processes_pb2
+from stablequeue_agent.config import AgentConfig, ModelConfig
+from stablequeue_coordinator.downloads import sources
+from stablequeue_coordinator.downloads.fetch import (
+    DownloadFailed,
+    confined,
+    fetch_chunks,
+    partial_path,
+)
+from stablequeue_coordinator.errors import InvalidArgument
+from stablequeue_coordinator.library.civitai import DEFAULT_URL, CivitaiClient, CivitaiUnavailable
+from stablequeue_coordinator.library.classify import EXTENSIONS
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 60.0

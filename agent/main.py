@@ -31,19 +31,19 @@ import grpc
 import psutil
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent.cli_job import CliFailed, check_settings, lora_dir_of, lora_files, run_cli
-from agent.config import ConfigError, load_config
-from agent.downloads import NodeDownloads, missing_files, model_file, needed_files
-from agent.gpus import Gpus, load_nvml
-from agent.output import readable
-from agent.process import StartFailed, State
-from agent.supervisor import Supervisor
-from coordinator.backends.base import Attempt, ServerConfig
-from coordinator.backends.sdcpp import SdCppBackend
-from coordinator.downloads.fetch import DownloadFailed
-from coordinator.errors import BackendRejected, BackendUnavailable
-from coordinator.logs import configure_logging
 from stablequeue.v1 import models_pb2, models_pb2_grpc, processes_pb2, processes_pb2_grpc, queue_pb2
+from stablequeue_agent.cli_job import CliFailed, check_settings, lora_dir_of, lora_files, run_cli
+from stablequeue_agent.config import ConfigError, load_config
+from stablequeue_agent.downloads import NodeDownloads, missing_files, model_file, needed_files
+from stablequeue_agent.gpus import Gpus, load_nvml
+from stablequeue_agent.output import readable
+from stablequeue_agent.process import StartFailed, State
+from stablequeue_agent.supervisor import Supervisor
+from stablequeue_coordinator.backends.base import Attempt, ServerConfig
+from stablequeue_coordinator.backends.sdcpp import SdCppBackend
+from stablequeue_coordinator.downloads.fetch import DownloadFailed
+from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable
+from stablequeue_coordinator.logs import configure_logging
 
 log = logging.getLogger("sq-agent")
 JOB_PROGRESS_EVERY_S = 0.25

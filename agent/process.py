@@ -26,9 +26,9 @@ from pathlib import Path
 
 import httpx
 
-from agent.config import PLACEHOLDER, ModelConfig, resolve_command
-from agent.output import Sampling, Step, keep_tail
-from agent.output import lines as output_lines
+from stablequeue_agent.config import PLACEHOLDER, ModelConfig, resolve_command
+from stablequeue_agent.output import Sampling, Step, keep_tail
+from stablequeue_agent.output import lines as output_lines
 
 log = logging.getLogger(__name__)
 TAIL_LINES = 200

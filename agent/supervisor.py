@@ -26,9 +26,9 @@ from pathlib import Path
 
 import psutil
 
-from agent.config import AgentConfig, ModelConfig
-from agent.process import ModelProcess, StartFailed, State
-from coordinator.downloads.fetch import DownloadFailed
+from stablequeue_agent.config import AgentConfig, ModelConfig
+from stablequeue_agent.process import ModelProcess, StartFailed, State
+from stablequeue_coordinator.downloads.fetch import DownloadFailed
 
 log = logging.getLogger(__name__)
 MAX_CRASHES = 5

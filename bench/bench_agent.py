@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.config import ModelConfig  # noqa: E402
-from agent.process import ModelProcess, free_port  # noqa: E402
 from stablequeue import Client, txt2img  # noqa: E402
 from stablequeue.v1 import processes_pb2, queue_pb2  # noqa: E402
+from stablequeue_agent.config import ModelConfig  # noqa: E402
+from stablequeue_agent.process import ModelProcess, free_port  # noqa: E402
 
 SERVER = str(ROOT / "tests" / "fakes" / "sd_server_process.py")
 
@@ -74,7 +74,7 @@ def start_coordinator(data: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A coordinator process on a free port, and its address."""
     port = free_port()
     coordinator = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", "--listen", f"127.0.0.1:{port}",
+        [sys.executable, "-m", "stablequeue_coordinator", "--listen", f"127.0.0.1:{port}",
          "--data-dir", str(data), "--log-level", "WARNING"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -85,7 +85,8 @@ def start_agent(address: str, config: Path, work: Path, *extra: str) -> subproce
     """An agent (node "bench-node") for the coordinator at `address`, once it listens."""
     _wait_port(int(address.rsplit(":", 1)[1]))
     return subprocess.Popen(
-        [sys.executable, "-m", "agent.main", "--coordinator", address, "--config", str(config),
+        [sys.executable, "-m", "stablequeue_agent.main", "--coordinator", address,
+         "--config", str(config),
          "--name", "bench-node", "--work-dir", str(work / "agent"), *extra],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -125,7 +126,7 @@ def death_to_requeue(work: Path, beat: float, sig: signal.Signals) -> float:
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
-        from agent.supervisor import end_orphans
+        from stablequeue_agent.supervisor import end_orphans
 
         end_orphans(work / "agent" / "children.json")
 
@@ -170,7 +171,7 @@ def node_job_overhead(work: Path, jobs: int) -> tuple[float, float]:
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(20)
-        from agent.supervisor import end_orphans
+        from stablequeue_agent.supervisor import end_orphans
 
         end_orphans(work / "agent" / "children.json")
 

@@ -29,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from coordinator.downloads.fetch import fetch_url, partial_path  # noqa: E402
+from stablequeue_coordinator.downloads.fetch import fetch_url, partial_path  # noqa: E402
 
 SERVER = """
 import sys

@@ -34,9 +34,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from coordinator.library.hashing import BLOCK, HAS_BLAKE3, hash_file  # noqa: E402
-from coordinator.library.service import ModelLibrary  # noqa: E402
-from coordinator.store.db import Database  # noqa: E402
+from stablequeue_coordinator.library.hashing import BLOCK, HAS_BLAKE3, hash_file  # noqa: E402
+from stablequeue_coordinator.library.service import ModelLibrary  # noqa: E402
+from stablequeue_coordinator.store.db import Database  # noqa: E402
 
 MiB = 1024 * 1024
 

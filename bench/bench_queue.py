@@ -39,7 +39,7 @@ PNG_MAGIC = bytes.fromhex("89504e470d0a1a0a")
 class Coordinator:
     def __init__(self, data_dir: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "coordinator", "--listen", "127.0.0.1:0",
+            [sys.executable, "-m", "stablequeue_coordinator", "--listen", "127.0.0.1:0",
              "--data-dir", str(data_dir), "--log-level", "WARNING"],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip

@@ -1,5 +1,5 @@
 """`python -m coordinator` is `sq-coordinator`."""
 
-from coordinator.main import main
+from stablequeue_coordinator.main import main
 
 main()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from coordinator.errors import InvalidArgument
+from stablequeue_coordinator.errors import InvalidArgument
 
 EPOCH = datetime(1970, 1, 1)
 

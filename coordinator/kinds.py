@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from stablequeue.app_kinds import APPS
 
 if TYPE_CHECKING:
-    from coordinator.backends.base import Backend, ServerConfig
+    from stablequeue_coordinator.backends.base import Backend, ServerConfig
 
 ANY = "any"  # a job's app when any kind may run it
 
@@ -44,12 +44,16 @@ class BackendKind:
 KINDS: dict[str, BackendKind] = {
     kind.name: kind
     for kind in (
-        BackendKind("forge", "Forge / A1111", "coordinator.backends.forge:ForgeBackend"),
-        BackendKind("comfyui", "ComfyUI", "coordinator.backends.comfyui:ComfyUIBackend"),
+        BackendKind(
+            "forge", "Forge / A1111", "stablequeue_coordinator.backends.forge:ForgeBackend"
+        ),
+        BackendKind(
+            "comfyui", "ComfyUI", "stablequeue_coordinator.backends.comfyui:ComfyUIBackend"
+        ),
         BackendKind(
             "sdcpp",
             "stable-diffusion.cpp server",
-            "coordinator.backends.sdcpp:SdCppBackend",
+            "stablequeue_coordinator.backends.sdcpp:SdCppBackend",
             fixed_model=True,
         ),
     )

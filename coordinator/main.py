@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from coordinator.config import load_settings
-from coordinator.logs import configure_logging
-from coordinator.server import start_coordinator
+from stablequeue_coordinator.config import load_settings
+from stablequeue_coordinator.logs import configure_logging
+from stablequeue_coordinator.server import start_coordinator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -10,25 +10,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from coordinator.api.interceptor import ApiInterceptor
-from coordinator.api.models_servicer import ModelsServicer
-from coordinator.api.processes_servicer import ProcessesServicer
-from coordinator.api.queue_servicer import QueueServicer
-from coordinator.auth.keys import KeyService
-from coordinator.backends.base import Backend, ServerConfig
-from coordinator.backends.registry import make_backend
-from coordinator.config import Settings
-from coordinator.dispatch.dispatcher import Dispatcher, DispatchSettings
-from coordinator.downloads.service import DownloadService
-from coordinator.library.civitai import CivitaiClient
-from coordinator.library.service import ModelLibrary
-from coordinator.nodes.backend import NodeBackend, is_node_place
-from coordinator.nodes.service import NodeService
-from coordinator.outputs.store import ResultStore
-from coordinator.queue.events import EventBus
-from coordinator.queue.service import QueueService
-from coordinator.servers.service import ServerService
-from coordinator.store import Database
 from stablequeue.v1 import (
     models_pb2,
     models_pb2_grpc,
@@ -37,6 +18,25 @@ from stablequeue.v1 import (
     queue_pb2,
     queue_pb2_grpc,
 )
+from stablequeue_coordinator.api.interceptor import ApiInterceptor
+from stablequeue_coordinator.api.models_servicer import ModelsServicer
+from stablequeue_coordinator.api.processes_servicer import ProcessesServicer
+from stablequeue_coordinator.api.queue_servicer import QueueServicer
+from stablequeue_coordinator.auth.keys import KeyService
+from stablequeue_coordinator.backends.base import Backend, ServerConfig
+from stablequeue_coordinator.backends.registry import make_backend
+from stablequeue_coordinator.config import Settings
+from stablequeue_coordinator.dispatch.dispatcher import Dispatcher, DispatchSettings
+from stablequeue_coordinator.downloads.service import DownloadService
+from stablequeue_coordinator.library.civitai import CivitaiClient
+from stablequeue_coordinator.library.service import ModelLibrary
+from stablequeue_coordinator.nodes.backend import NodeBackend, is_node_place
+from stablequeue_coordinator.nodes.service import NodeService
+from stablequeue_coordinator.outputs.store import ResultStore
+from stablequeue_coordinator.queue.events import EventBus
+from stablequeue_coordinator.queue.service import QueueService
+from stablequeue_coordinator.servers.service import ServerService
+from stablequeue_coordinator.store import Database
 
 log = logging.getLogger(__name__)
 SERVED = (

@@ -20,9 +20,9 @@ import psutil
 import psycopg
 import pytest
 
-from coordinator.config import Settings
-from coordinator.server import Coordinator, start_coordinator
 from stablequeue import Client
+from stablequeue_coordinator.config import Settings
+from stablequeue_coordinator.server import Coordinator, start_coordinator
 
 T = TypeVar("T")
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"

@@ -55,7 +55,7 @@ def start_agent(tmp_path: Path, address: str, host: FileHost, models: str) -> su
     env = {**os.environ, "HF_ENDPOINT": host.url, "HF_HOME": str(tmp_path / "hf-home"),
            "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
     return subprocess.Popen(
-        [sys.executable, "-m", "agent.main", "--coordinator", address, "--config",
+        [sys.executable, "-m", "stablequeue_agent.main", "--coordinator", address, "--config",
          str(work / "models.yml"), "--name", "gpu-d", "--work-dir", str(work / "state"),
          "--heartbeat", str(BEAT)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(work / "agent.log").open("w"),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pynvml
 
-from agent.gpus import Gpu, Gpus, load_nvml
+from stablequeue_agent.gpus import Gpu, Gpus, load_nvml
 
 MB = 2**20
 

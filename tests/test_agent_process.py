@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.config import ConfigError, ModelConfig, load_config
-from agent.process import ModelProcess, StartFailed, State
+from stablequeue_agent.config import ConfigError, ModelConfig, load_config
+from stablequeue_agent.process import ModelProcess, StartFailed, State
 
 SERVER = str(Path(__file__).parent / "fakes" / "sd_server_process.py")
 
@@ -177,8 +177,8 @@ def test_a_failed_runs_reason_leaves_out_every_progress_bar() -> None:
     sampling bars in s/it): the reason keeps its words, no bar of either kind."""
     import collections
 
-    from agent.cli_job import reason
-    from agent.output import keep_tail, readable
+    from stablequeue_agent.cli_job import reason
+    from stablequeue_agent.output import keep_tail, readable
 
     printed = [
         "[INFO ] model_loader.cpp:242  - load models/sd15.safetensors using safetensors format",

@@ -57,7 +57,8 @@ def start_agent(
     config = tmp_path / "models.yml"
     config.write_text(models)
     return subprocess.Popen(
-        [sys.executable, "-m", "agent.main", "--coordinator", address, "--config", str(config),
+        [sys.executable, "-m", "stablequeue_agent.main", "--coordinator", address,
+         "--config", str(config),
          "--name", name, "--work-dir", str(tmp_path / "agent"), "--heartbeat", str(BEAT),
          *extra],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(tmp_path / "agent.log").open("w"),
@@ -79,7 +80,7 @@ def start_cli_agent(
         f"    env: {{SQ_FAKE_ARGS_LOG: {str(tmp_path / 'args.log')!r}}}\n"
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "agent.main", "--coordinator", address, "--config",
+        [sys.executable, "-m", "stablequeue_agent.main", "--coordinator", address, "--config",
          str(config), "--name", name, "--work-dir", str(tmp_path / "agent"),
          "--heartbeat", str(BEAT)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
@@ -240,7 +241,7 @@ def test_a_job_runs_on_a_node_and_survives_the_node_dying(
                 process.send_signal(signal.SIGTERM)
                 process.wait(15)
     # The killed agent's model server is an orphan now; end it like a restarted agent would.
-    from agent.supervisor import end_orphans
+    from stablequeue_agent.supervisor import end_orphans
 
     end_orphans(tmp_path / "a" / "agent" / "children.json")
 

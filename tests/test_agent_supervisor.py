@@ -13,9 +13,9 @@ from pathlib import Path
 
 import psutil
 
-from agent.config import AgentConfig, ModelConfig
-from agent.process import State
-from agent.supervisor import Supervisor
+from stablequeue_agent.config import AgentConfig, ModelConfig
+from stablequeue_agent.process import State
+from stablequeue_agent.supervisor import Supervisor
 from tests.test_agent_process import SERVER, alive
 
 
@@ -182,7 +182,7 @@ async def test_a_child_still_starting_is_on_record_for_the_next_agent(tmp_path: 
         pid = agent.processes["slow"].pid
         # The agent dies now (nothing more runs); a new one reads what was recorded.
         await until(lambda: f'"pid": {pid}' in (tmp_path / "agent" / "children.json").read_text())
-        from agent.supervisor import end_orphans
+        from stablequeue_agent.supervisor import end_orphans
 
         assert await asyncio.to_thread(end_orphans, tmp_path / "agent" / "children.json") == [pid]
         assert not alive(pid)

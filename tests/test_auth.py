@@ -12,11 +12,11 @@ import grpc
 import pytest
 from sqlmodel import select
 
-from coordinator.api.interceptor import is_loopback
-from coordinator.auth.principal import Scope
-from coordinator.store.tables import ApiKeyRow
 from stablequeue import Client, txt2img
 from stablequeue.v1 import common_pb2, models_pb2, processes_pb2, queue_pb2
+from stablequeue_coordinator.api.interceptor import is_loopback
+from stablequeue_coordinator.auth.principal import Scope
+from stablequeue_coordinator.store.tables import ApiKeyRow
 from tests.conftest import CoordinatorThread, make_settings
 from tests.helpers import raises, wait_until
 

@@ -208,7 +208,7 @@ def test_unseeded_submits_get_random_seeds_recorded_as_their_images_say(
     with the image (and shown by `sq show` and `sq images`) is the one in its infotext."""
     import re
 
-    from coordinator.outputs import png
+    from stablequeue_coordinator.outputs import png
     from tests.fakes.sdcpp import FakeSdServer
 
     backend = FakeForge() if kind == "forge" else FakeSdServer()

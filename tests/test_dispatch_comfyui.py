@@ -204,8 +204,8 @@ def test_a_cancel_that_lands_with_a_websocket_message_is_not_lost() -> None:
     same turn of the event loop, every time."""
     import asyncio
 
-    from coordinator.backends.base import Attempt, ServerConfig
-    from coordinator.backends.comfyui import ComfyUIBackend
+    from stablequeue_coordinator.backends.base import Attempt, ServerConfig
+    from stablequeue_coordinator.backends.comfyui import ComfyUIBackend
 
     class Socket:  # the websocket's side: recv() waits for the next message
         def __init__(self) -> None:

@@ -10,9 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coordinator.downloads.fetch import DownloadFailed, confined, fetch_url, partial_path
-from coordinator.errors import InvalidArgument
-from coordinator.library.hashing import hash_file
+from stablequeue_coordinator.downloads.fetch import (
+    DownloadFailed,
+    confined,
+    fetch_url,
+    partial_path,
+)
+from stablequeue_coordinator.errors import InvalidArgument
+from stablequeue_coordinator.library.hashing import hash_file
 from tests.fakes.files import FileHost, random_bytes
 
 SIZE = 3 * 1024 * 1024 + 12345
@@ -139,7 +144,7 @@ def test_destinations_stay_inside_the_model_roots(tmp_path: Path) -> None:
 async def test_a_cut_stream_resumes_from_the_offset_on_disk(tmp_path: Path) -> None:
     from collections.abc import AsyncIterator
 
-    from coordinator.downloads.fetch import fetch_chunks
+    from stablequeue_coordinator.downloads.fetch import fetch_chunks
 
     data = random_bytes(5_000_000, seed=12)
     asked: list[int] = []
@@ -168,7 +173,7 @@ async def test_no_token_or_signature_reaches_the_log(
 ) -> None:
     import logging
 
-    from coordinator.logs import configure_logging
+    from stablequeue_coordinator.logs import configure_logging
 
     configure_logging("INFO")  # as sq-coordinator and sq-agent do
     caplog.set_level(logging.DEBUG)

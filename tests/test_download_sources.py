@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coordinator.downloads.fetch import DownloadFailed
-from coordinator.downloads.sources import (
+from stablequeue_coordinator.downloads.fetch import DownloadFailed
+from stablequeue_coordinator.downloads.sources import (
     Cancelled,
     Job,
     civitai_version_id,
@@ -20,8 +20,8 @@ from coordinator.downloads.sources import (
     from_huggingface,
     from_url,
 )
-from coordinator.errors import InvalidArgument
-from coordinator.library.civitai import CivitaiClient
+from stablequeue_coordinator.errors import InvalidArgument
+from stablequeue_coordinator.library.civitai import CivitaiClient
 from tests.fakes.civitai import FakeCivitai
 from tests.fakes.files import FileHost, random_bytes
 

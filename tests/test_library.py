@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from coordinator.library.hashing import hash_file
-from coordinator.library.safetensors_header import HeaderError, read_header
 from stablequeue import Client
 from stablequeue.v1 import models_pb2
+from stablequeue_coordinator.library.hashing import hash_file
+from stablequeue_coordinator.library.safetensors_header import HeaderError, read_header
 from tests.conftest import CoordinatorThread, make_settings
 from tests.fakes.forge import png
 from tests.helpers import raises
@@ -371,10 +371,10 @@ def test_a_model_root_that_does_not_exist_is_reported_not_fatal(tmp_path: Path) 
 
 
 def test_an_inventory_report_refuses_each_bad_field_by_name() -> None:
-    """SyncInventory's checks live in the library (coordinator.library.inventory), not in
+    """SyncInventory's checks live in the library (library/inventory.py), not in
     the servicer: each refusal names the field."""
-    from coordinator.errors import InvalidArgument
-    from coordinator.library.inventory import InventoryReport
+    from stablequeue_coordinator.errors import InvalidArgument
+    from stablequeue_coordinator.library.inventory import InventoryReport
 
     def refused(steps: Callable[[InventoryReport], object], field: str) -> None:
         report = InventoryReport()

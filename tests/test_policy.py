@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from coordinator.dispatch.policy import JobView, ServerView, choose_server, model_matches, plan
+from stablequeue_coordinator.dispatch.policy import (
+    JobView,
+    ServerView,
+    choose_server,
+    model_matches,
+    plan,
+)
 
 
 def forge(alias: str, **kw: object) -> ServerView:

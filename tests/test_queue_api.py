@@ -7,9 +7,9 @@ import json
 import grpc
 import pytest
 
-from coordinator.queue.states import JobStatus
 from stablequeue import Client, txt2img, workflow
 from stablequeue.v1 import common_pb2, queue_pb2
+from stablequeue_coordinator.queue.states import JobStatus
 from tests.conftest import CoordinatorThread
 from tests.helpers import PNG_1PX, raises
 

@@ -15,8 +15,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from coordinator.config import load_settings
-from coordinator.store import Database
+from stablequeue_coordinator.config import load_settings
+from stablequeue_coordinator.store import Database
 from tests.conftest import CoordinatorThread, make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,11 +161,11 @@ def test_of_two_claims_of_one_job_exactly_one_wins(database_url: str) -> None:
     claim each job; one gets it, the other is told it is no longer pending."""
     import asyncio
 
-    from coordinator.auth.principal import LOCAL
-    from coordinator.errors import FailedPrecondition
-    from coordinator.queue.events import EventBus
-    from coordinator.queue.service import QueueService
     from stablequeue import txt2img
+    from stablequeue_coordinator.auth.principal import LOCAL
+    from stablequeue_coordinator.errors import FailedPrecondition
+    from stablequeue_coordinator.queue.events import EventBus
+    from stablequeue_coordinator.queue.service import QueueService
 
     async def race() -> list[list[str]]:
         first, second = Database(database_url), Database(database_url)

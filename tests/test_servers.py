@@ -113,8 +113,8 @@ def test_every_backend_kind_registers_reports_up_and_round_trips_the_contract(
     has a fake in the tests, maps to its own contract enum value and back (also as the
     SDK and CLI name it), is accepted by RegisterServer, and its adapter probes the
     fake up."""
-    from coordinator.kinds import APP_FROM_PB, KIND_FROM_PB, KINDS, KINDS_FOR_APP
     from stablequeue.app_kinds import APP_NAMES, APPS
+    from stablequeue_coordinator.kinds import APP_FROM_PB, KIND_FROM_PB, KINDS, KINDS_FOR_APP
     from tests.fakes.comfyui import FakeComfyUI
     from tests.fakes.forge import FakeForge
     from tests.fakes.sdcpp import FakeSdServer

@@ -8,10 +8,10 @@ from typing import Any
 import grpc
 import pytest
 
-from coordinator.errors import InvalidArgument
-from coordinator.queue.validation import normalize_spec
 from stablequeue import Client, StableQueueError, txt2img
 from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.errors import InvalidArgument
+from stablequeue_coordinator.queue.validation import normalize_spec
 from tests.conftest import CoordinatorThread
 from tests.helpers import PNG_1PX, raises
 
@@ -171,7 +171,7 @@ def test_one_request_may_add_at_most_its_byte_budget() -> None:
     """One 40 MB init image x 10 copies took 1.6 GB of memory and a 1 GB database.
     Init images count once per request (a batch stores them once); the rest of the
     spec once per copy."""
-    from coordinator.queue.validation import MAX_REQUEST_BYTES, validate_count
+    from stablequeue_coordinator.queue.validation import MAX_REQUEST_BYTES, validate_count
 
     image = PNG_1PX + bytes(40 << 20)
     validate_count(1000, txt2img("x", init_images=[image]))

@@ -9,9 +9,9 @@ from typing import Any
 import grpc
 import pytest
 
-from coordinator.queue.states import JobStatus
 from stablequeue import Client, txt2img
 from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.queue.states import JobStatus
 from tests.conftest import CoordinatorThread
 from tests.helpers import PNG_1PX, raises, wait_until
 
@@ -126,8 +126,8 @@ def test_watch_streams_end_when_the_coordinator_stops(sqlite_server: Coordinator
 async def test_a_watcher_that_cannot_keep_up_is_cut_off_by_bytes_too() -> None:
     """Progress events carry previews: 1 MB each, a stalled watcher held them all
     (4096 of them, 4 GB) before; it is cut off at BUFFER_BYTES now."""
-    from coordinator.errors import ResourceExhausted
-    from coordinator.queue.events import BUFFER_BYTES, EventBus
+    from stablequeue_coordinator.errors import ResourceExhausted
+    from stablequeue_coordinator.queue.events import BUFFER_BYTES, EventBus
 
     bus = EventBus()
     sub = bus.subscribe(None)

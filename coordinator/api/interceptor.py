@@ -11,9 +11,9 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from coordinator.auth import principal as auth
-from coordinator.auth.keys import KeyService
-from coordinator.errors import InvalidArgument, StableQueueError, Unauthenticated
+from stablequeue_coordinator.auth import principal as auth
+from stablequeue_coordinator.auth.keys import KeyService
+from stablequeue_coordinator.errors import InvalidArgument, StableQueueError, Unauthenticated
 
 log = logging.getLogger(__name__)
 OWN_SERVICES = "/stablequeue."

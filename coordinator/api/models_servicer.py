@@ -11,16 +11,21 @@ from pathlib import Path
 
 import grpc
 
-from coordinator.auth import principal as auth
-from coordinator.auth.keys import KeyService
-from coordinator.common import check_enum
-from coordinator.downloads.service import DownloadService
-from coordinator.errors import InvalidArgument, NotFound, PermissionDenied
-from coordinator.kinds import KIND_FROM_PB
-from coordinator.library.inventory import SHA256, InventoryReport
-from coordinator.library.service import LOCAL_HOST, TYPE_NAMES, ModelLibrary, model_to_pb
-from coordinator.nodes.service import NodeService
 from stablequeue.v1 import common_pb2, models_pb2, models_pb2_grpc
+from stablequeue_coordinator.auth import principal as auth
+from stablequeue_coordinator.auth.keys import KeyService
+from stablequeue_coordinator.common import check_enum
+from stablequeue_coordinator.downloads.service import DownloadService
+from stablequeue_coordinator.errors import InvalidArgument, NotFound, PermissionDenied
+from stablequeue_coordinator.kinds import KIND_FROM_PB
+from stablequeue_coordinator.library.inventory import SHA256, InventoryReport
+from stablequeue_coordinator.library.service import (
+    LOCAL_HOST,
+    TYPE_NAMES,
+    ModelLibrary,
+    model_to_pb,
+)
+from stablequeue_coordinator.nodes.service import NodeService
 
 Ctx = grpc.aio.ServicerContext
 MAX_QUERY_CHARS = 500

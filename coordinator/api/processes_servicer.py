@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from coordinator.auth import principal as auth
-from coordinator.auth.keys import KeyService
-from coordinator.common import check_enum, timestamp
-from coordinator.errors import InvalidArgument
-from coordinator.kinds import KIND_FROM_PB, KIND_TO_PB, KINDS
-from coordinator.nodes.service import NodeService
-from coordinator.servers.service import ServerService, ServerSpec, ServerState
 from stablequeue.v1 import common_pb2, processes_pb2, processes_pb2_grpc
+from stablequeue_coordinator.auth import principal as auth
+from stablequeue_coordinator.auth.keys import KeyService
+from stablequeue_coordinator.common import check_enum, timestamp
+from stablequeue_coordinator.errors import InvalidArgument
+from stablequeue_coordinator.kinds import KIND_FROM_PB, KIND_TO_PB, KINDS
+from stablequeue_coordinator.nodes.service import NodeService
+from stablequeue_coordinator.servers.service import ServerService, ServerSpec, ServerState
 
 Ctx = grpc.aio.ServicerContext
 HEALTH_TO_PB = {

@@ -10,17 +10,17 @@ from pathlib import Path
 import grpc
 from google.protobuf.message import Message
 
-from coordinator.auth import principal as auth
-from coordinator.auth.keys import KeyService
-from coordinator.common import check_enum, timestamp
-from coordinator.errors import InvalidArgument
-from coordinator.kinds import APP_FROM_PB
-from coordinator.outputs.store import ResultQuery, ResultStore, result_to_pb
-from coordinator.queue.convert import STATUS_FROM_PB
-from coordinator.queue.listing import JobQuery
-from coordinator.queue.service import QueueService
-from coordinator.store.tables import ApiKeyRow
 from stablequeue.v1 import common_pb2, queue_pb2, queue_pb2_grpc
+from stablequeue_coordinator.auth import principal as auth
+from stablequeue_coordinator.auth.keys import KeyService
+from stablequeue_coordinator.common import check_enum, timestamp
+from stablequeue_coordinator.errors import InvalidArgument
+from stablequeue_coordinator.kinds import APP_FROM_PB
+from stablequeue_coordinator.outputs.store import ResultQuery, ResultStore, result_to_pb
+from stablequeue_coordinator.queue.convert import STATUS_FROM_PB
+from stablequeue_coordinator.queue.listing import JobQuery
+from stablequeue_coordinator.queue.service import QueueService
+from stablequeue_coordinator.store.tables import ApiKeyRow
 
 SCOPE_FROM_PB = {
     queue_pb2.KEY_SCOPE_ADMIN: auth.Scope.ADMIN,

@@ -15,11 +15,16 @@ import time
 
 from sqlmodel import Session, col, select
 
-from coordinator.auth.principal import Principal, Scope
-from coordinator.common import utcnow
-from coordinator.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from coordinator.store import Database
-from coordinator.store.tables import ApiKeyRow
+from stablequeue_coordinator.auth.principal import Principal, Scope
+from stablequeue_coordinator.common import utcnow
+from stablequeue_coordinator.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from stablequeue_coordinator.store import Database
+from stablequeue_coordinator.store.tables import ApiKeyRow
 
 log = logging.getLogger(__name__)
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

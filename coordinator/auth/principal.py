@@ -6,7 +6,7 @@ import contextvars
 from dataclasses import dataclass
 from enum import StrEnum
 
-from coordinator.errors import PermissionDenied
+from stablequeue_coordinator.errors import PermissionDenied
 
 
 class Scope(StrEnum):

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 import certifi
 import httpx
 
-from coordinator.errors import BackendRejected, BackendUnavailable
-from coordinator.queue.states import JobStage
 from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable
+from stablequeue_coordinator.queue.states import JobStage
 
 ProgressCallback = Callable[[queue_pb2.JobProgress], Awaitable[None] | None]
 # Reports what a running job is doing (stage, human-readable reason).

@@ -25,8 +25,9 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from coordinator.backends import comfyui_workflow
-from coordinator.backends.base import (
+from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.backends import comfyui_workflow
+from stablequeue_coordinator.backends.base import (
     Attempt,
     Image,
     InventoryEntry,
@@ -35,9 +36,8 @@ from coordinator.backends.base import (
     http_client,
     request,
 )
-from coordinator.errors import BackendRejected, BackendUnavailable
-from coordinator.outputs.store import mime_of
-from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable
+from stablequeue_coordinator.outputs.store import mime_of
 
 log = logging.getLogger(__name__)
 # While following the websocket, /history is also checked this often, so a

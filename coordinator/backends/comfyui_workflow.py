@@ -12,8 +12,8 @@ import contextlib
 import re
 from typing import Any
 
-from coordinator.errors import BackendRejected
 from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.errors import BackendRejected
 
 # A1111 / Forge sampler labels → ComfyUI KSampler `sampler_name` ids.
 SAMPLERS = {

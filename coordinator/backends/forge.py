@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 
-from coordinator.backends.base import (
+from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.backends.base import (
     Attempt,
     Image,
     InventoryEntry,
@@ -28,10 +29,9 @@ from coordinator.backends.base import (
     http_client,
     request,
 )
-from coordinator.errors import BackendRejected, BackendUnavailable
-from coordinator.outputs import png
-from coordinator.outputs.store import mime_of
-from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable
+from stablequeue_coordinator.outputs import png
+from stablequeue_coordinator.outputs.store import mime_of
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25

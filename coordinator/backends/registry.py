@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from coordinator.backends.base import Backend, ServerConfig
-from coordinator.kinds import KINDS
+from stablequeue_coordinator.backends.base import Backend, ServerConfig
+from stablequeue_coordinator.kinds import KINDS
 
 
 def make_backend(config: ServerConfig, timeout: float = 600.0) -> Backend:

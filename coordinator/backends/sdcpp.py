@@ -19,8 +19,9 @@ from typing import Any
 
 import httpx
 
-from coordinator.backends import sdcpp_names, sdcpp_options
-from coordinator.backends.base import (
+from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.backends import sdcpp_names, sdcpp_options
+from stablequeue_coordinator.backends.base import (
     Attempt,
     Image,
     InventoryEntry,
@@ -29,13 +30,12 @@ from coordinator.backends.base import (
     http_client,
     request,
 )
-from coordinator.backends.forge import sdapi_images
-from coordinator.dispatch.policy import model_matches
-from coordinator.errors import BackendRejected, BackendUnavailable
-from coordinator.outputs import png
-from coordinator.outputs.store import mime_of
-from coordinator.queue.states import JobStage
-from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.backends.forge import sdapi_images
+from stablequeue_coordinator.dispatch.policy import model_matches
+from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable
+from stablequeue_coordinator.outputs import png
+from stablequeue_coordinator.outputs.store import mime_of
+from stablequeue_coordinator.queue.states import JobStage
 
 log = logging.getLogger(__name__)
 # sd-server's job API is polled: soon after the submit (a turbo image on a GPU takes

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coordinator.outputs.store import mime_of
+from stablequeue_coordinator.outputs.store import mime_of
 
 CACHE_MODES = ("easycache", "ucache", "dbcache", "taylorseer", "cache-dit", "spectrum")
 MAX_REF_IMAGES = 8

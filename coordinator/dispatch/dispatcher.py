@@ -20,18 +20,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from coordinator.backends.base import Attempt, Backend, Image, ServerConfig
-from coordinator.common import utcnow
-from coordinator.dispatch.policy import JobView, ServerView, choose_server, plan
-from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition
-from coordinator.kinds import APP_FROM_PB
-from coordinator.library.service import ModelLibrary
-from coordinator.outputs.store import ResultStore
-from coordinator.queue.convert import STAGE_TO_PB
-from coordinator.queue.service import DispatchRow, QueueService
-from coordinator.queue.states import JobStage, JobStatus
-from coordinator.servers.service import ServerService, ServerState
 from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.backends.base import Attempt, Backend, Image, ServerConfig
+from stablequeue_coordinator.common import utcnow
+from stablequeue_coordinator.dispatch.policy import JobView, ServerView, choose_server, plan
+from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition
+from stablequeue_coordinator.kinds import APP_FROM_PB
+from stablequeue_coordinator.library.service import ModelLibrary
+from stablequeue_coordinator.outputs.store import ResultStore
+from stablequeue_coordinator.queue.convert import STAGE_TO_PB
+from stablequeue_coordinator.queue.service import DispatchRow, QueueService
+from stablequeue_coordinator.queue.states import JobStage, JobStatus
+from stablequeue_coordinator.servers.service import ServerService, ServerState
 
 log = logging.getLogger(__name__)
 LOOKAHEAD = 200

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from coordinator.kinds import FIXED_MODEL_KINDS, KINDS_FOR_APP
+from stablequeue_coordinator.kinds import FIXED_MODEL_KINDS, KINDS_FOR_APP
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from coordinator.errors import InvalidArgument
-from coordinator.library.hashing import FileHashes, Hasher, hash_file, is_safetensors
+from stablequeue_coordinator.errors import InvalidArgument
+from stablequeue_coordinator.library.hashing import FileHashes, Hasher, hash_file, is_safetensors
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024

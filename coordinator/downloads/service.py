@@ -25,16 +25,16 @@ from urllib.parse import urlsplit
 import httpx
 from sqlmodel import Session, col, select
 
-from coordinator.common import timestamp, utcnow
-from coordinator.downloads import sources
-from coordinator.downloads.fetch import DownloadFailed, confined, shown_url
-from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
-from coordinator.library.civitai import CivitaiClient
-from coordinator.library.hashing import FileHashes
-from coordinator.library.service import ModelLibrary
-from coordinator.store.db import Database
-from coordinator.store.tables import DownloadRow, ModelRow
 from stablequeue.v1 import models_pb2, processes_pb2
+from stablequeue_coordinator.common import timestamp, utcnow
+from stablequeue_coordinator.downloads import sources
+from stablequeue_coordinator.downloads.fetch import DownloadFailed, confined, shown_url
+from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
+from stablequeue_coordinator.library.civitai import CivitaiClient
+from stablequeue_coordinator.library.hashing import FileHashes
+from stablequeue_coordinator.library.service import ModelLibrary
+from stablequeue_coordinator.store.db import Database
+from stablequeue_coordinator.store.tables import DownloadRow, ModelRow
 
 log = logging.getLogger(__name__)
 STATES = {

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from coordinator.downloads.fetch import (
+from stablequeue_coordinator.downloads.fetch import (
     DownloadFailed,
     ProgressFn,
     check_space,
@@ -31,9 +31,9 @@ from coordinator.downloads.fetch import (
     fetch_url,
     partial_path,
 )
-from coordinator.errors import InvalidArgument
-from coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
-from coordinator.library.hashing import FileHashes, hash_file
+from stablequeue_coordinator.errors import InvalidArgument
+from stablequeue_coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
+from stablequeue_coordinator.library.hashing import FileHashes, hash_file
 
 log = logging.getLogger(__name__)
 AIR = re.compile(r"urn:air:[\w.-]+:[\w.-]+:civitai:(\d+)@(\d+)(?:\.[\w]+)?", re.IGNORECASE)

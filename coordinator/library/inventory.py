@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from coordinator.backends.base import InventoryEntry
-from coordinator.errors import InvalidArgument
+from stablequeue_coordinator.backends.base import InventoryEntry
+from stablequeue_coordinator.errors import InvalidArgument
 
 MAX_INVENTORY = 200_000
 MAX_PATH_CHARS = 2000

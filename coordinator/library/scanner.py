@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from coordinator.library import classify, metadata
-from coordinator.library.hashing import SAFETENSORS_SUFFIXES, FileHashes, hash_file
-from coordinator.library.safetensors_header import HeaderError, read_header
+from stablequeue_coordinator.library import classify, metadata
+from stablequeue_coordinator.library.hashing import SAFETENSORS_SUFFIXES, FileHashes, hash_file
+from stablequeue_coordinator.library.safetensors_header import HeaderError, read_header
 
 # Above this size a safetensors file's tensor-data hash (AutoV3) is skipped: it
 # doubles the CPU of hashing a checkpoint and only LoRA-sized files are looked

@@ -23,21 +23,21 @@ from typing import Any
 from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
-from coordinator.backends.base import InventoryEntry
-from coordinator.common import timestamp, utcnow
-from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
-from coordinator.kinds import KIND_TO_PB
-from coordinator.library import metadata
-from coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
-from coordinator.library.classify import EXTENSIONS
-from coordinator.library.hashing import SAFETENSORS_SUFFIXES, FileHashes
-from coordinator.library.metadata import ModelInfo
-from coordinator.library.safetensors_header import HeaderError, read_header
-from coordinator.library.scanner import Examined, Found, examine, walk
-from coordinator.outputs.store import mime_of
-from coordinator.store.db import Database
-from coordinator.store.tables import LocationRow, ModelRow
 from stablequeue.v1 import common_pb2, models_pb2
+from stablequeue_coordinator.backends.base import InventoryEntry
+from stablequeue_coordinator.common import timestamp, utcnow
+from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
+from stablequeue_coordinator.kinds import KIND_TO_PB
+from stablequeue_coordinator.library import metadata
+from stablequeue_coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
+from stablequeue_coordinator.library.classify import EXTENSIONS
+from stablequeue_coordinator.library.hashing import SAFETENSORS_SUFFIXES, FileHashes
+from stablequeue_coordinator.library.metadata import ModelInfo
+from stablequeue_coordinator.library.safetensors_header import HeaderError, read_header
+from stablequeue_coordinator.library.scanner import Examined, Found, examine, walk
+from stablequeue_coordinator.outputs.store import mime_of
+from stablequeue_coordinator.store.db import Database
+from stablequeue_coordinator.store.tables import LocationRow, ModelRow
 
 log = logging.getLogger(__name__)
 LOCAL_HOST = "coordinator"  # locations under the coordinator's own --model-root folders

@@ -7,18 +7,23 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from coordinator.backends.base import Attempt, Image, Probe, ServerConfig
-from coordinator.backends.sdcpp import OWN_TEXT
-from coordinator.downloads.fetch import DownloadFailed
-from coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition, NotFound
-from coordinator.nodes.service import NODE_SCHEME, NodeService
+from stablequeue_coordinator.backends.base import Attempt, Image, Probe, ServerConfig
+from stablequeue_coordinator.backends.sdcpp import OWN_TEXT
+from stablequeue_coordinator.downloads.fetch import DownloadFailed
+from stablequeue_coordinator.errors import (
+    BackendRejected,
+    BackendUnavailable,
+    FailedPrecondition,
+    NotFound,
+)
+from stablequeue_coordinator.nodes.service import NODE_SCHEME, NodeService
 
 if TYPE_CHECKING:
-    from coordinator.downloads.service import DownloadService
-from coordinator.outputs import png
-from coordinator.outputs.store import mime_of
-from coordinator.queue.states import JobStage
+    from stablequeue_coordinator.downloads.service import DownloadService
 from stablequeue.v1 import models_pb2, processes_pb2, queue_pb2
+from stablequeue_coordinator.outputs import png
+from stablequeue_coordinator.outputs.store import mime_of
+from stablequeue_coordinator.queue.states import JobStage
 
 log = logging.getLogger(__name__)
 CANCEL_WAIT_S = 30.0  # a cancel that stops the model's server waits for its grace

@@ -16,11 +16,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from coordinator.common import timestamp, utcnow
-from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
-from coordinator.servers.service import Health, ServerState
-from coordinator.store.tables import ServerRow
 from stablequeue.v1 import processes_pb2
+from stablequeue_coordinator.common import timestamp, utcnow
+from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
+from stablequeue_coordinator.servers.service import Health, ServerState
+from stablequeue_coordinator.store.tables import ServerRow
 
 log = logging.getLogger(__name__)
 NODE_SCHEME = "node://"  # base URL of a node place: node://<node>:<model>

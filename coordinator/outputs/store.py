@@ -25,14 +25,14 @@ from typing import Any
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
-from coordinator.backends.base import Image
-from coordinator.common import timestamp, utcnow
-from coordinator.errors import InvalidArgument, NotFound
-from coordinator.outputs import png
-from coordinator.store import Database
-from coordinator.store.tables import JobRow, ResultRow
 from stablequeue import infotext
 from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.backends.base import Image
+from stablequeue_coordinator.common import timestamp, utcnow
+from stablequeue_coordinator.errors import InvalidArgument, NotFound
+from stablequeue_coordinator.outputs import png
+from stablequeue_coordinator.store import Database
+from stablequeue_coordinator.store.tables import JobRow, ResultRow
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinator.common import timestamp
-from coordinator.queue.states import JobStage, JobStatus
-from coordinator.store.tables import JobRow
 from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.common import timestamp
+from stablequeue_coordinator.queue.states import JobStage, JobStatus
+from stablequeue_coordinator.store.tables import JobRow
 
 STATUS_TO_PB = {
     JobStatus.PENDING: queue_pb2.JOB_STATUS_PENDING,

@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from coordinator.errors import BackendUnavailable, ResourceExhausted
 from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.errors import BackendUnavailable, ResourceExhausted
 
 BUFFER = 4096
 # Events carry preview images: a watcher's backlog is bounded by bytes as well.

@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
-from coordinator.auth.principal import Principal
-from coordinator.errors import InvalidArgument, PermissionDenied
-from coordinator.queue.states import JobStatus
-from coordinator.store.tables import JobRow
+from stablequeue_coordinator.auth.principal import Principal
+from stablequeue_coordinator.errors import InvalidArgument, PermissionDenied
+from stablequeue_coordinator.queue.states import JobStatus
+from stablequeue_coordinator.store.tables import JobRow
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000

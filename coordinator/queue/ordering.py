@@ -12,8 +12,8 @@ from __future__ import annotations
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from coordinator.queue.states import JobStatus
-from coordinator.store.tables import JobRow
+from stablequeue_coordinator.queue.states import JobStatus
+from stablequeue_coordinator.store.tables import JobRow
 
 GAP = 1 << 20
 

@@ -11,26 +11,26 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
-from coordinator.auth.principal import Principal
-from coordinator.common import check_enum, timestamp, utcnow
-from coordinator.dispatch.policy import ServerView, lacking_loras, model_matches
-from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
-from coordinator.outputs.store import result_to_pb
-from coordinator.queue import ordering, validation
-from coordinator.queue.convert import STATUS_FROM_PB, job_to_pb
-from coordinator.queue.events import EventBus
-from coordinator.queue.listing import JobQuery, list_page
-from coordinator.queue.states import TERMINAL, JobStage, JobStatus, transition
-from coordinator.queue.submissions import (
+from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.auth.principal import Principal
+from stablequeue_coordinator.common import check_enum, timestamp, utcnow
+from stablequeue_coordinator.dispatch.policy import ServerView, lacking_loras, model_matches
+from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
+from stablequeue_coordinator.outputs.store import result_to_pb
+from stablequeue_coordinator.queue import ordering, validation
+from stablequeue_coordinator.queue.convert import STATUS_FROM_PB, job_to_pb
+from stablequeue_coordinator.queue.events import EventBus
+from stablequeue_coordinator.queue.listing import JobQuery, list_page
+from stablequeue_coordinator.queue.states import TERMINAL, JobStage, JobStatus, transition
+from stablequeue_coordinator.queue.submissions import (
     Submission,
     SubmissionWriter,
     detach_init_images,
     fingerprint,
     vary_seeds,
 )
-from coordinator.store import Database
-from coordinator.store.tables import JobImageRow, JobRow, ServerRow, SettingRow
-from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.store import Database
+from stablequeue_coordinator.store.tables import JobImageRow, JobRow, ServerRow, SettingRow
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ ET = queue_pb2.JobEventType
 Listener = Callable[[queue_pb2.Job | None, int], None]
 
 if TYPE_CHECKING:
-    from coordinator.library.service import ModelLibrary
-    from coordinator.outputs.store import ResultStore
-    from coordinator.servers.service import ServerService, ServerState
+    from stablequeue_coordinator.library.service import ModelLibrary
+    from stablequeue_coordinator.outputs.store import ResultStore
+    from stablequeue_coordinator.servers.service import ServerService, ServerState
 
 
 # What scheduling reads of a pending job (see QueueService.dispatchable).

@@ -6,9 +6,9 @@ import logging
 from datetime import datetime
 from enum import StrEnum
 
-from coordinator.common import utcnow
-from coordinator.errors import FailedPrecondition
-from coordinator.store.tables import JobRow
+from stablequeue_coordinator.common import utcnow
+from stablequeue_coordinator.errors import FailedPrecondition
+from stablequeue_coordinator.store.tables import JobRow
 
 log = logging.getLogger(__name__)
 

@@ -23,15 +23,15 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
-from coordinator.auth.principal import Principal
-from coordinator.common import utcnow
-from coordinator.errors import AlreadyExists, StableQueueError
-from coordinator.kinds import APP_FROM_PB
-from coordinator.queue import ordering
-from coordinator.queue.states import JobStage, JobStatus
-from coordinator.store import Database
-from coordinator.store.tables import IdempotencyRow, JobImageRow, JobRow
 from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.auth.principal import Principal
+from stablequeue_coordinator.common import utcnow
+from stablequeue_coordinator.errors import AlreadyExists, StableQueueError
+from stablequeue_coordinator.kinds import APP_FROM_PB
+from stablequeue_coordinator.queue import ordering
+from stablequeue_coordinator.queue.states import JobStage, JobStatus
+from stablequeue_coordinator.store import Database
+from stablequeue_coordinator.store.tables import IdempotencyRow, JobImageRow, JobRow
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import math
 import re
 from typing import Any
 
-from coordinator.backends import sdcpp_names, sdcpp_options
-from coordinator.common import check_enum
-from coordinator.errors import InvalidArgument
 from stablequeue.v1 import common_pb2, queue_pb2
+from stablequeue_coordinator.backends import sdcpp_names, sdcpp_options
+from stablequeue_coordinator.common import check_enum
+from stablequeue_coordinator.errors import InvalidArgument
 
 MAX_PROMPT_CHARS = 20_000
 MAX_STEPS = 500

@@ -20,13 +20,18 @@ from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 
 from sqlmodel import Session, col, select
 
-from coordinator.backends.base import Backend, InventoryEntry, Probe, ServerConfig
-from coordinator.common import utcnow
-from coordinator.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from coordinator.kinds import KINDS
-from coordinator.queue.states import JobStatus
-from coordinator.store import Database
-from coordinator.store.tables import JobRow, ServerRow
+from stablequeue_coordinator.backends.base import Backend, InventoryEntry, Probe, ServerConfig
+from stablequeue_coordinator.common import utcnow
+from stablequeue_coordinator.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from stablequeue_coordinator.kinds import KINDS
+from stablequeue_coordinator.queue.states import JobStatus
+from stablequeue_coordinator.store import Database
+from stablequeue_coordinator.store.tables import JobRow, ServerRow
 
 log = logging.getLogger(__name__)
 ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

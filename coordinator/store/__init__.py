@@ -1,5 +1,5 @@
 """Persistence: SQLModel tables, numbered migrations and the database handle."""
 
-from coordinator.store.db import Database
+from stablequeue_coordinator.store.db import Database
 
 __all__ = ["Database"]

@@ -1,5 +1,5 @@
 """Alembic environment: migrations run programmatically on the connection the
-coordinator hands over (see `coordinator.store.db.Database.migrate`)."""
+coordinator hands over (see `stablequeue_coordinator.store.db.Database.migrate`)."""
 
 from alembic import context
 
