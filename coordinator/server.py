@@ -30,7 +30,6 @@ from stablequeue_coordinator.dispatch.dispatcher import Dispatcher, DispatchSett
 from stablequeue_coordinator.downloads.service import DownloadService
 from stablequeue_coordinator.library.civitai import CivitaiClient
 from stablequeue_coordinator.library.service import ModelLibrary
-from stablequeue_coordinator.nodes.backend import NodeBackend, is_node_place
 from stablequeue_coordinator.nodes.service import NodeService
 from stablequeue_coordinator.outputs.store import ResultStore
 from stablequeue_coordinator.queue.events import EventBus
@@ -127,9 +126,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     nodes.on_offline(downloads.node_lost)
 
     def backend_for(config: ServerConfig) -> Backend:
-        if is_node_place(config):
-            return NodeBackend(nodes, config, downloads)
-        return make_backend(config)
+        return make_backend(config, services={"nodes": nodes, "downloads": downloads})
 
     dispatcher = Dispatcher(
         queue,

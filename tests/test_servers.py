@@ -113,18 +113,35 @@ def test_every_backend_kind_registers_reports_up_and_round_trips_the_contract(
     has a fake in the tests, maps to its own contract enum value and back (also as the
     SDK and CLI name it), is accepted by RegisterServer, and its adapter probes the
     fake up."""
+    import importlib
+
     from stablequeue.app_kinds import APP_NAMES, APPS
-    from stablequeue_coordinator.kinds import APP_FROM_PB, KIND_FROM_PB, KINDS, KINDS_FOR_APP
+    from stablequeue_coordinator.kinds import (
+        APP_FROM_PB,
+        KIND_FROM_PB,
+        KIND_TO_PB,
+        KINDS,
+        KINDS_FOR_APP,
+        SERVER_KINDS,
+    )
     from tests.fakes.comfyui import FakeComfyUI
     from tests.fakes.forge import FakeForge
     from tests.fakes.sdcpp import FakeSdServer
 
     fakes = {"forge": FakeForge, "comfyui": FakeComfyUI, "sdcpp": FakeSdServer}
-    assert set(fakes) == set(KINDS), "a kind without a fake, or a fake without a kind"
-    assert set(APPS) == {*KINDS, "any"}, "the contract's AppKind and the registry differ"
+    assert set(fakes) == set(SERVER_KINDS), "a kind without a fake, or a fake without a kind"
+    assert set(APPS) == {*SERVER_KINDS, "any"}, "the contract's AppKind and the registry differ"
     assert KINDS_FOR_APP["any"] == tuple(KINDS)
+    for name, kind in KINDS.items():
+        module, _, cls = kind.adapter.partition(":")
+        assert isinstance(getattr(importlib.import_module(module), cls), type), name
+        # A kind that is not registered (a node's model, from its agent's session) runs
+        # a registrable kind's jobs and shows as that kind in the contract.
+        if not kind.registrable:
+            assert kind.runs in SERVER_KINDS and KIND_TO_PB[name] == SERVER_KINDS[kind.runs].app
+            assert name in KINDS_FOR_APP[kind.runs]
     with server.client() as sq:
-        for name, kind in KINDS.items():
+        for name, kind in SERVER_KINDS.items():
             assert APP_NAMES[kind.app] == KIND_FROM_PB[kind.app] == APP_FROM_PB[kind.app] == name
             fake = fakes[name]()
             try:

@@ -12,7 +12,7 @@ from stablequeue_coordinator.auth import principal as auth
 from stablequeue_coordinator.auth.keys import KeyService
 from stablequeue_coordinator.common import check_enum, timestamp
 from stablequeue_coordinator.errors import InvalidArgument
-from stablequeue_coordinator.kinds import KIND_FROM_PB, KIND_TO_PB, KINDS
+from stablequeue_coordinator.kinds import KIND_FROM_PB, KIND_TO_PB, SERVER_KINDS
 from stablequeue_coordinator.nodes.service import NodeService
 from stablequeue_coordinator.servers.service import ServerService, ServerSpec, ServerState
 
@@ -29,7 +29,7 @@ def kind_of(value: int, *, allow_zero: bool = False) -> str:
     if value == 0 and allow_zero:
         return ""
     if value not in KIND_FROM_PB:
-        names = [name.upper() for name in KINDS]
+        names = [name.upper() for name in SERVER_KINDS]
         raise InvalidArgument("kind", f"must be {', '.join(names[:-1])} or {names[-1]}")
     return KIND_FROM_PB[value]
 

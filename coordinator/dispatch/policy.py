@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stablequeue_coordinator.kinds import FIXED_MODEL_KINDS, KINDS_FOR_APP
+from stablequeue_coordinator.kinds import FIXED_MODEL_KINDS, KINDS, KINDS_FOR_APP
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ def model_matches(loaded: str, wanted: str) -> bool:
 def why_unsuitable(server: ServerView, job: JobView) -> str | None:
     """Why `server` can never take `job` right now, ignoring its free slots."""
     if server.kind not in KINDS_FOR_APP.get(job.app, ()):
-        return f"{server.alias} is a {server.kind} server"
+        shown = KINDS[server.kind].app_name if server.kind in KINDS else server.kind
+        return f"{server.alias} is a {shown} server"
     if not server.enabled:
         return f"server {server.alias} is disabled"
     if server.paused:

@@ -29,13 +29,14 @@ log = logging.getLogger(__name__)
 CANCEL_WAIT_S = 30.0  # a cancel that stops the model's server waits for its grace
 
 
-def is_node_place(config: ServerConfig) -> bool:
-    return config.base_url.startswith(NODE_SCHEME)
-
-
 class NodeBackend:
     def __init__(
-        self, nodes: NodeService, config: ServerConfig, downloads: DownloadService | None = None
+        self,
+        config: ServerConfig,
+        timeout: float = 0.0,  # (a node's job runs as long as its agent reports progress)
+        *,
+        nodes: NodeService,
+        downloads: DownloadService | None = None,
     ) -> None:
         self._nodes = nodes
         self._downloads = downloads

@@ -97,7 +97,7 @@ class NodeService:
         for node in self.nodes.values():
             for model in node.info.models:
                 alias = f"{node.info.name}:{model.key}"
-                row = ServerRow(alias=alias, kind="sdcpp", base_url=f"{NODE_SCHEME}{alias}",
+                row = ServerRow(alias=alias, kind="node", base_url=f"{NODE_SCHEME}{alias}",
                                 max_concurrency=1, paused=node.draining,
                                 created_at=now, updated_at=now)  # fmt: skip
                 health = Health(

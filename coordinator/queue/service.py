@@ -174,7 +174,7 @@ class QueueService:
         names = [lora.name for lora in params.loras]
         lacking = {}
         for place in places:
-            view = ServerView(place.row.alias, "sdcpp", True, loras=place.health.loras)
+            view = ServerView(place.row.alias, place.row.kind, True, loras=place.health.loras)
             missing = lacking_loras(view, names)
             if not missing:
                 return

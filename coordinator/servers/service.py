@@ -28,7 +28,7 @@ from stablequeue_coordinator.errors import (
     InvalidArgument,
     NotFound,
 )
-from stablequeue_coordinator.kinds import KINDS
+from stablequeue_coordinator.kinds import SERVER_KINDS
 from stablequeue_coordinator.queue.states import JobStatus
 from stablequeue_coordinator.store import Database
 from stablequeue_coordinator.store.tables import JobRow, ServerRow
@@ -102,8 +102,8 @@ def take_credentials(spec: ServerSpec) -> None:
 
 
 def validate(kind: str, spec: ServerSpec) -> None:
-    if kind not in KINDS:
-        raise InvalidArgument("kind", f"must be one of {', '.join(KINDS)}")
+    if kind not in SERVER_KINDS:
+        raise InvalidArgument("kind", f"must be one of {', '.join(SERVER_KINDS)}")
     if spec.base_url is not None:
         parsed = urlparse(spec.base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -328,7 +328,11 @@ class ServerService:
     def _record(self, alias: str, probe: Probe, kind: str = "") -> None:
         health = Health("up" if probe.up else "down", probe.reason, probe.loaded_model, utcnow())
         self._set_health(alias, health)
-        if probe.inventory is not None and kind:
+        if (
+            probe.inventory is not None
+            and kind in SERVER_KINDS
+            and ("probe" in SERVER_KINDS[kind].inventory)
+        ):
             for listener in self._inventory_listeners:
                 task = asyncio.create_task(listener(alias, kind, probe.inventory))
                 self._inventory_tasks.add(task)
