@@ -16,8 +16,9 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,20 +34,35 @@ from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, 
 from stablequeue_coordinator.library.civitai import CivitaiClient
 from stablequeue_coordinator.library.hashing import FileHashes
 from stablequeue_coordinator.library.service import ModelLibrary
+from stablequeue_coordinator.statemachine import Machine
 from stablequeue_coordinator.store.db import Database
 from stablequeue_coordinator.store.tables import DownloadRow, ModelRow
 
 log = logging.getLogger(__name__)
+
+
+class DownloadState(StrEnum):
+    QUEUED = "queued"
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+_RUNNING = (DownloadState.QUEUED, DownloadState.DOWNLOADING, DownloadState.VERIFYING)
+# Unfinished states move among themselves (a restart re-queues; a download of several
+# files verifies one and fetches the next; an agent repeats its state with progress)
+# and to any end; an end is final.
+DOWNLOAD: Machine[DownloadState] = Machine.of(
+    "download", {**{state: set(DownloadState) for state in _RUNNING},
+                 **{state: set() for state in set(DownloadState) - set(_RUNNING)}},
+)  # fmt: skip
+TERMINAL = DOWNLOAD.terminal
 STATES = {
-    "queued": models_pb2.DOWNLOAD_STATE_QUEUED,
-    "downloading": models_pb2.DOWNLOAD_STATE_DOWNLOADING,
-    "verifying": models_pb2.DOWNLOAD_STATE_VERIFYING,
-    "completed": models_pb2.DOWNLOAD_STATE_COMPLETED,
-    "failed": models_pb2.DOWNLOAD_STATE_FAILED,
-    "cancelled": models_pb2.DOWNLOAD_STATE_CANCELLED,
+    state.value: getattr(models_pb2, f"DOWNLOAD_STATE_{state.name}") for state in DownloadState
 }
-NAMES = {number: name for name, number in STATES.items()}
-TERMINAL = {"completed", "failed", "cancelled"}
+NAMES = {number: DownloadState(name) for name, number in STATES.items()}
 SAVE_EVERY_S = 2.0  # progress written to the store (a restart shows where it was)
 WATCH_EVERY_S = 0.25  # progress events to watchers
 SPEED_WINDOW_S = 5.0
@@ -88,6 +104,7 @@ class DownloadService:
         self._civitai = civitai
         self._nodes = nodes
         self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()  # state updates and saves under way
         self._live: dict[str, Live] = {}
         self._http = httpx.AsyncClient(
             follow_redirects=True, timeout=httpx.Timeout(60.0, connect=10.0)
@@ -113,12 +130,13 @@ class DownloadService:
 
         for row in await self._db.run(unfinished):
             if row.node:  # its agent resumes it, or it is lost with the node
-                await self._finish(Live(row), "failed", "the coordinator restarted during "
-                                   "this node download; start it again")  # fmt: skip
+                await self._move(Live(row), DownloadState.FAILED, "the coordinator restarted "
+                                 "during this node download; start it again")  # fmt: skip
                 continue
             log.info("download %s (%s) resumes", row.id, row.shown)
-            row.state = "queued"
-            self._spawn(Live(row))
+            live = Live(row)
+            await self._move(live, DownloadState.QUEUED)
+            self._spawn(live)
 
     async def close(self) -> None:
         """Stops the running downloads; their records and partial files stay for a resume."""
@@ -130,6 +148,7 @@ class DownloadService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._http.aclose()
 
     # ---- requests -----------------------------------------------------------
@@ -143,7 +162,8 @@ class DownloadService:
         kind, source, shown = self._check(request)
         now = utcnow()
         row = DownloadRow(
-            id=uuid.uuid4().hex, state="queued", kind=kind, source=json.dumps(source),
+            id=uuid.uuid4().hex, state=DownloadState.QUEUED.value, kind=kind,
+            source=json.dumps(source),
             shown=shown, dest=request.dest, sha256=request.sha256.lower(), node=request.node,
             created_at=now, updated_at=now,
         )  # fmt: skip
@@ -202,8 +222,7 @@ class DownloadService:
         elif live.task is not None:
             live.task.cancel()
             await asyncio.gather(live.task, return_exceptions=True)
-        if live.row.state not in TERMINAL:
-            await self._finish(live, "cancelled", "")
+        await self._move(live, DownloadState.CANCELLED)
         return self.to_pb(live)
 
     async def watch(self, download_id: str) -> AsyncIterator[models_pb2.Download]:
@@ -355,20 +374,22 @@ class DownloadService:
 
         live.job = sources.Job(
             row.id, self._library.roots, row.dest, row.sha256, on_progress=progress,
-            on_verifying=lambda: loop.call_soon_threadsafe(self._set_state, live, "verifying"),
+            on_verifying=lambda: loop.call_soon_threadsafe(
+                self._soon, self._move(live, DownloadState.VERIFYING)
+            ),
         )  # fmt: skip
         try:
             async with self._slots:
-                await self._set(live, "downloading")
+                await self._move(live, DownloadState.DOWNLOADING)
                 fetched = await self._fetch(row, live.job)
-                await self._set(live, "verifying")
+                await self._move(live, DownloadState.VERIFYING)
                 models = [await self._register(f) for f in fetched]
             row.dest_path = str(fetched[0].path)
             row.model_id = models[0]
-            await self._finish(live, "completed", "")
+            await self._move(live, DownloadState.COMPLETED)
             log.info("download %s completed: %s", row.id, row.dest_path)
         except (DownloadFailed, InvalidArgument) as e:
-            await self._finish(live, "failed", str(e))
+            await self._move(live, DownloadState.FAILED, str(e))
             log.warning("download %s failed: %s", row.id, e)
         except (asyncio.CancelledError, sources.Cancelled):
             if live.cancelling:
@@ -438,7 +459,7 @@ class DownloadService:
                     return  # already final
             now = utcnow()
             row = DownloadRow(
-                id=update.download_id, state="queued", kind="node", source="{}",
+                id=update.download_id, state=DownloadState.QUEUED.value, kind="node", source="{}",
                 shown=update.source or f"for {update.model}", node=node, created_at=now,
                 updated_at=now,
             )  # fmt: skip
@@ -446,25 +467,22 @@ class DownloadService:
             live = self._live[row.id] = Live(row)
         if update.bytes_total or update.bytes_done:
             self._progress(live, update.bytes_done, update.bytes_total)
-        state = NAMES.get(update.state, "")
-        if state in ("completed", "failed", "cancelled"):
-            if state == "completed" and update.files:
-                live.row.dest_path = update.files[0].path
-                live.row.model_id = update.files[0].sha256
-                for f in update.files:
-                    hashes = FileHashes(f.sha256, f.autov1, f.autov3, f.blake3)
-                    await self._library.register_remote(node, f.path, hashes, f.size)
-            await self._finish(live, state, update.error)
-        elif state:
-            await self._set(live, state)
+        state = NAMES.get(update.state)
+        if state is None:
+            return
+        if state is DownloadState.COMPLETED and update.files:
+            live.row.dest_path = update.files[0].path
+            live.row.model_id = update.files[0].sha256
+            for f in update.files:
+                hashes = FileHashes(f.sha256, f.autov1, f.autov3, f.blake3)
+                await self._library.register_remote(node, f.path, hashes, f.size)
+        await self._move(live, state, update.error)
 
     def node_lost(self, node: str) -> None:
         """A node went offline: its downloads are over."""
         for live in list(self._live.values()):
             if live.row.node == node and live.row.state not in TERMINAL:
-                asyncio.get_running_loop().create_task(
-                    self._finish(live, "failed", f"node {node} went offline")
-                )
+                self._soon(self._move(live, DownloadState.FAILED, f"node {node} went offline"))
 
     # ---- state --------------------------------------------------------------
 
@@ -479,27 +497,37 @@ class DownloadService:
             self._tell(live)
         if now - live.saved_at >= SAVE_EVERY_S:
             live.saved_at = now
-            asyncio.get_running_loop().create_task(self._save(live))
+            self._soon(self._save(live))
 
-    def _set_state(self, live: Live, state: str) -> None:
-        asyncio.get_running_loop().create_task(self._set(live, state))
+    def _soon(self, work: Coroutine[Any, Any, None]) -> None:
+        """Runs `work` in a task the service keeps (and `close()` awaits)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
-    async def _set(self, live: Live, state: str) -> None:
-        if live.row.state in TERMINAL:
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a download's state update failed", exc_info=task.exception())
+
+    async def _move(self, live: Live, state: DownloadState, error: str = "") -> None:
+        """The one place a download's state changes: checked against `DOWNLOAD`,
+        stored, told to its watchers; an end also releases them."""
+        old = DownloadState(live.row.state)
+        if old in TERMINAL:  # a late report (an agent's, a thread's) after the end
+            log.debug("download %s is %s; %s ignored", live.row.id, old, state)
             return
-        live.row.state = state
+        if not DOWNLOAD.check(live.row.id, old, state, error):
+            return
+        live.row.state = state.value
+        if state in TERMINAL:
+            live.row.error = error
         await self._save(live)
         self._tell(live)
-
-    async def _finish(self, live: Live, state: str, error: str) -> None:
-        if live.row.state in TERMINAL:
-            return
-        live.row.state, live.row.error = state, error
-        await self._save(live)
-        self._tell(live)
-        for queue in live.watchers:
-            queue.put_nowait(None)
-        self._live.pop(live.row.id, None)
+        if state in TERMINAL:
+            for queue in live.watchers:
+                queue.put_nowait(None)
+            self._live.pop(live.row.id, None)
 
     async def _save(self, live: Live) -> None:
         row = live.row
@@ -524,7 +552,7 @@ class DownloadService:
     def to_pb(self, live: Live) -> models_pb2.Download:
         row = live.row
         speed = eta = 0.0
-        if len(live.samples) >= 2 and row.state == "downloading":
+        if len(live.samples) >= 2 and row.state == DownloadState.DOWNLOADING:
             (t0, b0), (t1, b1) = live.samples[0], live.samples[-1]
             speed = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
             if speed > 0 and row.bytes_total:

@@ -21,7 +21,13 @@ from stablequeue_coordinator.queue import ordering, validation
 from stablequeue_coordinator.queue.convert import STATUS_FROM_PB, job_to_pb
 from stablequeue_coordinator.queue.events import EventBus
 from stablequeue_coordinator.queue.listing import JobQuery, list_page
-from stablequeue_coordinator.queue.states import TERMINAL, JobStage, JobStatus, transition
+from stablequeue_coordinator.queue.states import (
+    TERMINAL,
+    JobStage,
+    JobStatus,
+    move_stage,
+    transition,
+)
 from stablequeue_coordinator.queue.submissions import (
     Submission,
     SubmissionWriter,
@@ -300,7 +306,6 @@ class QueueService:
                 )
             transition(row, JobStatus.PENDING, stage=JobStage.QUEUED, reason="retried")
             row.position = ordering.tail_position(session)
-            row.attempts = 0
             row.server = None
             session.add(row)
             return row
@@ -478,9 +483,8 @@ class QueueService:
             row = session.get(JobRow, job_id)
             if row is None or row.status != status.value:
                 return None
-            if (row.stage, row.reason) == (stage.value, reason):
+            if not move_stage(row, stage, reason):
                 return None
-            row.stage, row.reason, row.updated_at = stage.value, reason, utcnow()
             session.add(row)
             return row
 
@@ -499,15 +503,9 @@ class QueueService:
                 reason = reasons[row.id]
                 if row.status != JobStatus.PENDING.value:
                     continue
-                if (row.stage, row.reason) == (JobStage.WAITING_FOR_SERVER.value, reason):
-                    continue
-                row.stage, row.reason, row.updated_at = (
-                    JobStage.WAITING_FOR_SERVER.value,
-                    reason,
-                    now,
-                )
-                session.add(row)
-                changed.append(row)
+                if move_stage(row, JobStage.WAITING_FOR_SERVER, reason, now):
+                    session.add(row)
+                    changed.append(row)
             return changed
 
         if reasons:

@@ -1,4 +1,7 @@
-"""The job state machine. Nothing but `transition()` assigns a job's status."""
+"""The job state machine: status and stage, in the pattern of `statemachine`.
+
+Nothing but `transition()` assigns a job's status, and nothing but it and
+`move_stage()` its stage."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from enum import StrEnum
 
 from stablequeue_coordinator.common import utcnow
 from stablequeue_coordinator.errors import FailedPrecondition
+from stablequeue_coordinator.statemachine import Machine
 from stablequeue_coordinator.store.tables import JobRow
 
 log = logging.getLogger(__name__)
@@ -32,18 +36,45 @@ class JobStage(StrEnum):
     DONE = "done"
 
 
+JOB_STATUS: Machine[JobStatus] = Machine.of(
+    "job",
+    {
+        JobStatus.PENDING: {JobStatus.PROCESSING, JobStatus.CANCELLED},
+        # PROCESSING -> PENDING is a re-queue (transient failure, shutdown, node lost).
+        JobStatus.PROCESSING: {
+            JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING,
+        },
+        JobStatus.FAILED: {JobStatus.PENDING},  # a retry
+        JobStatus.CANCELLED: {JobStatus.PENDING},  # a retry
+        JobStatus.COMPLETED: set(),
+    },
+)  # fmt: skip
+ALLOWED = JOB_STATUS.allowed
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
-ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.PENDING: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
-    # PROCESSING -> PENDING is a re-queue (transient failure, shutdown, node lost).
-    JobStatus.PROCESSING: frozenset(
-        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING}
-    ),
-    JobStatus.FAILED: frozenset({JobStatus.PENDING}),
-    JobStatus.CANCELLED: frozenset({JobStatus.PENDING}),
-    JobStatus.COMPLETED: frozenset(),
-}
+# The stages a job in each status can be at.
+STAGES_OF: dict[JobStatus, frozenset[JobStage]] = {
+    JobStatus.PENDING: frozenset({JobStage.QUEUED, JobStage.WAITING_FOR_SERVER}),
+    JobStatus.PROCESSING: frozenset({
+        JobStage.WAITING_FOR_SERVER, JobStage.DOWNLOADING_MODEL, JobStage.STARTING_MODEL,
+        JobStage.LOADING_MODEL, JobStage.GENERATING, JobStage.SAVING,
+    }),
+    **{status: frozenset({JobStage.DONE}) for status in TERMINAL},
+}  # fmt: skip
+# A stage moves within its status, or to a stage of a status the status moves to.
+JOB_STAGE: Machine[JobStage] = Machine.of(
+    "job stage",
+    {
+        stage: {
+            new
+            for status, stages in STAGES_OF.items()
+            if stage in stages
+            for next_status in {status, *ALLOWED[status]}
+            for new in STAGES_OF[next_status]
+        }
+        for stage in JobStage
+    },
+)
 
 
 def transition(
@@ -56,14 +87,19 @@ def transition(
 ) -> JobStatus:
     """Moves `job` to `new` after checking the move is allowed; the caller commits.
 
-    Returns the previous status. The caller publishes the event once committed.
+    Returns the previous status. The caller publishes the event once committed. A
+    retry (FAILED/CANCELLED -> PENDING) starts the attempts over.
 
     Raises:
-        FailedPrecondition: the move is not in `ALLOWED`.
+        FailedPrecondition: the move is not in `JOB_STATUS` (a race a user can cause:
+            a cancel beside a finish), or `stage` is not one of `new` (a bug: logged).
     """
     old = JobStatus(job.status)
-    if new not in ALLOWED[old]:
+    if not JOB_STATUS.allows(old, new):
         raise FailedPrecondition(f"job {job.id} is {old.value}; it cannot become {new.value}")
+    if stage not in STAGES_OF[new]:
+        JOB_STAGE.refuse(job.id, JobStage(job.stage), stage, f"not a stage of {new.value}")
+        raise FailedPrecondition(f"job {job.id}: {stage.value} is not a stage of {new.value}")
     now = now or utcnow()
     job.status = new.value
     job.stage = stage.value
@@ -78,5 +114,26 @@ def transition(
     else:  # back to PENDING
         job.started_at = None
         job.finished_at = None
+        if old in TERMINAL:
+            job.attempts = 0
     log.info("job %s: %s -> %s (%s) %s", job.id, old.value, new.value, stage.value, reason)
     return old
+
+
+def move_stage(job: JobRow, stage: JobStage, reason: str, now: datetime | None = None) -> bool:
+    """Sets what a job does within its status and why; the caller commits.
+
+    Returns False when nothing changed: the same stage and reason, or a stage its
+    status cannot have (a bug, logged loudly).
+    """
+    status = JobStatus(job.status)
+    if (job.stage, job.reason) == (stage.value, reason):
+        return False
+    old = JobStage(job.stage)
+    if stage not in STAGES_OF[status]:
+        JOB_STAGE.refuse(job.id, old, stage, f"not a stage of {status.value}")
+        return False
+    if not JOB_STAGE.check(job.id, old, stage, reason):
+        return False
+    job.stage, job.reason, job.updated_at = stage.value, reason, now or utcnow()
+    return True
