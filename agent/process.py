@@ -29,6 +29,7 @@ import httpx
 from stablequeue_agent.config import PLACEHOLDER, ModelConfig, resolve_command
 from stablequeue_agent.output import Sampling, Step, keep_tail
 from stablequeue_agent.output import lines as output_lines
+from stablequeue_coordinator.statemachine import Machine
 
 log = logging.getLogger(__name__)
 TAIL_LINES = 200
@@ -42,6 +43,21 @@ class State(enum.StrEnum):
     READY = "ready"
     STOPPING = "stopping"
     FAILED = "failed"
+
+
+# A repeat of STARTING carries the pid; a stop during a start ends STOPPED; a ready
+# model that exits on its own is FAILED; a failed or stopped one may start again.
+PROCESS: Machine[State] = Machine.of(
+    "model process",
+    {
+        State.STOPPED: {State.STOPPED, State.STARTING, State.FAILED},
+        State.STARTING: {State.STARTING, State.READY, State.FAILED, State.STOPPING,
+                         State.STOPPED},
+        State.READY: {State.STARTING, State.STOPPING, State.STOPPED, State.FAILED},
+        State.STOPPING: {State.STOPPED, State.FAILED},
+        State.FAILED: {State.FAILED, State.STARTING, State.STOPPING, State.STOPPED},
+    },
+)  # fmt: skip
 
 
 class StartFailed(Exception):
@@ -110,6 +126,9 @@ class ModelProcess:
         return self._expand(self.config.api) if self.config.api else f"http://127.0.0.1:{self.port}"
 
     def _set(self, state: State, detail: str = "") -> None:
+        """The one place the state changes: checked against `PROCESS`, then reported."""
+        if not PROCESS.check(self.key, self.state, state, detail):
+            return
         self.state, self.detail = state, detail
         self.changed_at = time.time()
         log.info("model %s: %s %s", self.key, state, detail)

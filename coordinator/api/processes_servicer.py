@@ -14,13 +14,16 @@ from stablequeue_coordinator.common import check_enum, timestamp
 from stablequeue_coordinator.errors import InvalidArgument
 from stablequeue_coordinator.kinds import KIND_FROM_PB, KIND_TO_PB, SERVER_KINDS
 from stablequeue_coordinator.nodes.service import NodeService
-from stablequeue_coordinator.servers.service import ServerService, ServerSpec, ServerState
+from stablequeue_coordinator.servers.service import (
+    HealthState,
+    ServerService,
+    ServerSpec,
+    ServerState,
+)
 
 Ctx = grpc.aio.ServicerContext
 HEALTH_TO_PB = {
-    "unknown": processes_pb2.SERVER_HEALTH_UNKNOWN,
-    "up": processes_pb2.SERVER_HEALTH_UP,
-    "down": processes_pb2.SERVER_HEALTH_DOWN,
+    state: getattr(processes_pb2, f"SERVER_HEALTH_{state.name}") for state in HealthState
 }
 
 

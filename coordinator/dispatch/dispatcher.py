@@ -31,7 +31,7 @@ from stablequeue_coordinator.outputs.store import ResultStore
 from stablequeue_coordinator.queue.convert import STAGE_TO_PB
 from stablequeue_coordinator.queue.service import DispatchRow, QueueService
 from stablequeue_coordinator.queue.states import JobStage, JobStatus
-from stablequeue_coordinator.servers.service import ServerService, ServerState
+from stablequeue_coordinator.servers.service import HealthState, ServerService, ServerState
 
 log = logging.getLogger(__name__)
 LOOKAHEAD = 200
@@ -318,13 +318,13 @@ class Dispatcher:
         return ServerView(
             alias=row.alias,
             kind=row.kind,
-            up=health.state == "up",
+            up=health.state is HealthState.UP,
             enabled=row.enabled,
             paused=row.paused,
             running=self.running_on(row.alias),
             capacity=row.max_concurrency,
             loaded_model=health.loaded_model,
-            down_reason=health.reason if health.state == "down" else "",
+            down_reason=health.reason if health.state is HealthState.DOWN else "",
             model_names=health.model_names,
             loras=health.loras,
         )

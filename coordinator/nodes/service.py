@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from stablequeue.v1 import processes_pb2
 from stablequeue_coordinator.common import timestamp, utcnow
 from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
-from stablequeue_coordinator.servers.service import Health, ServerState
+from stablequeue_coordinator.servers.service import Health, HealthState, ServerState
 from stablequeue_coordinator.store.tables import ServerRow
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class NodeService:
                                 max_concurrency=1, paused=node.draining,
                                 created_at=now, updated_at=now)  # fmt: skip
                 health = Health(
-                    "up" if node.connected else "down",
+                    HealthState.UP if node.connected else HealthState.DOWN,
                     "" if node.connected else f"node {node.info.name} is offline",
                     model.key,
                     now,

@@ -16,6 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 
 from sqlmodel import Session, col, select
@@ -30,6 +31,7 @@ from stablequeue_coordinator.errors import (
 )
 from stablequeue_coordinator.kinds import SERVER_KINDS
 from stablequeue_coordinator.queue.states import JobStatus
+from stablequeue_coordinator.statemachine import Machine
 from stablequeue_coordinator.store import Database
 from stablequeue_coordinator.store.tables import JobRow, ServerRow
 
@@ -40,9 +42,26 @@ BackendFactory = Callable[[ServerConfig], Backend]
 InventoryListener = Callable[[str, str, tuple[InventoryEntry, ...]], Awaitable[None]]
 
 
+class HealthState(StrEnum):
+    UNKNOWN = "unknown"  # not probed yet
+    UP = "up"
+    DOWN = "down"
+
+
+# A server is unknown until its first probe; then each probe says up or down.
+HEALTH: Machine[HealthState] = Machine.of(
+    "server",
+    {
+        HealthState.UNKNOWN: {HealthState.UP, HealthState.DOWN},
+        HealthState.UP: {HealthState.UP, HealthState.DOWN},
+        HealthState.DOWN: {HealthState.UP, HealthState.DOWN},
+    },
+)
+
+
 @dataclass(frozen=True)
 class Health:
-    state: str = "unknown"  # unknown | up | down
+    state: HealthState = HealthState.UNKNOWN
     reason: str = ""
     loaded_model: str = ""
     checked_at: datetime | None = None
@@ -289,7 +308,7 @@ class ServerService:
 
     def mark_down(self, alias: str, reason: str) -> None:
         """The dispatcher saw a transport failure: down now, re-probed soon."""
-        self._set_health(alias, Health("down", reason, "", utcnow()))
+        self._set_health(alias, Health(HealthState.DOWN, reason, "", utcnow()))
         self.check_soon(alias, delay=1.0)
 
     def check_soon(self, alias: str, delay: float = 0.0) -> None:
@@ -326,7 +345,8 @@ class ServerService:
             await backend.close()
 
     def _record(self, alias: str, probe: Probe, kind: str = "") -> None:
-        health = Health("up" if probe.up else "down", probe.reason, probe.loaded_model, utcnow())
+        state = HealthState.UP if probe.up else HealthState.DOWN
+        health = Health(state, probe.reason, probe.loaded_model, utcnow())
         self._set_health(alias, health)
         if (
             probe.inventory is not None
@@ -344,7 +364,11 @@ class ServerService:
             log.error("storing a server inventory failed", exc_info=task.exception())
 
     def _set_health(self, alias: str, health: Health) -> None:
+        """The one place a server's health changes: checked against `HEALTH`; a change
+        of state or loaded model is logged and wakes the dispatcher."""
         before = self._health.get(alias)
+        if not HEALTH.check(alias, before.state if before else HealthState.UNKNOWN, health.state):
+            return
         self._health[alias] = health
         if before is None or (before.state, before.loaded_model) != (
             health.state,
