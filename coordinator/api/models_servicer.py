@@ -18,13 +18,10 @@ from stablequeue_coordinator.common import check_enum
 from stablequeue_coordinator.downloads.service import DownloadService
 from stablequeue_coordinator.errors import InvalidArgument, NotFound, PermissionDenied
 from stablequeue_coordinator.kinds import KIND_FROM_PB
+from stablequeue_coordinator.library.convert import model_to_pb
 from stablequeue_coordinator.library.inventory import SHA256, InventoryReport
-from stablequeue_coordinator.library.service import (
-    LOCAL_HOST,
-    TYPE_NAMES,
-    ModelLibrary,
-    model_to_pb,
-)
+from stablequeue_coordinator.library.records import LOCAL_HOST, TYPE_NAMES
+from stablequeue_coordinator.library.service import ModelLibrary
 from stablequeue_coordinator.nodes.service import NodeService
 
 Ctx = grpc.aio.ServicerContext
