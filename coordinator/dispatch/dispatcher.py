@@ -28,8 +28,9 @@ from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable, 
 from stablequeue_coordinator.kinds import APP_FROM_PB
 from stablequeue_coordinator.library.service import ModelLibrary
 from stablequeue_coordinator.outputs.store import ResultStore
+from stablequeue_coordinator.queue.attempts import DispatchRow
 from stablequeue_coordinator.queue.convert import STAGE_TO_PB
-from stablequeue_coordinator.queue.service import DispatchRow, QueueService
+from stablequeue_coordinator.queue.service import QueueService
 from stablequeue_coordinator.queue.states import JobStage, JobStatus
 from stablequeue_coordinator.servers.service import HealthState, ServerService, ServerState
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from stablequeue.v1 import queue_pb2
@@ -18,6 +17,7 @@ from stablequeue_coordinator.dispatch.policy import ServerView, lacking_loras, m
 from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from stablequeue_coordinator.outputs.store import result_to_pb
 from stablequeue_coordinator.queue import ordering, validation
+from stablequeue_coordinator.queue.attempts import PAUSED_SETTING, Attempts, get_job
 from stablequeue_coordinator.queue.convert import STATUS_FROM_PB, job_to_pb
 from stablequeue_coordinator.queue.events import EventBus
 from stablequeue_coordinator.queue.listing import JobQuery, list_page
@@ -25,7 +25,6 @@ from stablequeue_coordinator.queue.states import (
     TERMINAL,
     JobStage,
     JobStatus,
-    move_stage,
     transition,
 )
 from stablequeue_coordinator.queue.submissions import (
@@ -40,7 +39,6 @@ from stablequeue_coordinator.store.tables import JobImageRow, JobRow, ServerRow,
 
 log = logging.getLogger(__name__)
 
-PAUSED_SETTING = "queue.paused"
 SEED_KEYS = ("seed", "noise_seed")
 ET = queue_pb2.JobEventType
 # Called with the job (None for a pause/resume) and the event type.
@@ -52,11 +50,7 @@ if TYPE_CHECKING:
     from stablequeue_coordinator.servers.service import ServerService, ServerState
 
 
-# What scheduling reads of a pending job (see QueueService.dispatchable).
-DispatchRow = tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, str], ...]]
-
-
-class QueueService:
+class QueueService(Attempts):
     """Owns jobs: submission, ordering, cancellation, state changes and their events.
 
     Args:
@@ -409,195 +403,6 @@ class QueueService:
             listener(None, ET.JOB_EVENT_TYPE_UNSPECIFIED)
         return stats
 
-    # ---- the dispatcher's side (used by dispatch; tests drive it directly) --
-
-    async def start(
-        self, job_id: str, server: str, task_id: str = "", model_sha256: str = ""
-    ) -> queue_pb2.Job:
-        """Marks a pending job PROCESSING on `server` (one more attempt).
-
-        `task_id` is the id the backend will know the attempt by; it is stored
-        before the backend hears of it, so a restart can look for it.
-        """
-
-        def work(session: Session) -> JobRow:
-            # The claim: a conditional update as the transaction's first statement. It
-            # takes the row's lock (PostgreSQL) or the write lock (SQLite) and matches only
-            # while the job is pending, so of two claims exactly one wins; the other
-            # waits, then matches nothing. (A read first would not do: SQLite runs it
-            # outside the transaction, and both claims saw PENDING.)
-            claimed = session.exec(
-                update(JobRow)  # type: ignore[call-overload]
-                .where(col(JobRow.id) == job_id, col(JobRow.status) == JobStatus.PENDING.value)
-                .values(updated_at=JobRow.updated_at)
-            )
-            row = _get(session, job_id)
-            if claimed.rowcount != 1:
-                raise FailedPrecondition(f"job {job_id} is {row.status}, not pending")
-            transition(row, JobStatus.PROCESSING, stage=JobStage.GENERATING, reason="")
-            row.server = server
-            row.backend_task_id = task_id or None
-            row.model_sha256 = model_sha256 or None
-            session.add(row)
-            return row
-
-        return await self._change(work, ET.JOB_EVENT_TYPE_STATUS, full=True)
-
-    async def finish(
-        self,
-        job_id: str,
-        status: JobStatus,
-        reason: str = "",
-        not_before: datetime | None = None,
-        also: Callable[[Session], None] | None = None,
-    ) -> queue_pb2.Job:
-        """Ends a running job (COMPLETED / FAILED) or re-queues it (PENDING, after `not_before`).
-
-        `also` runs in the same transaction (the dispatcher stores a job's result
-        records with its completion: both or neither).
-
-        Raises:
-            FailedPrecondition: the job is no longer running (e.g. a user cancelled it).
-        """
-
-        def work(session: Session) -> JobRow:
-            row = _get(session, job_id)
-            stage = JobStage.QUEUED if status is JobStatus.PENDING else JobStage.DONE
-            transition(row, status, stage=stage, reason=reason)
-            if status is JobStatus.PENDING:
-                row.not_before = not_before
-                row.backend_task_id = None
-            session.add(row)
-            if also is not None:
-                also(session)
-            return row
-
-        job = await self._change(work, ET.JOB_EVENT_TYPE_STATUS)
-        self._progress.pop(job_id, None)
-        return job
-
-    async def note(self, job_id: str, status: JobStatus, stage: JobStage, reason: str) -> None:
-        """Updates what a job in `status` is doing and why; nothing if its status moved on."""
-
-        def work(session: Session) -> JobRow | None:
-            row = session.get(JobRow, job_id)
-            if row is None or row.status != status.value:
-                return None
-            if not move_stage(row, stage, reason):
-                return None
-            session.add(row)
-            return row
-
-        row = await self._db.run(work)
-        if row is not None:
-            self._publish(row, ET.JOB_EVENT_TYPE_STATUS)
-
-    async def note_waiting(self, reasons: dict[str, str]) -> None:
-        """Marks pending jobs WAITING_FOR_SERVER with why (an empty reason: back to
-        QUEUED), in one transaction."""
-
-        def work(session: Session) -> list[JobRow]:
-            now, changed = utcnow(), []
-            rows = session.exec(select(JobRow).where(col(JobRow.id).in_(list(reasons))))
-            for row in rows:
-                reason = reasons[row.id]
-                if row.status != JobStatus.PENDING.value:
-                    continue
-                if move_stage(row, JobStage.WAITING_FOR_SERVER, reason, now):
-                    session.add(row)
-                    changed.append(row)
-            return changed
-
-        if reasons:
-            for row in await self._db.run(work):
-                self._publish(row, ET.JOB_EVENT_TYPE_STATUS)
-
-    async def dispatchable(self, limit: int) -> list[DispatchRow]:
-        """(id, app, target server, model, LoRA names, required files as (sha256, name))
-        of the first `limit` pending jobs in queue order whose retry delay has passed.
-
-        Only what scheduling needs: this runs on every dispatch round, and building
-        full Job messages for the whole lookahead was most of a round's cost.
-        """
-
-        def query(session: Session) -> list[DispatchRow]:
-            now = utcnow()
-            stmt = (
-                select(JobRow.id, JobRow.app, JobRow.target_server, JobRow.spec)
-                .where(JobRow.status == JobStatus.PENDING.value)
-                .where(or_(col(JobRow.not_before).is_(None), col(JobRow.not_before) <= now))
-                .order_by(col(JobRow.priority).desc(), col(JobRow.position), col(JobRow.id))
-                .limit(limit)
-            )
-            found = []
-            for job_id, app, target, blob in session.exec(stmt):
-                spec = queue_pb2.JobSpec.FromString(blob)
-                params = spec.params if spec.HasField("params") else queue_pb2.GenerationParams()
-                loras = tuple(lora.name for lora in params.loras)
-                files = tuple((m.sha256, m.name) for m in spec.models)
-                found.append((job_id, app, target or "", params.model, loras, files))
-            return found
-
-        return await self._db.run(query)
-
-    async def next_retry_at(self) -> datetime | None:
-        """When the earliest delayed pending job becomes dispatchable."""
-        return await self._db.run(
-            lambda s: s.exec(
-                select(func.min(JobRow.not_before)).where(
-                    JobRow.status == JobStatus.PENDING.value, col(JobRow.not_before).is_not(None)
-                )
-            ).one()
-        )
-
-    async def interrupted(self) -> list[tuple[queue_pb2.Job, str]]:
-        """Jobs left PROCESSING by a previous run, with their backend task ids."""
-
-        def query(session: Session) -> list[JobRow]:
-            stmt = select(JobRow).where(JobRow.status == JobStatus.PROCESSING.value)
-            return list(session.exec(stmt))
-
-        found = []
-        for row in await self._db.run(query):
-            job = self.to_pb(row, full=True)
-            await self._add_images(job)
-            found.append((job, row.backend_task_id or ""))
-        return found
-
-    async def is_paused(self) -> bool:
-        """Whether the whole queue is paused (read once, then kept: only this process
-        changes it)."""
-
-        def read(session: Session) -> bool:
-            row = session.get(SettingRow, PAUSED_SETTING)
-            return row is not None and bool(json.loads(row.value))
-
-        if self._paused is None:
-            self._paused = await self._db.run(read)
-        return self._paused
-
-    def report_progress(self, job: queue_pb2.Job, progress: queue_pb2.JobProgress) -> None:
-        """Records and publishes live progress (not persisted: it is stale on restart).
-        A report that changes nothing a watcher sees (same step, fraction, whole-second
-        ETA, no new preview) is not published."""
-        previous = self._progress.get(job.id)
-        self._progress[job.id] = progress
-        if (
-            previous is not None
-            and progress.preview_image == previous.preview_image
-            and _shown(previous) == _shown(progress)
-        ):
-            return
-        if self._bus.wants(job.id):
-            event_job = queue_pb2.Job()
-            event_job.CopyFrom(job)
-            event_job.progress.CopyFrom(progress)
-            self._bus.publish_job(
-                queue_pb2.JobEvent(
-                    type=ET.JOB_EVENT_TYPE_PROGRESS, job=event_job, time=timestamp(utcnow())
-                )
-            )
-
     # ---- watching ---------------------------------------------------------
 
     async def watch_job(self, who: Principal, job_id: str) -> AsyncIterator[queue_pb2.JobEvent]:
@@ -687,15 +492,8 @@ def _forget_unused_images(session: Session, batch_id: str) -> None:
     session.exec(delete(JobImageRow).where(col(JobImageRow.batch_id) == batch_id))  # type: ignore[call-overload]
 
 
-def _get(session: Session, job_id: str) -> JobRow:
-    row = session.get(JobRow, job_id) if job_id else None
-    if row is None:
-        raise NotFound(f"no job with id {job_id!r}")
-    return row
-
-
 def _owned(session: Session, who: Principal, job_id: str) -> JobRow:
-    row = _get(session, job_id)
+    row = get_job(session, job_id)
     if not who.is_admin and row.submitted_by != who.key_id:
         # Someone else's job looks exactly like a missing one.
         raise NotFound(f"no job with id {job_id!r}")
@@ -740,9 +538,3 @@ def _without_preview(event: queue_pb2.QueueEvent) -> queue_pb2.QueueEvent:
     copy.CopyFrom(event)
     copy.job_event.job.progress.ClearField("preview_image")
     return copy
-
-
-def _shown(progress: queue_pb2.JobProgress) -> tuple[int, int, float, int]:
-    """What a watcher sees of a progress report, preview aside."""
-    eta = round(progress.eta_seconds) if progress.eta_seconds >= 0 else -1
-    return progress.step, progress.total_steps, round(progress.fraction, 3), eta
