@@ -1,9 +1,13 @@
-"""Helpers every part of the coordinator uses: time as stored, protobuf timestamps and
-enum checks."""
+"""Helpers every part of the coordinator uses: time as stored, protobuf timestamps, enum
+checks and reading a file off the event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -34,3 +38,23 @@ def check_enum(field: str, wrapper: EnumTypeWrapper, value: int, *, allow_zero: 
     if value not in wrapper.values() or (value == 0 and not allow_zero):
         names = ", ".join(n for n, _ in wrapper.items() if not n.endswith("UNSPECIFIED"))
         raise InvalidArgument(field, f"unknown value {value}; expected one of {names}")
+
+
+async def read_chunks(
+    path: Path, size: int = 256 << 10, offset: int = 0
+) -> AsyncIterator[tuple[bytes, int, int]]:
+    """The file from `offset` in chunks of `size`, read off the event loop, each as
+    (data, its offset, the file's size).
+
+    Raises:
+        InvalidArgument: `offset` is past the end ("offset").
+        OSError: the file cannot be read.
+    """
+    with path.open("rb") as f:
+        total = os.fstat(f.fileno()).st_size
+        if not 0 <= offset <= total:
+            raise InvalidArgument("offset", f"must be within 0 .. {total}")
+        await asyncio.to_thread(f.seek, offset)
+        while data := await asyncio.to_thread(f.read, size):
+            yield data, offset, total
+            offset += len(data)

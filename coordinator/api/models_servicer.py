@@ -3,11 +3,7 @@ preview, inventories, metadata) and downloads."""
 
 from __future__ import annotations
 
-import asyncio
-import mimetypes
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 
@@ -221,15 +217,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
     async def GetModelPreview(
         self, request: models_pb2.GetModelPreviewRequest, context: Ctx
     ) -> models_pb2.GetModelPreviewResponse:
-        model, _ = await self._library.get(request.id)
-        if not model.preview_path:
-            raise NotFound(f"model {model.name!r} has no preview")
-        path = Path(model.preview_path)
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except OSError as e:
-            raise NotFound(f"the preview of {model.name!r} is unreadable: {e.strerror}") from e
-        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        data, mime = await self._library.preview(request.id)
         return models_pb2.GetModelPreviewResponse(data=data, mime=mime)
 
     # ---- downloads ----------------------------------------------------------
@@ -268,13 +256,6 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
     ) -> AsyncIterator[models_pb2.ModelFileChunk]:
         if not SHA256.match(request.sha256):
             raise InvalidArgument("sha256", "64 lowercase hexadecimal digits")
-        _, path = await self._library.local_file(request.sha256)
-        with open(path, "rb") as f:  # noqa: ASYNC230 (reads go through to_thread below)
-            size = os.fstat(f.fileno()).st_size
-            if not 0 <= request.offset <= size:
-                raise InvalidArgument("offset", f"must be within 0 .. {size}")
-            await asyncio.to_thread(f.seek, request.offset)
-            offset = request.offset
-            while data := await asyncio.to_thread(f.read, FILE_CHUNK):
-                yield models_pb2.ModelFileChunk(data=data, offset=offset, size=size, name=path.name)
-                offset += len(data)
+        chunks = self._library.read_file(request.sha256, request.offset, FILE_CHUNK)
+        async for data, offset, size, name in chunks:
+            yield models_pb2.ModelFileChunk(data=data, offset=offset, size=size, name=name)

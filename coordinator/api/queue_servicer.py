@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 
 import grpc
 from google.protobuf.message import Message
@@ -13,7 +11,7 @@ from google.protobuf.message import Message
 from stablequeue.v1 import common_pb2, queue_pb2, queue_pb2_grpc
 from stablequeue_coordinator.auth import principal as auth
 from stablequeue_coordinator.auth.keys import KeyService
-from stablequeue_coordinator.common import check_enum, timestamp
+from stablequeue_coordinator.common import check_enum, read_chunks, timestamp
 from stablequeue_coordinator.errors import InvalidArgument
 from stablequeue_coordinator.kinds import APP_FROM_PB
 from stablequeue_coordinator.outputs.store import ResultQuery, ResultStore, result_to_pb
@@ -79,13 +77,6 @@ def result_query(request: queue_pb2.ListResultsRequest, who: auth.Principal) -> 
         page_token=request.page.page_token,
         owner=owner_of(who),
     )
-
-
-async def read_chunks(path: Path, size: int = 256 << 10) -> AsyncIterator[bytes]:
-    """The file in chunks, read off the event loop."""
-    with path.open("rb") as f:
-        while chunk := await asyncio.to_thread(f.read, size):
-            yield chunk
 
 
 def key_to_pb(row: ApiKeyRow) -> queue_pb2.ApiKey:
@@ -229,7 +220,7 @@ class QueueServicer(queue_pb2_grpc.QueueServiceServicer):
     ) -> AsyncIterator[queue_pb2.ResultChunk]:
         row, path = await self._results.get(request.id, owner_of(auth.current()))
         first = True
-        async for data in read_chunks(path):
+        async for data, _, _ in read_chunks(path):
             yield queue_pb2.ResultChunk(result=result_to_pb(row) if first else None, data=data)
             first = False
 

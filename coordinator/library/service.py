@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mimetypes
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -26,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from stablequeue.v1 import models_pb2
 from stablequeue_coordinator.backends.base import InventoryEntry
-from stablequeue_coordinator.common import utcnow
+from stablequeue_coordinator.common import read_chunks, utcnow
 from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from stablequeue_coordinator.library import metadata
 from stablequeue_coordinator.library.civitai import CivitaiClient, CivitaiUnavailable
@@ -287,6 +288,34 @@ class ModelLibrary:
         if path is None:
             raise NotFound(f"model {model.name!r} has no file on the coordinator")
         return model, path
+
+    async def preview(self, reference: str) -> tuple[bytes, str]:
+        """The model's preview image and its MIME type.
+
+        Raises:
+            NotFound: no such model, no preview, or its file is unreadable.
+        """
+        model, _ = await self.get(reference)
+        if not model.preview_path:
+            raise NotFound(f"model {model.name!r} has no preview")
+        path = Path(model.preview_path)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError as e:
+            raise NotFound(f"the preview of {model.name!r} is unreadable: {e.strerror}") from e
+        return data, mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+    async def read_file(
+        self, sha256: str, offset: int, chunk: int
+    ) -> AsyncIterator[tuple[bytes, int, int, str]]:
+        """The coordinator's copy of a model from `offset`: (data, offset, size, file name).
+
+        Raises:
+            NotFound: no copy here. InvalidArgument: the offset ("offset").
+        """
+        _, path = await self.local_file(sha256)
+        async for data, at, size in read_chunks(path, chunk, offset):
+            yield data, at, size, path.name
 
     async def delete_files(self, reference: str, path: str = "") -> list[str]:
         """Deletes the model's files under the coordinator's model roots (one copy when
