@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import psutil
 import pytest
 from PIL import Image
@@ -686,13 +687,18 @@ def test_a_frozen_agent_that_comes_back_does_not_generate_the_job_twice(
             assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
             assert done.attempts >= 2 and len(done.results) == 1
         log = tmp_path / "agent" / "logs" / "sd.log"
-        sizes = [-1]
+        # The model's server (the one serving now: attempt 1's was restarted to end it)
+        # is idle, and its output has all it generated: nothing runs any more.
+        [server] = [p for p in psutil.Process(agent.pid).children(recursive=True)
+                    if "sd_server_process" in " ".join(p.cmdline())]  # fmt: skip
+        port = server.cmdline()[server.cmdline().index("--listen-port") + 1]
 
-        def quiet() -> bool:  # the model's output stopped growing: nothing runs any more
-            sizes.append(log.stat().st_size)
-            return sizes[-1] == sizes[-2]
+        def idle_and_logged() -> bool:
+            counts = httpx.get(f"http://127.0.0.1:{port}/fake/requests").json()
+            logged = log.read_text().count("| 500/500 -")
+            return counts["running"] == 0 and logged >= counts["finished"]
 
-        wait_until(lambda: time.sleep(1.5) or quiet(), timeout=30)
+        wait_until(idle_and_logged, timeout=30)
         output = log.read_text()
         finished = [line for line in output.splitlines() if "| 500/500 -" in line]
         assert len(finished) == 1, output[-2000:]  # sampled to the end once

@@ -6,7 +6,8 @@
 
 Like an sd-server build from before the native async API, it serves the A1111-style
 `/sdapi/v1/options` and a blocking `/sdapi/v1/txt2img` once "loaded"; the flags give
-the misbehaviours supervision must handle.
+the misbehaviours supervision must handle. `GET /fake/requests` (the tests' own, never
+called by the agent) says how many generations are running and how many finished.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from PIL import Image, PngImagePlugin
@@ -38,6 +40,28 @@ def bar(done: int, total: int) -> None:
     drawn = ("=" * (50 * done // total)).ljust(50)
     sys.stdout.write(f"\r  |{drawn}| {done}/{total} - 98.50it/s")
     sys.stdout.flush()
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def counted(handler: Handler, counts: dict[str, int]) -> Handler:
+    """`handler`, counting the requests it is running and those it finished."""
+
+    async def wrapped(request: web.Request) -> web.Response:
+        counts["running"] += 1
+        try:
+            reply = await handler(request)
+        finally:
+            counts["running"] -= 1
+        counts["finished"] += 1
+        return reply
+
+    return wrapped
+
+
+async def reply_json(value: dict[str, int]) -> web.Response:
+    return web.json_response(value)
 
 
 def main() -> None:
@@ -70,6 +94,7 @@ def main() -> None:
         threading.Thread(target=crash, daemon=True).start()
 
     model_name = args.model.rsplit("/", 1)[-1]
+    counts = {"running": 0, "finished": 0}
 
     async def options(request: web.Request) -> web.Response:
         return web.json_response({"samples_format": "png", "sd_model_checkpoint": model_name})
@@ -96,7 +121,8 @@ def main() -> None:
 
     app = web.Application()
     app.router.add_get("/sdapi/v1/options", options)
-    app.router.add_post("/sdapi/v1/txt2img", txt2img)
+    app.router.add_post("/sdapi/v1/txt2img", counted(txt2img, counts))
+    app.router.add_get("/fake/requests", lambda request: reply_json(counts))
     print(f"listening on http://{args.listen_ip}:{args.listen_port}", flush=True)
     web.run_app(
         app,
