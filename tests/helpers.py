@@ -62,3 +62,9 @@ def kill_all(*processes: subprocess.Popen[str] | None) -> None:
         if process is not None and process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def subscriptions(bus: Any) -> set[Any]:
+    """The event bus's whole-queue subscriptions (run it on the coordinator's loop):
+    a watcher is listening once its subscription is among them."""
+    return set(bus._all)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from stablequeue_coordinator.api.interceptor import is_loopback
 from stablequeue_coordinator.auth.principal import Scope
 from stablequeue_coordinator.store.tables import ApiKeyRow
 from tests.conftest import CoordinatorThread, make_settings
-from tests.helpers import raises, wait_until
+from tests.helpers import raises, subscriptions, wait_until
 
 
 def new_key(server: CoordinatorThread, scope: Scope, name: str = "k") -> tuple[str, str]:
@@ -140,8 +139,12 @@ def test_submit_key_sees_and_changes_only_its_own_jobs(auth_server: CoordinatorT
         watcher = threading.Thread(
             target=lambda: seen.append(next(iter(a.watch_queue(snapshot=False)))), daemon=True
         )
+        bus = auth_server.coordinator.bus
+        before = auth_server.run(subscriptions(bus))
         watcher.start()
-        wait_until(lambda: bool(root.pause() and (seen or time.sleep(0.2))), 10)
+        wait_until(lambda: bool(auth_server.run(subscriptions(bus)) - before))  # listening
+        root.pause()
+        wait_until(lambda: bool(seen), 10)
         assert seen[0].stats.paused and not seen[0].stats.paused_servers
         assert seen[0].stats.cancelled == 0
         root.resume()

@@ -13,7 +13,7 @@ from stablequeue import Client, txt2img
 from stablequeue.v1 import queue_pb2
 from stablequeue_coordinator.queue.states import JobStatus
 from tests.conftest import CoordinatorThread
-from tests.helpers import PNG_1PX, raises, wait_until
+from tests.helpers import PNG_1PX, raises, subscriptions, wait_until
 
 ET = queue_pb2.JobEventType
 
@@ -189,11 +189,6 @@ def test_a_cancelled_watch_is_not_an_error_and_leaves_nothing_behind(
     wait_until(cleaned, 10)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
-
-
-async def subscriptions(bus: Any) -> set[Any]:
-    """The bus's whole-queue subscriptions, read on the coordinator's loop."""
-    return set(bus._all)
 
 
 async def collect(gc: Any) -> None:
