@@ -389,13 +389,15 @@ def test_comfyui_known_by_url_only_has_its_files_in_the_library(
     assert sorted(m.name for m in only_loras.models) == ["detail_tweaker", "ink"]
     # Paging walks through them all, one at a time.
     names, token = [], ""
-    while True:
+    for _ in range(len(found) + 1):  # a page per model, and no endless paging
         page = sq.call("ListModels", models_pb2.ListModelsRequest(
             page=common_page(1, token)), "models")  # fmt: skip
         names += [m.name for m in page.models]
         token = page.next_page_token
         if not token:
             break
+    else:
+        pytest.fail(f"paging did not end after {len(found) + 1} pages")
     assert sorted(names) == sorted(found)
     # Nothing ran yet: ComfyUI has not told which model it holds.
     servers = sq.call("ListServers", processes_pb2.ListServersRequest(), "processes").servers
