@@ -94,8 +94,16 @@ def forge_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamesp
                 buttons._FEED.stop()
             buttons.SYNCER.stop()
         sys.path[:] = saved_path
+        # Forget the stand-in app's and the extension's modules (another test loads
+        # them afresh), never a library first imported meanwhile: a second copy of
+        # httpcore would raise exceptions httpx no longer maps (the dispatcher then
+        # saw 'internal error: RemoteProtocolError' in the tests after this one).
+        ours = (str(APP), str(EXTENSION))
         for name in set(sys.modules) - saved_modules:
-            del sys.modules[name]
+            module = sys.modules[name]
+            where = [getattr(module, "__file__", None) or "", *getattr(module, "__path__", [])]
+            if any(str(w).startswith(ours) for w in where):
+                del sys.modules[name]
 
 
 @pytest.fixture
