@@ -4,10 +4,12 @@ checks and reading a file off the event loop."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -15,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from stablequeue_coordinator.errors import InvalidArgument
 
 EPOCH = datetime(1970, 1, 1)
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -58,3 +61,26 @@ async def read_chunks(
         while data := await asyncio.to_thread(f.read, size):
             yield data, offset, total
             offset += len(data)
+
+
+class Background:
+    """Tasks a service starts and does not wait for at once: kept (none is lost to the
+    garbage collector), a failure logged with `what`, all awaited by `wait()`."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", self._what, exc_info=task.exception())
+
+    async def wait(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -27,7 +27,7 @@ import httpx
 from sqlmodel import Session, col, select
 
 from stablequeue.v1 import models_pb2, processes_pb2
-from stablequeue_coordinator.common import timestamp, utcnow
+from stablequeue_coordinator.common import Background, timestamp, utcnow
 from stablequeue_coordinator.downloads import sources
 from stablequeue_coordinator.downloads.fetch import DownloadFailed, confined, shown_url
 from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -104,7 +104,7 @@ class DownloadService:
         self._civitai = civitai
         self._nodes = nodes
         self._slots = asyncio.Semaphore(concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()  # state updates and saves under way
+        self._background = Background("a download's state update")
         self._live: dict[str, Live] = {}
         self._http = httpx.AsyncClient(
             follow_redirects=True, timeout=httpx.Timeout(60.0, connect=10.0)
@@ -148,7 +148,7 @@ class DownloadService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.wait()
         await self._http.aclose()
 
     # ---- requests -----------------------------------------------------------
@@ -501,14 +501,7 @@ class DownloadService:
 
     def _soon(self, work: Coroutine[Any, Any, None]) -> None:
         """Runs `work` in a task the service keeps (and `close()` awaits)."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a download's state update failed", exc_info=task.exception())
+        self._background.spawn(work)
 
     async def _move(self, live: Live, state: DownloadState, error: str = "") -> None:
         """The one place a download's state changes: checked against `DOWNLOAD`,

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 from sqlmodel import Session, col, select
 
 from stablequeue_coordinator.backends.base import Backend, InventoryEntry, Probe, ServerConfig
-from stablequeue_coordinator.common import utcnow
+from stablequeue_coordinator.common import Background, utcnow
 from stablequeue_coordinator.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -162,7 +162,7 @@ class ServerService:
         self._removed_listeners: list[Callable[[str], Awaitable[None]]] = []
         self._monitor: asyncio.Task[None] | None = None
         self._probing: dict[str, asyncio.Task[None]] = {}
-        self._inventory_tasks: set[asyncio.Task[None]] = set()
+        self._inventories = Background("storing a server inventory")
         # Rows change only through this service, and the dispatcher reads them on
         # every round: keep them in memory, dropped on every change.
         self._rows: list[ServerRow] | None = None
@@ -305,6 +305,7 @@ class ServerService:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self._inventories.wait()
 
     def mark_down(self, alias: str, reason: str) -> None:
         """The dispatcher saw a transport failure: down now, re-probed soon."""
@@ -354,14 +355,7 @@ class ServerService:
             and ("probe" in SERVER_KINDS[kind].inventory)
         ):
             for listener in self._inventory_listeners:
-                task = asyncio.create_task(listener(alias, kind, probe.inventory))
-                self._inventory_tasks.add(task)
-                task.add_done_callback(self._inventory_done)
-
-    def _inventory_done(self, task: asyncio.Task[None]) -> None:
-        self._inventory_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("storing a server inventory failed", exc_info=task.exception())
+                self._inventories.spawn(listener(alias, kind, probe.inventory))
 
     def _set_health(self, alias: str, health: Health) -> None:
         """The one place a server's health changes: checked against `HEALTH`; a change
