@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from stablequeue_coordinator.errors import InvalidArgument
 
 EPOCH = datetime(1970, 1, 1)
+# A server's alias, a node's or host's name: 1-100 letters, digits, '.', '_' or '-'.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 log = logging.getLogger(__name__)
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import secrets
 import time
 
 from sqlmodel import Session, col, select
 
 from stablequeue_coordinator.auth.principal import Principal, Scope
-from stablequeue_coordinator.common import utcnow
+from stablequeue_coordinator.common import NAME, utcnow
 from stablequeue_coordinator.errors import (
     InvalidArgument,
     NotFound,
@@ -27,7 +26,6 @@ from stablequeue_coordinator.store import Database
 from stablequeue_coordinator.store.tables import ApiKeyRow
 
 log = logging.getLogger(__name__)
-NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 def _node_free(session: Session, node: str, key_id: str) -> None:
@@ -73,7 +71,7 @@ class KeyService:
             raise InvalidArgument("name", "required, at most 100 characters")
         if node and scope is not Scope.NODE:
             raise InvalidArgument("node", "only a node key belongs to a node")
-        if node and not NODE_NAME.match(node):
+        if node and not NAME.match(node):
             raise InvalidArgument("node", "1-100 letters, digits, '.', '_' or '-'")
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         row = ApiKeyRow(

@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, col, select
 
 from stablequeue_coordinator.backends.base import InventoryEntry
-from stablequeue_coordinator.common import utcnow
+from stablequeue_coordinator.common import NAME, utcnow
 from stablequeue_coordinator.errors import InvalidArgument
 from stablequeue_coordinator.library.records import chunks, name_key
 from stablequeue_coordinator.store.tables import LocationRow, ModelRow
 
 MAX_INVENTORY = 200_000
 MAX_PATH_CHARS = 2000
-HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -39,7 +38,7 @@ class InventoryReport:
     def header(self, host: str, app: str, incremental: bool) -> None:
         if self._has_header:
             raise InvalidArgument("header", "sent twice; one stream is one host")
-        if not HOST.match(host):
+        if not NAME.match(host):
             raise InvalidArgument(
                 "header.host", f"1-100 letters, digits, '.', '_' or '-', got {host[:40]!r}"
             )

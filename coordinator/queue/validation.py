@@ -9,7 +9,7 @@ from typing import Any
 
 from stablequeue.v1 import common_pb2, queue_pb2
 from stablequeue_coordinator.backends import sdcpp_names, sdcpp_options
-from stablequeue_coordinator.common import check_enum
+from stablequeue_coordinator.common import NAME, check_enum
 from stablequeue_coordinator.errors import InvalidArgument
 
 MAX_PROMPT_CHARS = 20_000
@@ -37,7 +37,6 @@ MAX_REQUEST_BYTES = 256 << 20
 MAX_JSON_DEPTH = 64
 MAX_REQUIRED_MODELS = 50
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-SERVER_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF")
 
 
@@ -200,7 +199,7 @@ def normalize_spec(spec: queue_pb2.JobSpec) -> queue_pb2.JobSpec:
             _validate_sdcpp_settings(spec.params)
         elif spec.params.extra_json:
             _validate_forge_extra(spec.params.extra_json)
-    if spec.target_server and not SERVER_ALIAS.match(spec.target_server):
+    if spec.target_server and not NAME.match(spec.target_server):
         raise InvalidArgument(
             "spec.target_server", "letters, digits, '.', '_' or '-', at most 100 characters"
         )

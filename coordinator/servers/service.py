@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -22,7 +21,7 @@ from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 from sqlmodel import Session, col, select
 
 from stablequeue_coordinator.backends.base import Backend, InventoryEntry, Probe, ServerConfig
-from stablequeue_coordinator.common import Background, utcnow
+from stablequeue_coordinator.common import NAME, Background, utcnow
 from stablequeue_coordinator.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -36,7 +35,6 @@ from stablequeue_coordinator.store import Database
 from stablequeue_coordinator.store.tables import JobRow, ServerRow
 
 log = logging.getLogger(__name__)
-ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 MAX_CONCURRENCY = 64
 BackendFactory = Callable[[ServerConfig], Backend]
 InventoryListener = Callable[[str, str, tuple[InventoryEntry, ...]], Awaitable[None]]
@@ -187,7 +185,7 @@ class ServerService:
 
     async def register(self, alias: str, kind: str, spec: ServerSpec) -> ServerState:
         """Raises InvalidArgument, AlreadyExists."""
-        if not ALIAS.match(alias):
+        if not NAME.match(alias):
             raise InvalidArgument("alias", "letters, digits, '.', '_' or '-', at most 100")
         if not spec.base_url:
             raise InvalidArgument("base_url", "required")
