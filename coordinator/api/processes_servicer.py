@@ -156,53 +156,29 @@ class ProcessesServicer(processes_pb2_grpc.ProcessesServiceServicer):
     async def ListProcesses(
         self, request: processes_pb2.ListProcessesRequest, context: Ctx
     ) -> processes_pb2.ListProcessesResponse:
-        nodes = [self._nodes.get(request.node)] if request.node else self._nodes.nodes.values()
-        processes = [p for n in nodes for _, p in sorted(n.processes.items())]
-        return processes_pb2.ListProcessesResponse(processes=processes)
+        return processes_pb2.ListProcessesResponse(processes=self._nodes.processes(request.node))
 
     async def StartProcess(
         self, request: processes_pb2.StartProcessRequest, context: Ctx
     ) -> processes_pb2.StartProcessResponse:
-        node = self._nodes.pick(request.node, _model(request.model))
-        command = processes_pb2.CoordinatorCommand(
-            start_model=processes_pb2.StartModelCommand(model=request.model)
-        )
-        result = await self._nodes.command(node, command)
-        return processes_pb2.StartProcessResponse(process=result.process)
+        process = await self._nodes.start_model(request.node, request.model)
+        return processes_pb2.StartProcessResponse(process=process)
 
     async def StopProcess(
         self, request: processes_pb2.StopProcessRequest, context: Ctx
     ) -> processes_pb2.StopProcessResponse:
-        node = self._nodes.pick(request.node, _model(request.model))
-        command = processes_pb2.CoordinatorCommand(
-            stop_model=processes_pb2.StopModelCommand(model=request.model)
-        )
-        result = await self._nodes.command(node, command)
-        return processes_pb2.StopProcessResponse(process=result.process)
+        process = await self._nodes.stop_model(request.node, request.model)
+        return processes_pb2.StopProcessResponse(process=process)
 
     async def GetProcessLogs(
         self, request: processes_pb2.GetProcessLogsRequest, context: Ctx
     ) -> processes_pb2.GetProcessLogsResponse:
-        if not 0 <= request.lines <= 10_000:
-            raise InvalidArgument("lines", "must be within 0 .. 10000")
-        node = self._nodes.pick(request.node, _model(request.model))
-        command = processes_pb2.CoordinatorCommand(
-            logs=processes_pb2.LogsCommand(model=request.model, lines=request.lines or 200)
-        )
-        result = await self._nodes.command(node, command, wait_s=30)
-        return processes_pb2.GetProcessLogsResponse(lines=result.lines)
+        lines = await self._nodes.model_logs(request.node, request.model, request.lines)
+        return processes_pb2.GetProcessLogsResponse(lines=lines)
 
     async def DrainNode(
         self, request: processes_pb2.DrainNodeRequest, context: Ctx
     ) -> processes_pb2.DrainNodeResponse:
-        if not request.node:
-            raise InvalidArgument("node", "required")
         return processes_pb2.DrainNodeResponse(
             node=self._nodes.drain(request.node, request.drain).to_pb()
         )
-
-
-def _model(value: str) -> str:
-    if not value:
-        raise InvalidArgument("model", "required")
-    return value

@@ -309,11 +309,18 @@ class NodeService:
 
     def drain(self, name: str, drain: bool) -> NodeState:
         """Stops (or resumes) sending new jobs to `name`; running jobs finish."""
+        if not name:
+            raise InvalidArgument("node", "required")
         node = self.get(name)
         node.draining = drain
         log.info("node %s %s", name, "draining" if drain else "takes jobs again")
         self._changed()
         return node
+
+    def processes(self, name: str = "") -> list[processes_pb2.ProcessInfo]:
+        """The model processes of node `name`, or of every node."""
+        nodes = [self.get(name)] if name else list(self.nodes.values())
+        return [p for n in nodes for _, p in sorted(n.processes.items())]
 
     def get(self, name: str) -> NodeState:
         node = self.nodes.get(name)
@@ -339,6 +346,30 @@ class NodeService:
         if not any(m.key == model for m in node.info.models):
             raise NotFound(f"node {node.info.name} has no model {model!r}")
         return node
+
+    async def start_model(self, name: str, model: str) -> processes_pb2.ProcessInfo:
+        """Starts `model` on node `name` (or the only node with it); its process after."""
+        command = processes_pb2.CoordinatorCommand(
+            start_model=processes_pb2.StartModelCommand(model=_required_model(model))
+        )
+        return (await self.command(self.pick(name, model), command)).process
+
+    async def stop_model(self, name: str, model: str) -> processes_pb2.ProcessInfo:
+        """Stops `model` on node `name` (or the only node with it); its process after."""
+        command = processes_pb2.CoordinatorCommand(
+            stop_model=processes_pb2.StopModelCommand(model=_required_model(model))
+        )
+        return (await self.command(self.pick(name, model), command)).process
+
+    async def model_logs(self, name: str, model: str, lines: int) -> list[str]:
+        """The last `lines` (1-10,000; 0: 200) lines `model`'s process wrote."""
+        if not 0 <= lines <= 10_000:
+            raise InvalidArgument("lines", "must be within 0 .. 10000")
+        command = processes_pb2.CoordinatorCommand(
+            logs=processes_pb2.LogsCommand(model=_required_model(model), lines=lines or 200)
+        )
+        result = await self.command(self.pick(name, model), command, wait_s=30)
+        return list(result.lines)
 
     async def send(self, name: str, command: processes_pb2.CoordinatorCommand) -> None:
         """Sends a command whose answers come as their own messages (downloads).
@@ -382,3 +413,9 @@ def _fail_pending(node: NodeState, why: str) -> None:
         if not future.done():
             future.set_exception(FailedPrecondition(why))
     node.pending.clear()
+
+
+def _required_model(value: str) -> str:
+    if not value:
+        raise InvalidArgument("model", "required")
+    return value
