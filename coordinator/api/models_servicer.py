@@ -37,31 +37,6 @@ def _type(value: int) -> str:
     return TYPE_NAMES.get(value, "")
 
 
-def node_locations(
-    nodes: NodeService, reference: str, model: models_pb2.Model | None
-) -> list[common_pb2.ModelLocation]:
-    """The node models `reference` names: by key, name or the checkpoint file its args
-    load; for a model of the library, also those loading a file of the same name
-    (presumed, as the node reports no hash), unless that node's file is listed already."""
-    want = reference.strip().lower()
-    copies = model.locations if model is not None else []
-    files = {loc.path.replace("\\", "/").rsplit("/", 1)[-1].lower() for loc in copies}
-    known = {(loc.host, loc.path) for loc in copies}  # a node's file the library has
-    found = []
-    for node in nodes.nodes.values():
-        for m in node.info.models:
-            base = m.model_file.rsplit("/", 1)[-1].lower()
-            names = {m.key.lower(), m.name.lower(), base, base.rsplit(".", 1)[0]} - {""}
-            if (node.info.name, m.model_file) in known:
-                continue  # listed already, as that node's file (hashed)
-            if want in names or (base and base in files):
-                found.append(common_pb2.ModelLocation(
-                    host=f"{node.info.name}:{m.key}", path=m.model_file, backend_name=m.key,
-                    app=common_pb2.APP_KIND_SDCPP, verified=False,
-                ))  # fmt: skip
-    return found
-
-
 class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
     def __init__(
         self,
@@ -181,7 +156,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServiceServicer):
             pb: models_pb2.Model | None = model_to_pb(model, locations)
         except NotFound as e:
             pb, missing = None, e
-        on_nodes = [] if self._nodes is None else node_locations(self._nodes, request.reference, pb)
+        on_nodes = [] if self._nodes is None else self._nodes.locate(request.reference, pb)
         if pb is None:
             if not on_nodes:
                 assert missing is not None

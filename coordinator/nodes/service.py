@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from stablequeue.v1 import processes_pb2
+from stablequeue.v1 import common_pb2, models_pb2, processes_pb2
 from stablequeue_coordinator.common import timestamp, utcnow
 from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from stablequeue_coordinator.servers.service import Health, HealthState, ServerState
@@ -316,6 +316,30 @@ class NodeService:
         log.info("node %s %s", name, "draining" if drain else "takes jobs again")
         self._changed()
         return node
+
+    def locate(
+        self, reference: str, model: models_pb2.Model | None
+    ) -> list[common_pb2.ModelLocation]:
+        """The node models `reference` names: by key, name or the checkpoint file its args
+        load; for a model of the library, also those loading a file of the same name
+        (presumed, as the node reports no hash), unless that node's file is listed already."""
+        want = reference.strip().lower()
+        copies = model.locations if model is not None else []
+        files = {loc.path.replace("\\", "/").rsplit("/", 1)[-1].lower() for loc in copies}
+        known = {(loc.host, loc.path) for loc in copies}  # a node's file the library has
+        found = []
+        for node in self.nodes.values():
+            for m in node.info.models:
+                base = m.model_file.rsplit("/", 1)[-1].lower()
+                names = {m.key.lower(), m.name.lower(), base, base.rsplit(".", 1)[0]} - {""}
+                if (node.info.name, m.model_file) in known:
+                    continue  # listed already, as that node's file (hashed)
+                if want in names or (base and base in files):
+                    found.append(common_pb2.ModelLocation(
+                        host=f"{node.info.name}:{m.key}", path=m.model_file, backend_name=m.key,
+                        app=common_pb2.APP_KIND_SDCPP, verified=False,
+                    ))  # fmt: skip
+        return found
 
     def processes(self, name: str = "") -> list[processes_pb2.ProcessInfo]:
         """The model processes of node `name`, or of every node."""
