@@ -62,6 +62,12 @@ class BackendUnavailable(StableQueueError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class NotActive(StableQueueError):
+    """This coordinator is a standby, or was the active one and another took over."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 class Unimplemented(StableQueueError):
     """The contract has the call but this coordinator does not serve it yet."""
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -28,6 +32,7 @@ from stablequeue_coordinator.backends.registry import make_backend
 from stablequeue_coordinator.config import Settings
 from stablequeue_coordinator.dispatch.dispatcher import Dispatcher, DispatchSettings
 from stablequeue_coordinator.downloads.service import DownloadService
+from stablequeue_coordinator.errors import NotActive
 from stablequeue_coordinator.library.civitai import CivitaiClient
 from stablequeue_coordinator.library.service import ModelLibrary
 from stablequeue_coordinator.nodes.service import NodeService
@@ -36,6 +41,8 @@ from stablequeue_coordinator.queue.events import EventBus
 from stablequeue_coordinator.queue.service import QueueService
 from stablequeue_coordinator.servers.service import ServerService
 from stablequeue_coordinator.store import Database
+from stablequeue_coordinator.store.db import lock_file
+from stablequeue_coordinator.store.leadership import POLL_S, RENEW_S, Leadership
 
 log = logging.getLogger(__name__)
 SERVED = (
@@ -63,12 +70,98 @@ class Coordinator:
     library: ModelLibrary
     nodes: NodeService
     downloads: DownloadService
+    interceptor: ApiInterceptor
+    data_lock: Any = None  # the locked file that keeps the data folder this process's
+    # On PostgreSQL: the lease that makes this coordinator the active one, or a standby.
+    leadership: Leadership | None = None
     stopped: bool = False
+    active: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the lease was lost to another coordinator: this one has stopped acting.
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+    _lease_task: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
         host = self.settings.listen.rpartition(":")[0]
         return f"{host}:{self.port}"
+
+    @property
+    def advertised(self) -> str:
+        """The address clients and standbys are told (a wildcard host: this host's name)."""
+        host = self.settings.listen.rpartition(":")[0]
+        if host in ("", "0.0.0.0", "[::]", "::"):
+            host = socket.gethostname()
+        return f"{host}:{self.port}"
+
+    # ---- active and standby -----------------------------------------------
+
+    async def take_over_or_wait(self) -> None:
+        """Becomes the active coordinator now (SQLite; a free or own lease) or stands by
+        and takes over when the active one's lease runs out."""
+        lease = self.leadership
+        if lease is None or await lease.call(lease.take) is not None:
+            await self._activate()
+            return
+        holder = await lease.call(lease.active)
+        self.interceptor.standby = _standby_message(holder)
+        log.warning(
+            "standby: %s is the active coordinator of this database; taking over when "
+            "its lease runs out", holder[1] if holder else "another coordinator",
+        )  # fmt: skip
+        self._lease_task = asyncio.create_task(self._stand_by(), name="sq-standby")
+
+    async def _stand_by(self) -> None:
+        lease = self.leadership
+        assert lease is not None
+        while not self.stopped:
+            await asyncio.sleep(POLL_S)
+            try:
+                if await lease.call(lease.take) is not None:
+                    break
+                self.interceptor.standby = _standby_message(await lease.call(lease.active))
+            except Exception as e:  # the database is away: keep looking
+                log.warning("standby: cannot read the lease: %s", e)
+        else:
+            return
+        log.warning("the active coordinator's lease ran out: taking over")
+        await self._activate()
+
+    async def _activate(self) -> None:
+        began = time.monotonic()
+        if self.leadership is not None:
+            self.db.fence = self.leadership.fence
+        await asyncio.to_thread(self.results.remove_orphans)
+        self.servers.start()
+        self.nodes.start()
+        await self.dispatcher.start()
+        await self.downloads.start()
+        self.interceptor.standby = None
+        for name in (*SERVED, ""):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.active.set()
+        if self.leadership is not None:
+            self._lease_task = asyncio.create_task(self._keep_lease(), name="sq-lease")
+            log.warning(
+                "active coordinator of this database (lease epoch %s), ready in %.2f s",
+                self.leadership.epoch, time.monotonic() - began,
+            )  # fmt: skip
+
+    async def _keep_lease(self) -> None:
+        lease = self.leadership
+        assert lease is not None
+        while not self.stopped:
+            await asyncio.sleep(RENEW_S)
+            kept = await lease.call(lease.renew)
+            if kept is False or (kept is None and time.monotonic() - lease.renewed_at
+                                 > lease.lease_s - RENEW_S):  # fmt: skip
+                log.error(
+                    "lost the lease (epoch %s) to another coordinator: stopping; a "
+                    "supervisor restarts this one as a standby", lease.epoch,
+                )  # fmt: skip
+                self.lost.set()
+                self.db.fence = _refuse  # nothing more is written, whatever the timing
+                asyncio.get_running_loop().create_task(self.stop())
+                return
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stops serving: open watch streams end, in-flight calls get `grace` seconds.
@@ -78,6 +171,10 @@ class Coordinator:
         if self.stopped:
             return
         self.stopped = True
+        if self._lease_task is not None and self._lease_task is not asyncio.current_task():
+            self._lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_task
         await self.health.enter_graceful_shutdown()
         self.bus.close()
         await self.server.stop(grace)
@@ -87,7 +184,14 @@ class Coordinator:
         await self.servers.close()
         await self.queue.close()
         await self.library.close()
+        if self.leadership is not None:
+            if self.active.is_set() and not self.lost.is_set():
+                with contextlib.suppress(Exception):  # a standby takes over at once
+                    await self.leadership.call(self.leadership.release)
+            self.leadership.close()
         self.db.close()
+        if self.data_lock is not None and self.data_lock is not True:
+            self.data_lock.close()
 
 
 async def start_coordinator(settings: Settings) -> Coordinator:
@@ -96,14 +200,24 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     Raises:
         RuntimeError: the listen address could not be bound.
     """
+    data_lock = lock_file(settings.data_dir / "coordinator.lock")
+    if data_lock is None:
+        raise RuntimeError(
+            f"another coordinator is using the data folder {settings.data_dir}: give each "
+            "coordinator its own (--data-dir)"
+        )
     db = Database(settings.resolved_database_url)
-    await asyncio.to_thread(db.take)
-    db.migrate()
+    try:
+        await asyncio.to_thread(db.take)
+        await asyncio.to_thread(db.migrate)
+    except BaseException:
+        db.close()
+        data_lock.close()
+        raise
     bus = EventBus()
     keys = KeyService(db)
     servers = ServerService(db, make_backend, settings.health_interval)
     results = ResultStore(db, settings.resolved_output_dir)
-    await asyncio.to_thread(results.remove_orphans)
     civitai = CivitaiClient(
         settings.civitai_url,
         settings.civitai_token.get_secret_value(),
@@ -144,8 +258,10 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     nodes.on_change(dispatcher.wake)
     library.on_change(dispatcher.wake)  # a file reported: a job waiting for it may go
     limit = settings.max_message_mb << 20
+    interceptor = ApiInterceptor(keys, settings.require_auth)
+    interceptor.standby = "the coordinator is starting"
     server = grpc.aio.server(
-        interceptors=[ApiInterceptor(keys, settings.require_auth)],
+        interceptors=[interceptor],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
@@ -163,8 +279,8 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in (*SERVED, ""):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    for name in (*SERVED, ""):  # SERVING once active (a standby never is)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection(
         (*SERVED, reflection.SERVICE_NAME, health.SERVICE_NAME), server
     )
@@ -172,21 +288,38 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         port = _bind(server, settings)
     except RuntimeError:
         db.close()  # and with it the database, for whoever starts next
+        data_lock.close()
         raise
     await server.start()
-    servers.start()
-    nodes.start()
-    await dispatcher.start()
-    await downloads.start()
     log.info(
         "coordinator listening on %s (database %s)",
         settings.listen.rpartition(":")[0] + f":{port}",
         db.url.render_as_string(hide_password=True),
     )
-    return Coordinator(
+    coordinator = Coordinator(
         settings, server, port, db, bus, queue, keys, health_servicer, servers, results, dispatcher,
-        library, nodes, downloads,
+        library, nodes, downloads, interceptor, data_lock,
     )  # fmt: skip
+    if not db.is_sqlite:
+        holder = f"{socket.gethostname()}:{settings.data_dir.resolve()}"
+        coordinator.leadership = Leadership(
+            settings.resolved_database_url, holder, coordinator.advertised
+        )
+    try:
+        await coordinator.take_over_or_wait()
+    except BaseException:
+        await coordinator.stop(grace=0)
+        raise
+    return coordinator
+
+
+def _standby_message(active: tuple[str, str] | None) -> str:
+    where = f" is {active[1]}" if active and active[1] else " has not renewed its lease yet"
+    return f"this coordinator is a standby: the active one{where}"
+
+
+def _refuse(session: Any) -> None:
+    raise NotActive("this coordinator lost its lease to another; it writes nothing more")
 
 
 def _bind(server: grpc.aio.Server, settings: Settings) -> int:

@@ -141,11 +141,10 @@ def test_unfinished_image_files_a_crash_left_are_removed_at_start(tmp_path: Path
         running.close()
 
 
-def test_a_second_coordinator_on_the_same_database_is_refused(
-    tmp_path: Path, database_url: str
-) -> None:
-    """Two coordinators on one database ran jobs twice and shared result file names;
-    the second is refused, saying why, and starts once the first has stopped."""
+def test_a_second_coordinator_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    """Two coordinators on one SQLite database ran jobs twice and shared result file
+    names; the second is refused, saying why, and starts once the first has stopped."""
+    database_url = f"sqlite:///{tmp_path / 'sq.db'}"
     first = CoordinatorThread(make_settings(tmp_path / "a", database_url))
     try:
         with pytest.raises(RuntimeError, match="another coordinator is using the database"):
@@ -153,6 +152,50 @@ def test_a_second_coordinator_on_the_same_database_is_refused(
     finally:
         first.close()
     CoordinatorThread(make_settings(tmp_path / "b", database_url)).close()
+
+
+def test_a_second_coordinator_of_a_data_folder_is_refused(tmp_path: Path) -> None:
+    first = CoordinatorThread(make_settings(tmp_path, f"sqlite:///{tmp_path / 'a.db'}"))
+    try:
+        with pytest.raises(RuntimeError, match="another coordinator is using the data folder"):
+            CoordinatorThread(make_settings(tmp_path, f"sqlite:///{tmp_path / 'b.db'}"))
+    finally:
+        first.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_second_coordinator_on_postgresql_stands_by_and_takes_over(
+    tmp_path: Path, database_url: str
+) -> None:
+    """On PostgreSQL the second coordinator is a standby: not serving, its calls refused
+    naming the active one; when the active one stops it takes over and serves."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from stablequeue import txt2img
+    from tests.helpers import raises, wait_until
+
+    first = CoordinatorThread(make_settings(tmp_path / "a", database_url))
+    second = CoordinatorThread(make_settings(tmp_path / "b", database_url))
+    try:
+        with first.client() as sq:
+            job = sq.submit(txt2img("before the take-over"))
+        with second.client() as sq, grpc.insecure_channel(second.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            state = health.Check(health_pb2.HealthCheckRequest(service="")).status
+            assert state == health_pb2.HealthCheckResponse.NOT_SERVING
+            refused = f"standby: the active one is {first.address}"
+            with raises(grpc.StatusCode.UNAVAILABLE, refused):
+                sq.get_job(job.id)
+            first.close()
+            wait_until(lambda: second.coordinator.active.is_set(), 10)
+            assert health.Check(health_pb2.HealthCheckRequest(service="")).status == (
+                health_pb2.HealthCheckResponse.SERVING
+            )
+            assert sq.get_job(job.id).spec.params.prompt == "before the take-over"
+    finally:
+        second.close()
+        if not first.coordinator.stopped:
+            first.close()
 
 
 def test_of_two_claims_of_one_job_exactly_one_wins(database_url: str) -> None:

@@ -13,7 +13,12 @@ from google.protobuf.message import Message
 
 from stablequeue_coordinator.auth import principal as auth
 from stablequeue_coordinator.auth.keys import KeyService
-from stablequeue_coordinator.errors import InvalidArgument, StableQueueError, Unauthenticated
+from stablequeue_coordinator.errors import (
+    InvalidArgument,
+    NotActive,
+    StableQueueError,
+    Unauthenticated,
+)
 
 log = logging.getLogger(__name__)
 OWN_SERVICES = "/stablequeue."
@@ -106,6 +111,8 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self._keys = keys
         self._require_auth = require_auth
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        # Why calls are refused (a standby, or still starting); None once active.
+        self.standby: str | None = None
 
     async def intercept_service(
         self,
@@ -149,6 +156,8 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         )
 
     async def _authenticate(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        if self.standby is not None:
+            raise NotActive(self.standby)
         token = bearer_token(context)
         if token is not None:
             who = await self._keys.authenticate(token)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,57 +43,43 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = _create_engine(url, self.is_sqlite)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sq-db")
-        self._held: Any = None  # what keeps this database ours (a locked file, a session)
+        self._held: Any = None  # what keeps this database ours (a locked file)
+        # On PostgreSQL, the active coordinator's lease check (see leadership.py): the
+        # first statement of every transaction once set.
+        self.fence: Callable[[Session], None] | None = None
 
-    def take(self, wait_s: float = 5.0) -> None:
-        """Makes this process the database's one coordinator, for as long as it runs: an
-        exclusive lock on a file beside a SQLite database, a session-level advisory lock
-        on PostgreSQL (per schema). The OS or the server releases it when the process
-        dies, so a coordinator restarted after a crash gets it (on PostgreSQL it waits
-        `wait_s` for a killed predecessor's session to go; a file lock goes at once).
+    def take(self) -> None:
+        """On SQLite, makes this process the database's one coordinator for as long as
+        it runs: an exclusive lock on a file beside the database, which the OS releases
+        when the process dies (a coordinator restarted after a crash gets it at once).
+        On PostgreSQL several coordinators share a database, one active at a time: see
+        `leadership.Leadership`.
 
         Raises:
-            RuntimeError: another coordinator has it.
+            RuntimeError: another coordinator has the SQLite database.
         """
-        deadline = time.monotonic() + (0.0 if self.is_sqlite else wait_s)
-        while True:
-            self._held = self._lock_sqlite() if self.is_sqlite else self._lock_postgres()
-            if self._held is not None:
-                return
-            if time.monotonic() > deadline:
-                shown = self.url.render_as_string(hide_password=True)
-                raise RuntimeError(
-                    f"another coordinator is using the database {shown}: one coordinator "
-                    "per database (stop the other one, or give this one its own database)"
-                )
-            time.sleep(0.1)
-
-    def _lock_sqlite(self) -> Any:
         database = self.url.database
-        if not database or database == ":memory:" or fcntl is None:
-            return True  # nothing another process could share, or no flock here
-        handle = open(f"{database}.lock", "a+")  # noqa: SIM115 - held until close()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return None
-        return handle
-
-    def _lock_postgres(self) -> Any:
-        conn = self.engine.connect()
-        key = text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :tag))")
-        if conn.execute(key, {"tag": ":stablequeue"}).scalar():
-            conn.commit()
-            return conn
-        conn.close()
-        return None
+        if not self.is_sqlite or not database or database == ":memory:":
+            return  # a lease decides on PostgreSQL; nothing to share in memory
+        self._held = lock_file(Path(f"{database}.lock"))
+        if self._held is None:
+            shown = self.url.render_as_string(hide_password=True)
+            raise RuntimeError(
+                f"another coordinator is using the database {shown}: one coordinator "
+                "per SQLite database (stop the other one, or give this one its own "
+                "database; on PostgreSQL a second coordinator is a standby)"
+            )
 
     def migrate(self) -> None:
         """Brings the schema to the newest numbered migration (idempotent)."""
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
+            if not self.is_sqlite:  # an active and a standby starting together: one at a time
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || :tag))"),
+                    {"tag": ":stablequeue-migrate"},
+                )
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
@@ -113,6 +98,8 @@ class Database:
 
     def _transaction(self, work: Callable[[Session], T]) -> T:
         with Session(self.engine, expire_on_commit=False) as session:
+            if self.fence is not None:
+                self.fence(session)
             result = work(session)
             session.commit()
             return result
@@ -125,9 +112,34 @@ class Database:
         self.engine.dispose()
 
 
+def lock_file(path: Path) -> Any:
+    """An exclusive lock on `path` (created), held until the returned handle is closed
+    or the process ends; None when another process holds it."""
+    if fcntl is None:
+        return True  # no flock on this system
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held until closed
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 def _create_engine(url: str, is_sqlite: bool) -> Engine:
     if not is_sqlite:
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+
+        @event.listens_for(engine, "connect")
+        def _timeouts(dbapi_connection: Any, _record: Any) -> None:
+            # A coordinator frozen inside a transaction (SIGSTOP) would keep the lease
+            # row locked for good; the server ends such a session instead.
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET idle_in_transaction_session_timeout = '5s'")
+            dbapi_connection.commit()
+
+        return engine
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
