@@ -31,6 +31,7 @@ import grpc
 import psutil
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from stablequeue.client import channel_target
 from stablequeue.v1 import models_pb2, models_pb2_grpc, processes_pb2, processes_pb2_grpc, queue_pb2
 from stablequeue_agent.cli_job import CliFailed, check_settings, lora_dir_of, lora_files, run_cli
 from stablequeue_agent.config import ConfigError, load_config
@@ -109,12 +110,15 @@ class Agent:
         )
 
     def channel(self, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
-        """A channel to the coordinator: TLS with --tls-ca (or --tls: system roots)."""
+        """A channel to the coordinator (several, comma-separated: the active one of
+        them): TLS with --tls-ca (or --tls: system roots)."""
+        target, extra = channel_target(self.args.coordinator)
+        options = [*(options or []), *extra]
         if self.args.tls_ca or self.args.tls:
             roots = self.args.tls_ca.read_bytes() if self.args.tls_ca else None
             credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-            return grpc.aio.secure_channel(self.args.coordinator, credentials, options)
-        return grpc.aio.insecure_channel(self.args.coordinator, options)
+            return grpc.aio.secure_channel(target, credentials, options)
+        return grpc.aio.insecure_channel(target, options)
 
     async def read_model(self, sha256: str, offset: int) -> AsyncIterator[bytes]:
         """A coordinator model file's bytes from `offset` (ModelsService.ReadModelFile).
@@ -491,7 +495,10 @@ def _timestamp(seconds: float) -> Timestamp:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sq-agent", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--coordinator", default=os.environ.get("SQ_ADDR", "127.0.0.1:50051"))
+    parser.add_argument(
+        "--coordinator", default=os.environ.get("SQ_ADDR", "127.0.0.1:50051"),
+        help="HOST:PORT of the coordinator; an active one and standbys: comma-separated",
+    )  # fmt: skip
     parser.add_argument("--key", default=os.environ.get("SQ_API_KEY", ""), help="a node key")
     parser.add_argument("--config", type=Path, required=True, help="models.yml")
     parser.add_argument("--name", default=socket.gethostname(), help="node name")

@@ -7,7 +7,10 @@ code and message.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, BinaryIO
 
@@ -71,17 +74,87 @@ def _channel_args(options: list[tuple[str, Any]] | None) -> list[tuple[str, Any]
     ]
 
 
+# Several coordinators (an active one and standbys): calls go to the one whose health
+# is SERVING (gRPC's client-side health checking), wait for one while a standby takes
+# over, and are retried when the active one went away mid-call.
+FAILOVER_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": ""},
+    "methodConfig": [{
+        "name": [{}],
+        "waitForReady": True,
+        "retryPolicy": {
+            "maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "2s",
+            "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }],
+})  # fmt: skip
+
+
+def addresses(address: str) -> list[str]:
+    """The coordinator addresses of `address` ("host:port", or several comma-separated)."""
+    return [part.strip() for part in address.split(",") if part.strip()]
+
+
+def channel_target(address: str) -> tuple[str, list[tuple[str, Any]]]:
+    """The gRPC target and channel options for one coordinator address or several.
+
+    Several are resolved to their IP addresses now (one target lists them all).
+
+    Raises:
+        ValueError: an address is not HOST:PORT, or does not resolve.
+    """
+    parts = addresses(address)
+    if len(parts) <= 1:
+        return (parts[0] if parts else address), []
+    ips: dict[int, list[str]] = {socket.AF_INET: [], socket.AF_INET6: []}
+    for part in parts:
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"coordinator address {part!r} is not HOST:PORT")
+        try:
+            found = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        except OSError as e:
+            raise ValueError(f"coordinator address {part!r} does not resolve: {e}") from e
+        family, *_, sockaddr = found[0]
+        ip = str(sockaddr[0])
+        ips[family].append(f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}")
+    scheme, listed = ("ipv4", ips[socket.AF_INET]) if ips[socket.AF_INET] else (
+        "ipv6", ips[socket.AF_INET6])  # fmt: skip
+    options = [("grpc.service_config", FAILOVER_CONFIG), ("grpc.enable_retries", 1)]
+    return f"{scheme}:{','.join(listed)}", options
+
+
+def open_channel(
+    module: Any,
+    address: str,
+    credentials: grpc.ChannelCredentials | None = None,
+    options: list[tuple[str, Any]] | None = None,
+) -> Any:
+    """A channel from `grpc` or `grpc.aio` (the same call shapes in both) to one
+    coordinator or several (comma-separated: the active one is used)."""
+    target, extra = channel_target(address)
+    args = [*_channel_args(options), *extra]
+    if credentials:
+        return module.secure_channel(target, credentials, args)
+    return module.insecure_channel(target, args)
+
+
 def _open(
     module: Any,
     address: str,
     credentials: grpc.ChannelCredentials | None,
     options: list[tuple[str, Any]] | None,
 ) -> Any:
-    """A channel from `grpc` or `grpc.aio` (the same call shapes in both)."""
-    args = _channel_args(options)
-    if credentials:
-        return module.secure_channel(address, credentials, args)
-    return module.insecure_channel(address, args)
+    return open_channel(module, address, credentials, options)
+
+
+def _key(idempotency_key: str, address: str) -> str:
+    """With several coordinators a submit may be retried on the next one after the
+    first took it: a key of its own makes the retry return the same job(s)."""
+    if idempotency_key or len(addresses(address)) <= 1:
+        return idempotency_key
+    return "sq-auto-" + uuid.uuid4().hex
 
 
 def _stubs(channel: Any) -> tuple[Any, Any, Any]:
@@ -155,7 +228,8 @@ class Client:
             raise _error(e) from None
 
     def submit(self, spec: queue_pb2.JobSpec, idempotency_key: str = "") -> queue_pb2.Job:
-        request = queue_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key)
+        key = _key(idempotency_key, self.address)
+        request = queue_pb2.SubmitJobRequest(spec=spec, idempotency_key=key)
         return self.call("SubmitJob", request).job
 
     def submit_many(
@@ -166,7 +240,10 @@ class Client:
         idempotency_key: str = "",
     ) -> list[queue_pb2.Job]:
         request = queue_pb2.SubmitJobsRequest(
-            spec=spec, count=count, seed_mode=SEED_MODES[seed_mode], idempotency_key=idempotency_key
+            spec=spec,
+            count=count,
+            seed_mode=SEED_MODES[seed_mode],
+            idempotency_key=_key(idempotency_key, self.address),
         )
         return list(self.call("SubmitJobs", request).jobs)
 
@@ -323,7 +400,8 @@ class AsyncClient:
             raise _error(e) from None
 
     async def submit(self, spec: queue_pb2.JobSpec, idempotency_key: str = "") -> queue_pb2.Job:
-        request = queue_pb2.SubmitJobRequest(spec=spec, idempotency_key=idempotency_key)
+        key = _key(idempotency_key, self.address)
+        request = queue_pb2.SubmitJobRequest(spec=spec, idempotency_key=key)
         return (await self.call("SubmitJob", request)).job
 
     async def get_job(self, job_id: str) -> queue_pb2.Job:

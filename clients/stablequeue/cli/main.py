@@ -513,7 +513,11 @@ def cmd_dashboard(sq: Client, args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="sq", description="StableQueue command line")
-    root.add_argument("--addr", help="coordinator HOST:PORT (env SQ_ADDR, default 127.0.0.1:50051)")
+    root.add_argument(
+        "--addr",
+        help="coordinator HOST:PORT, or an active one and standbys comma-separated "
+        "(env SQ_ADDR, default 127.0.0.1:50051)",
+    )
     root.add_argument("--api-key", help="API key (env SQ_API_KEY)")
     root.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     root.add_argument(

@@ -73,8 +73,12 @@ def checked(base: Settings, changes: dict[str, Any]) -> Settings:
     for key in ("address", "api_key", "alias", "url"):
         if key in changes and not isinstance(changes[key], str):
             raise SettingsError(f"{key}: must be a string")
-    if changes.get("address") and not ADDRESS.match(changes["address"].strip()):
-        raise SettingsError("address: expected host:port, e.g. 127.0.0.1:50051")
+    if changes.get("address") and not all(
+        ADDRESS.match(part.strip()) for part in changes["address"].split(",")
+    ):
+        raise SettingsError(
+            "address: expected host:port, e.g. 127.0.0.1:50051 (several: comma-separated)"
+        )
     if changes.get("alias") and not ALIAS.match(changes["alias"].strip()):
         raise SettingsError("alias: letters, digits, '.', '_' or '-', at most 100 characters")
     if changes.get("url") and not re.match(r"^https?://", changes["url"].strip()):

@@ -251,7 +251,7 @@ export function settingsEntries(app, api) {
         },
     });
     return [
-        entry("address", "Coordinator address", "text", "", "host:port of the StableQueue coordinator"),
+        entry("address", "Coordinator address", "text", "", "host:port of the StableQueue coordinator (an active and standbys: comma-separated)"),
         entry("alias", "This server's alias", "text", "", "how StableQueue names this ComfyUI"),
         entry("url", "This server's URL", "text", "", "how the coordinator reaches this ComfyUI, e.g. http://gpu1:8188"),
         entry("priority", "Default priority", "number", 0, "higher runs first"),

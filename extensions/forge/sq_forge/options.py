@@ -32,7 +32,7 @@ def register(shared: Any, gr: Any) -> None:
     options = {
         "stablequeue_address": info(
             os.environ.get("SQ_ADDR", DEFAULT_ADDRESS),
-            "Coordinator address (host:port)",
+            "Coordinator address (host:port; an active and standbys: comma-separated)",
             gr.Textbox,
             section=SECTION,
         ),
