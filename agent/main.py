@@ -31,7 +31,7 @@ import grpc
 import psutil
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from stablequeue.client import channel_target
+from stablequeue.client import KEEPALIVE, addresses, serving_async
 from stablequeue.v1 import models_pb2, models_pb2_grpc, processes_pb2, processes_pb2_grpc, queue_pb2
 from stablequeue_agent.cli_job import CliFailed, check_settings, lora_dir_of, lora_files, run_cli
 from stablequeue_agent.config import ConfigError, load_config
@@ -67,6 +67,7 @@ class CliModel(Exception):
 class Agent:
     def __init__(self, args: argparse.Namespace, supervisor: Supervisor, gpus: Gpus) -> None:
         self.args = args
+        self._active = addresses(args.coordinator)[0]  # of several: the active one
         self.supervisor = supervisor
         self.gpus = gpus
         models_dir = args.models_dir or supervisor.config.base_dir
@@ -74,6 +75,9 @@ class Agent:
             models_dir, self._send_download, self._files_arrived, read_model=self.read_model
         )
         self._outgoing: asyncio.Queue[processes_pb2.AgentMessage] | None = None
+        # Job updates made while no session was open (the coordinator went away, a
+        # standby is taking over): delivered first thing in the next session.
+        self._unsent: list[processes_pb2.AgentMessage] = []
         self._commands: set[asyncio.Task[None]] = set()
         # Runs by attempt (task id, else job id) -> (job id, the task running it).
         self._jobs: dict[str, tuple[str, asyncio.Task[None]]] = {}
@@ -107,18 +111,40 @@ class Agent:
                 )
                 for key, m in config.models.items()
             ],
+            running_tasks=sorted(
+                {*self._jobs, *(m.job_update.task_id or m.job_update.job_id for m in self._unsent)}
+            ),
         )
 
     def channel(self, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
-        """A channel to the coordinator (several, comma-separated: the active one of
-        them): TLS with --tls-ca (or --tls: system roots)."""
-        target, extra = channel_target(self.args.coordinator)
-        options = [*(options or []), *extra]
+        """A channel to the coordinator (of several, the active one found last): TLS
+        with --tls-ca (or --tls: system roots)."""
+        return self._open(self._active, options)
+
+    def _open(self, address: str, options: list[tuple[str, Any]] | None = None) -> Any:
+        several = len(addresses(self.args.coordinator)) > 1
+        options = [*(options or []), *(KEEPALIVE if several else [])]
         if self.args.tls_ca or self.args.tls:
             roots = self.args.tls_ca.read_bytes() if self.args.tls_ca else None
             credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-            return grpc.aio.secure_channel(target, credentials, options)
-        return grpc.aio.insecure_channel(target, options)
+            return grpc.aio.secure_channel(address, credentials, options)
+        return grpc.aio.insecure_channel(address, options)
+
+    async def _find_active(self, stop: asyncio.Event) -> None:
+        """Of several coordinators, the one whose health is SERVING (looked for until
+        one is, or `stop`)."""
+        listed = addresses(self.args.coordinator)
+        if len(listed) == 1:
+            return
+        while not stop.is_set():
+            for address in listed:
+                async with self._open(address) as channel:
+                    if await serving_async(channel):
+                        self._active = address
+                        return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await stop.wait()
 
     async def read_model(self, sha256: str, offset: int) -> AsyncIterator[bytes]:
         """A coordinator model file's bytes from `offset` (ModelsService.ReadModelFile).
@@ -218,10 +244,14 @@ class Agent:
             backoff = min(backoff * 2, 30.0)
 
     async def _session(self, stop: asyncio.Event) -> None:
+        await self._find_active(stop)
         outgoing: asyncio.Queue[processes_pb2.AgentMessage] = asyncio.Queue()
         outgoing.put_nowait(processes_pb2.AgentMessage(register=self.node_info()))
         for key in self.supervisor.processes:
             outgoing.put_nowait(processes_pb2.AgentMessage(process_state=self.process_info(key)))
+        for message in self._unsent:
+            outgoing.put_nowait(message)
+        self._unsent.clear()
         self._outgoing = outgoing
         metadata = (("authorization", f"Bearer {self.args.key}"),) if self.args.key else ()
 
@@ -235,7 +265,7 @@ class Agent:
             beats = asyncio.create_task(self._heartbeats(outgoing))
             stopper = asyncio.create_task(stop.wait())
             try:
-                log.info("connected to %s as node %s", self.args.coordinator, self.args.name)
+                log.info("connected to %s as node %s", self._active, self.args.name)
                 reader = asyncio.create_task(self._commands_from(call, outgoing))
                 await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if reader.done():
@@ -357,6 +387,16 @@ class Agent:
         if tasks:
             await asyncio.wait(set(tasks), timeout=60)
 
+    def _send_job_update(self, message: processes_pb2.AgentMessage) -> None:
+        """To the coordinator of the open session; kept for the next one when none is
+        open (progress without an image or an end is dropped then: stale by then)."""
+        if self._outgoing is not None:
+            self._outgoing.put_nowait(message)
+            return
+        update = message.job_update
+        if update.image or update.done or update.error:
+            self._unsent.append(message)
+
     async def _run_job(
         self,
         command: processes_pb2.RunJobCommand,
@@ -370,7 +410,7 @@ class Agent:
                 task_id=command.task_id,
                 **fields,  # type: ignore[arg-type]
             )
-            outgoing.put_nowait(processes_pb2.AgentMessage(job_update=job_update))
+            self._send_job_update(processes_pb2.AgentMessage(job_update=job_update))
 
         key = command.model
         model = self.supervisor.config.models.get(key)

@@ -63,14 +63,24 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    stopped, lost = asyncio.create_task(stop.wait()), asyncio.create_task(coordinator.lost.wait())
+    await asyncio.wait({stopped, lost}, return_when=asyncio.FIRST_COMPLETED)
     await coordinator.stop()
+    if coordinator.lost.is_set():
+        raise LeaseLost("another coordinator took over this database; run me again as a standby")
+
+
+class LeaseLost(Exception):
+    """This coordinator was the active one and another took over."""
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         asyncio.run(serve(args))
+    except LeaseLost as e:
+        print(f"sq-coordinator: {e}", file=sys.stderr)
+        sys.exit(3)
     except (ValidationError, ValueError, RuntimeError, OSError) as e:
         print(f"sq-coordinator: {e}", file=sys.stderr)
         sys.exit(2)

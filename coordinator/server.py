@@ -130,6 +130,7 @@ class Coordinator:
         began = time.monotonic()
         if self.leadership is not None:
             self.db.fence = self.leadership.fence
+            self.nodes.may_act = self.leadership.valid
         await asyncio.to_thread(self.results.remove_orphans)
         self.servers.start()
         self.nodes.start()
@@ -268,6 +269,10 @@ async def start_coordinator(settings: Settings) -> Coordinator:
             # Without this a second coordinator could bind the same port and
             # split the traffic with the first, silently.
             ("grpc.so_reuseport", 0),
+            # Clients of an active/standby pair ping every 2 s to notice a frozen one.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+            ("grpc.http2.max_ping_strikes", 0),
         ],
     )
     queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queue, keys, results), server)

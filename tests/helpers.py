@@ -42,8 +42,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def register_server(sq: Client, alias: str, kind: str, url: str, **fields: Any) -> None:
     """Registers a backend server ("forge", "comfyui" or "sdcpp") with the coordinator."""
-    sq.processes.RegisterServer(
-        processes_pb2.RegisterServerRequest(alias=alias, kind=APPS[kind], base_url=url, **fields)
+    sq.call(
+        "RegisterServer",
+        processes_pb2.RegisterServerRequest(alias=alias, kind=APPS[kind], base_url=url, **fields),
+        "processes",
     )
 
 

@@ -7,9 +7,9 @@ code and message.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
-import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, BinaryIO
@@ -74,55 +74,26 @@ def _channel_args(options: list[tuple[str, Any]] | None) -> list[tuple[str, Any]
     ]
 
 
-# Several coordinators (an active one and standbys): calls go to the one whose health
-# is SERVING (gRPC's client-side health checking), wait for one while a standby takes
-# over, and are retried when the active one went away mid-call.
-FAILOVER_CONFIG = json.dumps({
-    "loadBalancingConfig": [{"round_robin": {}}],
-    "healthCheckConfig": {"serviceName": ""},
-    "methodConfig": [{
-        "name": [{}],
-        "waitForReady": True,
-        "retryPolicy": {
-            "maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "2s",
-            "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"],
-        },
-    }],
-})  # fmt: skip
+# Several coordinators (an active one and standbys): each address gets a channel of its
+# own; calls go to the active one, found by its health (SERVING), and move on to the
+# next when it is refused (a standby) or gone (UNAVAILABLE). A frozen active (SIGSTOP,
+# a cut network) stops answering pings: its connection is dropped within seconds.
+KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 2000),
+    ("grpc.keepalive_timeout_ms", 2000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.min_time_between_pings_ms", 1000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+    ("grpc.http2.ping_timeout_ms", 2000),
+]
+HEALTH_CHECK_S = 1.0
+LOOK_EVERY_S = 0.2
 
 
 def addresses(address: str) -> list[str]:
     """The coordinator addresses of `address` ("host:port", or several comma-separated)."""
-    return [part.strip() for part in address.split(",") if part.strip()]
-
-
-def channel_target(address: str) -> tuple[str, list[tuple[str, Any]]]:
-    """The gRPC target and channel options for one coordinator address or several.
-
-    Several are resolved to their IP addresses now (one target lists them all).
-
-    Raises:
-        ValueError: an address is not HOST:PORT, or does not resolve.
-    """
-    parts = addresses(address)
-    if len(parts) <= 1:
-        return (parts[0] if parts else address), []
-    ips: dict[int, list[str]] = {socket.AF_INET: [], socket.AF_INET6: []}
-    for part in parts:
-        host, _, port = part.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"coordinator address {part!r} is not HOST:PORT")
-        try:
-            found = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
-        except OSError as e:
-            raise ValueError(f"coordinator address {part!r} does not resolve: {e}") from e
-        family, *_, sockaddr = found[0]
-        ip = str(sockaddr[0])
-        ips[family].append(f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}")
-    scheme, listed = ("ipv4", ips[socket.AF_INET]) if ips[socket.AF_INET] else (
-        "ipv6", ips[socket.AF_INET6])  # fmt: skip
-    options = [("grpc.service_config", FAILOVER_CONFIG), ("grpc.enable_retries", 1)]
-    return f"{scheme}:{','.join(listed)}", options
+    return [part.strip() for part in address.split(",") if part.strip()] or [address]
 
 
 def open_channel(
@@ -130,14 +101,49 @@ def open_channel(
     address: str,
     credentials: grpc.ChannelCredentials | None = None,
     options: list[tuple[str, Any]] | None = None,
+    *,
+    failover: bool = False,
 ) -> Any:
     """A channel from `grpc` or `grpc.aio` (the same call shapes in both) to one
-    coordinator or several (comma-separated: the active one is used)."""
-    target, extra = channel_target(address)
-    args = [*_channel_args(options), *extra]
+    coordinator address (`failover`: one of several, with keepalive pings)."""
+    args = [*_channel_args(options), *(KEEPALIVE if failover else [])]
     if credentials:
-        return module.secure_channel(target, credentials, args)
-    return module.insecure_channel(target, args)
+        return module.secure_channel(address, credentials, args)
+    return module.insecure_channel(address, args)
+
+
+# grpc.health.v1.Health/Check with service "" (an empty request); the answer is
+# SERVING when it is exactly field 1 = 1. Spelled out here: the SDK depends on grpcio
+# and protobuf only (it runs inside the apps' own Python).
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+SERVING_REPLY = b"\x08\x01"
+
+
+def _health_check(channel: Any) -> Any:
+    return channel.unary_unary(HEALTH_CHECK, request_serializer=bytes, response_deserializer=bytes)
+
+
+def serving(channel: grpc.Channel) -> bool:
+    try:
+        reply = _health_check(channel)(b"", timeout=HEALTH_CHECK_S)
+    except grpc.RpcError:
+        return False
+    return bool(reply == SERVING_REPLY)
+
+
+async def serving_async(channel: grpc.aio.Channel) -> bool:
+    try:
+        reply = await _health_check(channel)(b"", timeout=HEALTH_CHECK_S)
+    except grpc.RpcError:
+        return False
+    return bool(reply == SERVING_REPLY)
+
+
+def _may_move_on(e: grpc.RpcError, count: int, deadline: float) -> bool:
+    """A call refused by a standby or cut from a coordinator that went away is tried on
+    the active one, while time is left."""
+    code = e.code() if hasattr(e, "code") else None
+    return count > 1 and code == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
 
 
 def _open(
@@ -145,8 +151,11 @@ def _open(
     address: str,
     credentials: grpc.ChannelCredentials | None,
     options: list[tuple[str, Any]] | None,
-) -> Any:
-    return open_channel(module, address, credentials, options)
+) -> list[Any]:
+    listed = addresses(address)
+    return [
+        open_channel(module, one, credentials, options, failover=len(listed) > 1) for one in listed
+    ]
 
 
 def _key(idempotency_key: str, address: str) -> str:
@@ -194,9 +203,14 @@ class Client:
         options: list[tuple[str, Any]] | None = None,
     ) -> None:
         self.address, self._metadata = _settings(address, api_key)
-        self._channel = _open(grpc, self.address, credentials, options)
+        self._channels = _open(grpc, self.address, credentials, options)
+        self._current = 0
         self.timeout = timeout
-        self.queue, self.models, self.processes = _stubs(self._channel)
+        self.queue, self.models, self.processes = _stubs(self._channels[0])
+
+    @property
+    def _channel(self) -> grpc.Channel:
+        return self._channels[self._current]
 
     def __enter__(self) -> Client:
         return self
@@ -205,27 +219,54 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self._channel.close()
+        for channel in self._channels:
+            channel.close()
+
+    def _use_active(self, deadline: float) -> None:
+        """Switches to the coordinator whose health is SERVING (looking until `deadline`;
+        none found: the next one)."""
+        count = len(self._channels)
+        while time.monotonic() < deadline:
+            for step in range(1, count + 1):
+                i = (self._current + step) % count
+                if serving(self._channels[i]):
+                    self._current = i
+                    self.queue, self.models, self.processes = _stubs(self._channels[i])
+                    return
+            time.sleep(LOOK_EVERY_S)
 
     def call(self, method: str, request: Any, service: str = "queue") -> Any:
-        """Calls a unary method by name on `service` ("queue", "models", "processes").
+        """Calls a unary method by name on `service` ("queue", "models", "processes");
+        with several coordinators, on the active one.
 
         Raises:
             StableQueueError: the call failed (status code and server message).
         """
-        try:
-            return getattr(getattr(self, service), method)(
-                request, timeout=self.timeout, metadata=self._metadata
-            )
-        except grpc.RpcError as e:
-            raise _error(e) from None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return getattr(getattr(self, service), method)(
+                    request, timeout=max(0.1, deadline - time.monotonic()),
+                    metadata=self._metadata,
+                )  # fmt: skip
+            except grpc.RpcError as e:
+                if not _may_move_on(e, len(self._channels), deadline):
+                    raise _error(e) from None
+                self._use_active(deadline)
 
     def stream(self, method: str, request: Any, service: str = "queue") -> Iterator[Any]:
-        """Calls a server-streaming method by name on `service`."""
-        try:
-            yield from getattr(getattr(self, service), method)(request, metadata=self._metadata)
-        except grpc.RpcError as e:
-            raise _error(e) from None
+        """Calls a server-streaming method by name on `service`. With several
+        coordinators a stream that cannot start, or is cut, starts again on the active
+        one (a watch then begins with the current state)."""
+        while True:
+            started = time.monotonic()
+            try:
+                yield from getattr(getattr(self, service), method)(request, metadata=self._metadata)
+                return
+            except grpc.RpcError as e:
+                if not _may_move_on(e, len(self._channels), started + self.timeout):
+                    raise _error(e) from None
+                self._use_active(time.monotonic() + self.timeout)
 
     def submit(self, spec: queue_pb2.JobSpec, idempotency_key: str = "") -> queue_pb2.Job:
         key = _key(idempotency_key, self.address)
@@ -371,9 +412,10 @@ class AsyncClient:
         options: list[tuple[str, Any]] | None = None,
     ) -> None:
         self.address, self._metadata = _settings(address, api_key)
-        self._channel = _open(grpc.aio, self.address, credentials, options)
+        self._channels = _open(grpc.aio, self.address, credentials, options)
+        self._current = 0
         self.timeout = timeout
-        self.queue, self.models, self.processes = _stubs(self._channel)
+        self.queue, self.models, self.processes = _stubs(self._channels[0])
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -382,22 +424,44 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
+
+    async def _use_active(self, deadline: float) -> None:
+        count = len(self._channels)
+        while time.monotonic() < deadline:
+            for step in range(1, count + 1):
+                i = (self._current + step) % count
+                if await serving_async(self._channels[i]):
+                    self._current = i
+                    self.queue, self.models, self.processes = _stubs(self._channels[i])
+                    return
+            await asyncio.sleep(LOOK_EVERY_S)
 
     async def call(self, method: str, request: Any) -> Any:
-        try:
-            return await getattr(self.queue, method)(
-                request, timeout=self.timeout, metadata=self._metadata
-            )
-        except grpc.RpcError as e:
-            raise _error(e) from None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return await getattr(self.queue, method)(
+                    request, timeout=max(0.1, deadline - time.monotonic()),
+                    metadata=self._metadata,
+                )  # fmt: skip
+            except grpc.RpcError as e:
+                if not _may_move_on(e, len(self._channels), deadline):
+                    raise _error(e) from None
+                await self._use_active(deadline)
 
     async def stream(self, method: str, request: Any) -> AsyncIterator[Any]:
-        try:
-            async for item in getattr(self.queue, method)(request, metadata=self._metadata):
-                yield item
-        except grpc.RpcError as e:
-            raise _error(e) from None
+        while True:
+            started = time.monotonic()
+            try:
+                async for item in getattr(self.queue, method)(request, metadata=self._metadata):
+                    yield item
+                return
+            except grpc.RpcError as e:
+                if not _may_move_on(e, len(self._channels), started + self.timeout):
+                    raise _error(e) from None
+                await self._use_active(time.monotonic() + self.timeout)
 
     async def submit(self, spec: queue_pb2.JobSpec, idempotency_key: str = "") -> queue_pb2.Job:
         key = _key(idempotency_key, self.address)

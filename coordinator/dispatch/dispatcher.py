@@ -27,12 +27,18 @@ from stablequeue_coordinator.dispatch.policy import JobView, ServerView, choose_
 from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition
 from stablequeue_coordinator.kinds import APP_FROM_PB
 from stablequeue_coordinator.library.service import ModelLibrary
+from stablequeue_coordinator.nodes.service import node_row
 from stablequeue_coordinator.outputs.store import ResultStore
 from stablequeue_coordinator.queue.attempts import DispatchRow
 from stablequeue_coordinator.queue.convert import STAGE_TO_PB
 from stablequeue_coordinator.queue.service import QueueService
 from stablequeue_coordinator.queue.states import JobStage, JobStatus
-from stablequeue_coordinator.servers.service import HealthState, ServerService, ServerState
+from stablequeue_coordinator.servers.service import (
+    Health,
+    HealthState,
+    ServerService,
+    ServerState,
+)
 
 log = logging.getLogger(__name__)
 LOOKAHEAD = 200
@@ -554,6 +560,8 @@ class Dispatcher:
         states = {s.row.alias: s for s in await self._servers.list()}
         for job, task_id in await self._queue.interrupted():
             server = states.get(job.server)
+            if server is None and ":" in job.server:  # a node's model: the node may be back
+                server = ServerState(node_row(job.server), Health())
             if server is None or not task_id:
                 await self._requeue_after_restart(job)
                 continue

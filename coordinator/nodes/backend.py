@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from stablequeue_coordinator.backends.base import Attempt, Image, Probe, ServerConfig
@@ -27,6 +28,9 @@ from stablequeue_coordinator.queue.states import JobStage
 
 log = logging.getLogger(__name__)
 CANCEL_WAIT_S = 30.0  # a cancel that stops the model's server waits for its grace
+# After a take-over: how long a node whose attempt was under way may take to come back
+# (its agent notices the old coordinator is gone within seconds, then reconnects).
+RECOVER_WAIT_S = 30.0
 
 
 class NodeBackend:
@@ -49,8 +53,6 @@ class NodeBackend:
         return Probe(True, "", self.model)
 
     async def run(self, attempt: Attempt) -> list[Image]:
-        images: list[Image] = []
-        seed = attempt.job.spec.params.seed if attempt.job.spec.HasField("params") else -1
         node = self._nodes.nodes.get(self.node)
         process = node.processes.get(self.model) if node is not None else None
         starting = process is None or process.state != processes_pb2.PROCESS_STATE_READY
@@ -62,11 +64,23 @@ class NodeBackend:
                                 f"downloading {self.model}'s files on {self.node}")  # fmt: skip
         elif starting:
             await attempt.stage(JobStage.STARTING_MODEL, f"starting {self.model} on {self.node}")
+        updates = self._nodes.run_job(
+            self.node, self.model, attempt.job.id, attempt.job.spec.SerializeToString(),
+            attempt.task_id,
+        )  # fmt: skip
+        return await self._follow(attempt, updates, starting)
+
+    async def _follow(
+        self,
+        attempt: Attempt,
+        updates: AsyncIterator[processes_pb2.AgentJobUpdate],
+        starting: bool,
+    ) -> list[Image]:
+        """The attempt's images, from the node's updates (progress relayed on the way)."""
+        images: list[Image] = []
+        seed = attempt.job.spec.params.seed if attempt.job.spec.HasField("params") else -1
         try:
-            async for update in self._nodes.run_job(
-                self.node, self.model, attempt.job.id, attempt.job.spec.SerializeToString(),
-                attempt.task_id,
-            ):  # fmt: skip
+            async for update in updates:
                 if update.error:
                     failure = BackendUnavailable if update.retryable else BackendRejected
                     raise failure(f"node {self.node}: {update.error}")
@@ -150,7 +164,15 @@ class NodeBackend:
         await self._nodes.command(node, command, wait_s=CANCEL_WAIT_S)
 
     async def recover(self, attempt: Attempt) -> list[Image] | None:
-        return None
+        """The attempt a previous coordinator sent to the node, followed to its end when
+        the node comes back with it (None: it did not; the job is run again)."""
+        updates = await self._nodes.follow_job(
+            self.node, attempt.job.id, attempt.task_id, RECOVER_WAIT_S
+        )
+        if updates is None:
+            return None
+        log.info("job %s: following attempt %s on %s", attempt.job.id, attempt.task_id, self.node)
+        return await self._follow(attempt, updates, starting=False)
 
     async def close(self) -> None:
         return None

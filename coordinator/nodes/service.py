@@ -68,6 +68,10 @@ class NodeService:
         self._job_nodes: dict[str, str] = {}
         self._stopping: set[str] = set()  # stray runs already told to end
         self._monitor: asyncio.Task[None] | None = None
+        self._waiters: list[asyncio.Event] = []  # (see _changed_event)
+        # False while this coordinator may not act (its lease ran out: another may
+        # have taken over): no run is ended on a node on its own account then.
+        self.may_act: Callable[[], bool] = lambda: True
         self._sessions = 0
         self._download_listener: (
             Callable[[str, processes_pb2.DownloadUpdate], Awaitable[None]] | None
@@ -89,17 +93,18 @@ class NodeService:
     def _changed(self) -> None:
         for listener in self._change_listeners:
             listener()
+        waiters, self._waiters = self._waiters, []
+        for event in waiters:
+            event.set()
 
     def places(self) -> list[ServerState]:
-        """Each model of each node as a place the dispatcher can run a job (kind sdcpp)."""
+        """Each model of each node as a place the dispatcher can run a job (kind node)."""
         places = []
         now = utcnow()
         for node in self.nodes.values():
             for model in node.info.models:
                 alias = f"{node.info.name}:{model.key}"
-                row = ServerRow(alias=alias, kind="node", base_url=f"{NODE_SCHEME}{alias}",
-                                max_concurrency=1, paused=node.draining,
-                                created_at=now, updated_at=now)  # fmt: skip
+                row = node_row(alias, node.draining)
                 health = Health(
                     HealthState.UP if node.connected else HealthState.DOWN,
                     "" if node.connected else f"node {node.info.name} is offline",
@@ -146,6 +151,55 @@ class NodeService:
         finally:
             self._jobs.pop(key, None)
             self._job_nodes.pop(key, None)
+
+    async def follow_job(
+        self, node_name: str, job_id: str, task_id: str, wait_s: float
+    ) -> AsyncIterator[processes_pb2.AgentJobUpdate] | None:
+        """Follows attempt `task_id` of a job that a previous coordinator sent to the node
+        (this one took over meanwhile): its updates until the final one, without
+        running it again. None when the node does not come back within `wait_s` or
+        does not run (or hold the results of) that attempt any more.
+
+        Registered at once, so the updates the agent kept for its next session reach
+        the attempt, not the stray handler.
+        """
+        key = task_id or job_id
+        queue: asyncio.Queue[processes_pb2.AgentJobUpdate | None] = asyncio.Queue()
+        self._jobs[key], self._job_nodes[key] = queue, node_name
+        try:
+            async with asyncio.timeout(wait_s):
+                while (node := self.nodes.get(node_name)) is None or not node.connected:
+                    await self._changed_event().wait()
+        except TimeoutError:
+            self._jobs.pop(key, None)
+            self._job_nodes.pop(key, None)
+            return None
+        if key not in node.info.running_tasks:
+            self._jobs.pop(key, None)
+            self._job_nodes.pop(key, None)
+            return None
+        return self._updates(node_name, key, queue)
+
+    async def _updates(
+        self, node_name: str, key: str, queue: asyncio.Queue[processes_pb2.AgentJobUpdate | None]
+    ) -> AsyncIterator[processes_pb2.AgentJobUpdate]:
+        try:
+            while True:
+                update = await queue.get()
+                if update is None:
+                    raise FailedPrecondition(f"node {node_name} went offline during the job")
+                yield update
+                if update.done:
+                    return
+        finally:
+            self._jobs.pop(key, None)
+            self._job_nodes.pop(key, None)
+
+    def _changed_event(self) -> asyncio.Event:
+        """An event set at the next change of any node (a connect, a disconnect)."""
+        event = asyncio.Event()
+        self._waiters.append(event)
+        return event
 
     def start(self) -> None:
         self._monitor = asyncio.create_task(self._watch(), name="sq-node-monitor")
@@ -243,7 +297,7 @@ class NodeService:
         """An update of a run the coordinator gave up on (the node went silent and the
         job was re-queued, or cancelled): ignored, and the node is told to end that run
         (once), so one job never generates twice."""
-        if update.task_id in self._stopping:
+        if update.task_id in self._stopping or not self.may_act():
             return
         if len(self._stopping) > 10_000:
             self._stopping.clear()
@@ -281,7 +335,7 @@ class NodeService:
         while True:
             now = time.monotonic()
             wake = 0.1
-            for node in list(self.nodes.values()):
+            for node in list(self.nodes.values()) if self.may_act() else []:
                 if not node.connected:
                     continue
                 limit = MISSED_HEARTBEATS * (node.info.heartbeat_interval or 5.0)
@@ -443,3 +497,10 @@ def _required_model(value: str) -> str:
     if not value:
         raise InvalidArgument("model", "required")
     return value
+
+
+def node_row(alias: str, paused: bool = False) -> ServerRow:
+    """The (never stored) server row of a node's model `alias` ("node:model")."""
+    now = utcnow()
+    return ServerRow(alias=alias, kind="node", base_url=f"{NODE_SCHEME}{alias}",
+                     max_concurrency=1, paused=paused, created_at=now, updated_at=now)  # fmt: skip

@@ -127,19 +127,24 @@ def lock_file(path: Path) -> Any:
     return handle
 
 
+def postgres_engine(url: str, **options: Any) -> Engine:
+    """An engine for PostgreSQL whose sessions the server ends when they sit idle in a
+    transaction: a coordinator frozen inside one (SIGSTOP) would otherwise keep the
+    lease row locked for good."""
+    engine = create_engine(url, pool_pre_ping=True, **options)
+
+    @event.listens_for(engine, "connect")
+    def _timeouts(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET idle_in_transaction_session_timeout = '5s'")
+        dbapi_connection.commit()
+
+    return engine
+
+
 def _create_engine(url: str, is_sqlite: bool) -> Engine:
     if not is_sqlite:
-        engine = create_engine(url, pool_pre_ping=True)
-
-        @event.listens_for(engine, "connect")
-        def _timeouts(dbapi_connection: Any, _record: Any) -> None:
-            # A coordinator frozen inside a transaction (SIGSTOP) would keep the lease
-            # row locked for good; the server ends such a session instead.
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("SET idle_in_transaction_session_timeout = '5s'")
-            dbapi_connection.commit()
-
-        return engine
+        return postgres_engine(url)
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)

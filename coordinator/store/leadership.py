@@ -20,11 +20,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from stablequeue_coordinator.errors import NotActive
+from stablequeue_coordinator.store.db import postgres_engine
 
 log = logging.getLogger(__name__)
 LEASE_S = 5.0  # a lease not renewed for this long is free
@@ -44,7 +45,7 @@ class Leadership:
         self.epoch: int | None = None
         self.renewed_at = 0.0  # monotonic time of the last renewal
         # Its own connection and thread: a renewal never waits behind the store's work.
-        self._engine: Engine = create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+        self._engine: Engine = postgres_engine(url, pool_size=1, max_overflow=0)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sq-lease")
 
     # ---- on the lease thread ----------------------------------------------
@@ -121,6 +122,11 @@ class Leadership:
                 {"epoch": self.epoch},
             )
         self.epoch = None
+
+    def valid(self) -> bool:
+        """True while this holder's lease cannot have run out (by this process's clock,
+        with a second to spare): after a freeze it is False until a renewal."""
+        return self.epoch is not None and time.monotonic() - self.renewed_at < self.lease_s - 1
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

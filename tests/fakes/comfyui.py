@@ -11,6 +11,7 @@ serves real PNGs with `prompt`/`workflow` chunks from `/view`, honours
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import struct
@@ -100,9 +101,15 @@ class FakeComfyUI(LoopbackServer):
     async def setup(self) -> None:
         self.wakeup = asyncio.Event()
         self.worker = asyncio.create_task(self._worker())
+        # As ComfyUI's PromptServer: execution only queues its messages, a publish loop
+        # sends them; a client that stops reading (a frozen process) delays messages,
+        # never the execution or its history.
+        self.messages: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self.publisher = asyncio.create_task(self._publish_loop())
 
     async def teardown(self) -> None:
         self.worker.cancel()
+        self.publisher.cancel()
         for socket in list(self.sockets.values()):
             await socket.close()
 
@@ -299,6 +306,21 @@ class FakeComfyUI(LoopbackServer):
         return {"status": {"exec_info": {"queue_remaining": remaining}}}
 
     async def _send(self, kind: str, data: dict[str, Any], sid: str | None = None) -> None:
+        self.messages.put_nowait(("json", kind, data, sid))
+
+    async def _send_preview(self, sid: str | None) -> None:
+        self.messages.put_nowait(("preview", sid))
+
+    async def _publish_loop(self) -> None:
+        while True:
+            message = await self.messages.get()
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                if message[0] == "json":
+                    await self._deliver(*message[1:])
+                else:
+                    await self._deliver_preview(message[1])
+
+    async def _deliver(self, kind: str, data: dict[str, Any], sid: str | None = None) -> None:
         """To `sid` only when given (dropped if it is not connected), else to every socket."""
         targets = (
             [self.sockets[sid]]
@@ -311,7 +333,7 @@ class FakeComfyUI(LoopbackServer):
             if not socket.closed:
                 await socket.send_json({"type": kind, "data": data})
 
-    async def _send_preview(self, sid: str | None) -> None:
+    async def _deliver_preview(self, sid: str | None) -> None:
         frame = struct.pack(">II", 1, 2) + png((9, 9, 9), (8, 8), {})
         targets = [self.sockets[sid]] if sid in self.sockets else list(self.sockets.values())
         for socket in targets:

@@ -217,7 +217,7 @@ class GpuInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., vram_total_mb: _Optional[int] = ..., vram_free_mb: _Optional[int] = ..., utilization_percent: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("name", "hostname", "os", "cpu_count", "memory_total_mb", "gpus", "agent_version", "models", "heartbeat_interval")
+    __slots__ = ("name", "hostname", "os", "cpu_count", "memory_total_mb", "gpus", "agent_version", "models", "heartbeat_interval", "running_tasks")
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     OS_FIELD_NUMBER: _ClassVar[int]
@@ -227,6 +227,7 @@ class NodeInfo(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     hostname: str
     os: str
@@ -236,7 +237,8 @@ class NodeInfo(_message.Message):
     agent_version: str
     models: _containers.RepeatedCompositeFieldContainer[NodeModel]
     heartbeat_interval: float
-    def __init__(self, name: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., agent_version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[NodeModel, _Mapping]]] = ..., heartbeat_interval: _Optional[float] = ...) -> None: ...
+    running_tasks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., agent_version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[NodeModel, _Mapping]]] = ..., heartbeat_interval: _Optional[float] = ..., running_tasks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeModel(_message.Message):
     __slots__ = ("key", "name", "description", "exec_mode", "mode", "vram_mb", "missing_files", "needed_files", "model_file", "loras")
