@@ -47,6 +47,8 @@ from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable
 from stablequeue_coordinator.logs import configure_logging
 
 log = logging.getLogger("sq-agent")
+# How long a finished attempt's images and end are sent again at each new session.
+RESEND_S = 60.0
 JOB_PROGRESS_EVERY_S = 0.25
 Code = grpc.StatusCode
 TRANSIENT = {Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.INTERNAL, Code.UNKNOWN, Code.ABORTED}
@@ -78,11 +80,21 @@ class Agent:
         # Job updates made while no session was open (the coordinator went away, a
         # standby is taking over): delivered first thing in the next session.
         self._unsent: list[processes_pb2.AgentMessage] = []
+        # The images and ends of attempts finished lately, by attempt, with when: sent
+        # again at the start of a session, as a coordinator that froze may have taken
+        # them into its socket and never read them (the one that took over follows them).
+        self._finished: dict[str, tuple[float, list[processes_pb2.AgentMessage]]] = {}
+        self._results: dict[str, list[processes_pb2.AgentMessage]] = {}
         self._commands: set[asyncio.Task[None]] = set()
         # Runs by attempt (task id, else job id) -> (job id, the task running it).
         self._jobs: dict[str, tuple[str, asyncio.Task[None]]] = {}
 
     # ---- what the coordinator hears --------------------------------------------
+
+    def _running_tasks(self) -> set[str]:
+        """Attempts running here, finished lately, or with updates not delivered yet."""
+        unsent = {m.job_update.task_id or m.job_update.job_id for m in self._unsent}
+        return {*self._jobs, *self._finished, *unsent}
 
     def node_info(self) -> processes_pb2.NodeInfo:
         config = self.supervisor.config
@@ -111,9 +123,7 @@ class Agent:
                 )
                 for key, m in config.models.items()
             ],
-            running_tasks=sorted(
-                {*self._jobs, *(m.job_update.task_id or m.job_update.job_id for m in self._unsent)}
-            ),
+            running_tasks=sorted(self._running_tasks()),
         )
 
     def channel(self, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
@@ -249,6 +259,13 @@ class Agent:
         outgoing.put_nowait(processes_pb2.AgentMessage(register=self.node_info()))
         for key in self.supervisor.processes:
             outgoing.put_nowait(processes_pb2.AgentMessage(process_state=self.process_info(key)))
+        now = time.monotonic()
+        self._finished = {k: v for k, v in self._finished.items() if now - v[0] < RESEND_S}
+        unsent = {id(m) for m in self._unsent}
+        for _, messages in self._finished.values():
+            for message in messages:
+                if id(message) not in unsent:
+                    outgoing.put_nowait(message)
         for message in self._unsent:
             outgoing.put_nowait(message)
         self._unsent.clear()
@@ -390,11 +407,15 @@ class Agent:
     def _send_job_update(self, message: processes_pb2.AgentMessage) -> None:
         """To the coordinator of the open session; kept for the next one when none is
         open (progress without an image or an end is dropped then: stale by then)."""
-        if self._outgoing is not None:
-            self._outgoing.put_nowait(message)
-            return
         update = message.job_update
         if update.image or update.done or update.error:
+            key = update.task_id or update.job_id
+            self._results.setdefault(key, []).append(message)
+            if update.done:
+                self._finished[key] = (time.monotonic(), self._results.pop(key))
+        if self._outgoing is not None:
+            self._outgoing.put_nowait(message)
+        elif update.image or update.done or update.error:
             self._unsent.append(message)
 
     async def _run_job(

@@ -299,6 +299,8 @@ class NodeService:
         (once), so one job never generates twice."""
         if update.task_id in self._stopping or not self.may_act():
             return
+        if update.done or update.image or update.error:
+            return  # the results of a finished run, sent again at a new session
         if len(self._stopping) > 10_000:
             self._stopping.clear()
         self._stopping.add(update.task_id)
