@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_library.py
 	$(BIN)/python bench/bench_agent.py
 	$(BIN)/python bench/bench_download.py
+	$(BIN)/python bench/bench_failover.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
