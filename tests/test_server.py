@@ -171,14 +171,23 @@ def test_a_second_coordinator_on_postgresql_stands_by_and_takes_over(
     naming the active one; when the active one stops it takes over and serves."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from stablequeue import txt2img
+    from stablequeue import Client, txt2img
+    from stablequeue.v1 import common_pb2, models_pb2
     from tests.helpers import raises, wait_until
 
     first = CoordinatorThread(make_settings(tmp_path / "a", database_url))
     second = CoordinatorThread(make_settings(tmp_path / "b", database_url))
     try:
-        with first.client() as sq:
-            job = sq.submit(txt2img("before the take-over"))
+        # A client of both, the standby named first: every kind of call reaches the
+        # active one.
+        with Client(f"{second.address},{first.address}") as both:
+            job = both.submit(txt2img("before the take-over"))
+            events = both.watch_job(job.id)
+            assert next(iter(events)).job.id == job.id  # (the stream starts where it is)
+            events.close()  # type: ignore[attr-defined]
+            file = models_pb2.InventoryFile(path="/m/a.safetensors", size_bytes=1)
+            both.sync_inventory("host-1", common_pb2.APP_KIND_FORGE, [file])
+            assert "host-1" in first.coordinator.library.inventoried
         with second.client() as sq, grpc.insecure_channel(second.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             state = health.Check(health_pb2.HealthCheckRequest(service="")).status
@@ -192,6 +201,8 @@ def test_a_second_coordinator_on_postgresql_stands_by_and_takes_over(
                 health_pb2.HealthCheckResponse.SERVING
             )
             assert sq.get_job(job.id).spec.params.prompt == "before the take-over"
+        with Client(f"{first.address},{second.address}") as both:  # the first is gone
+            assert both.get_job(job.id).id == job.id
     finally:
         second.close()
         if not first.coordinator.stopped:

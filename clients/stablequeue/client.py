@@ -374,16 +374,24 @@ class Client:
     ) -> models_pb2.SyncInventoryResponse:
         """Sends one host's model files (all of them, or changes when `incremental`)."""
         header = models_pb2.InventoryHeader(host=host, app=app, incremental=incremental)
+        listed = list(files)  # (sent again to the active one if a standby refuses it)
 
         def items() -> Iterator[models_pb2.InventoryItem]:
             yield models_pb2.InventoryItem(header=header)
-            for file in files:
+            for file in listed:
                 yield models_pb2.InventoryItem(file=file)
 
-        try:
-            return self.models.SyncInventory(items(), timeout=self.timeout, metadata=self._metadata)
-        except grpc.RpcError as e:
-            raise _error(e) from None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return self.models.SyncInventory(
+                    items(), timeout=max(0.1, deadline - time.monotonic()),
+                    metadata=self._metadata,
+                )  # fmt: skip
+            except grpc.RpcError as e:
+                if not _may_move_on(e, len(self._channels), deadline):
+                    raise _error(e) from None
+                self._use_active(deadline)
 
     def create_key(self, name: str, scope: str, node: str = "") -> queue_pb2.CreateApiKeyResponse:
         """A new key; a node key can be tied to its `node` now (else to the name it
