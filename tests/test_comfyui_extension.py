@@ -271,12 +271,22 @@ async def test_bad_requests_and_unknown_routes_get_clear_json_errors(page: TestC
         ("post", "/stablequeue/jobs/abc/explode", b"{}", 404, "unknown action 'explode'"),
         ("post", "/stablequeue/settings",
          json.dumps({"address": "no port"}).encode(), 400, "address:"),
+        ("post", "/stablequeue/settings",
+         json.dumps({"address": "a:50051,no port"}).encode(), 400, "comma-separated"),
         ("post", "/stablequeue/settings", json.dumps({"colour": 1}).encode(), 400, "colour"),
     ]  # fmt: skip
     for method, path, data, status, text in cases:
         reply = await getattr(page, method)(path, data=data)
         assert reply.status == status, (path, data, await reply.text())
         assert text in (await reply.json())["error"], (path, data)
+
+
+async def test_settings_take_an_active_and_standby_coordinators(
+    page: TestClient, comfy_home: SimpleNamespace
+) -> None:
+    reply = await page.post("/stablequeue/settings", json={"address": "gpu-a:50051, gpu-b:50051"})
+    assert reply.status == 200, await reply.text()
+    assert (await reply.json())["address"] == "gpu-a:50051, gpu-b:50051"
 
 
 async def test_settings_keep_the_key_out_of_responses(

@@ -99,6 +99,7 @@ def test_an_active_coordinator_killed_or_frozen_loses_and_repeats_nothing(
     )  # fmt: skip
     agent = start_agent(tmp_path / "node", pair.addresses, "gpu-n", models)
     acknowledged: dict[str, str] = {}  # job id -> its prompt
+    acked_at: list[float] = []
     stop = threading.Event()
     errors: list[str] = []
     try:
@@ -120,6 +121,7 @@ def test_an_active_coordinator_killed_or_frozen_loses_and_repeats_nothing(
                     try:
                         job = client.submit(txt2img(prompt, steps=8, app=apps[n % 3], model=model))
                         acknowledged[job.id] = prompt
+                        acked_at.append(time.time())
                     except StableQueueError as e:  # not acknowledged: may be lost
                         errors.append(str(e))
                     n += 1
@@ -127,7 +129,8 @@ def test_an_active_coordinator_killed_or_frozen_loses_and_repeats_nothing(
 
         submitter = threading.Thread(target=submit_all_the_time, daemon=True)
         submitter.start()
-        takeovers = []
+        takeovers: list[float] = []
+        back: list[float] = []
         for round_ in range(4):
             enough = 6 * (round_ + 1)
             wait_until(lambda n=enough: len(acknowledged) >= n, 60)
@@ -143,6 +146,8 @@ def test_an_active_coordinator_killed_or_frozen_loses_and_repeats_nothing(
             new = 1 - old
             wait_until(lambda i=new: pair.serving(i), 30)
             takeovers.append(_first_dispatch_after(pair.addresses, began))
+            wait_until(lambda b=began: any(t > b for t in acked_at), 30)
+            back.append(min(t for t in acked_at if t > began) - began)  # the submitter
             if round_ < 3:
                 pair.start(old)  # back as the standby
             else:
@@ -179,8 +184,10 @@ def test_an_active_coordinator_killed_or_frozen_loses_and_repeats_nothing(
     generated = Counter(line.removeprefix("generating: ") for line in log.splitlines()
                         if line.startswith("generating: "))  # fmt: skip
     assert [p for p, n in generated.items() if n > 1] == []
-    print(f"take-over times (kill -> first dispatch): {[round(t, 2) for t in takeovers]}")
+    print(f"take-over times (kill -> first dispatch): {[round(t, 2) for t in takeovers]}; "
+          f"the submitting client back after {[round(t, 2) for t in back]}")  # fmt: skip
     assert max(takeovers) < TAKEOVER_S, takeovers
+    assert max(back) < TAKEOVER_S, back
 
 
 def _final(sq: Client, job_id: str) -> bool:
