@@ -27,30 +27,12 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from stablequeue import Client, StableQueueError, txt2img  # noqa: E402
-from stablequeue.v1 import queue_pb2  # noqa: E402
 from tests.conftest import PG_DSN, PG_URL  # noqa: E402
 from tests.fakes.forge import FakeForge  # noqa: E402
 from tests.helpers import register_server, wait_until  # noqa: E402
-from tests.test_failover import Pair  # noqa: E402
+from tests.test_failover import Pair, first_dispatch_after  # noqa: E402
 
 GOAL_S = 10.0
-
-
-def first_claim_after(sq: Client, began: float) -> float:
-    found: list[float] = []
-
-    def claimed() -> bool:
-        statuses = [queue_pb2.JOB_STATUS_PROCESSING, queue_pb2.JOB_STATUS_COMPLETED]
-        for job in sq.list_jobs(
-            statuses=statuses, order=queue_pb2.JOB_ORDER_NEWEST, page_size=100
-        ).jobs:
-            at = job.started_at.ToMicroseconds() / 1e6
-            if at > began:
-                found.append(at - began)
-        return bool(found)
-
-    wait_until(claimed, 60)
-    return min(found)
 
 
 def main() -> None:
@@ -99,7 +81,7 @@ def main() -> None:
                     proc.wait(10)
                     wait_until(lambda i=1 - old: pair.serving(i), 30)
                     serving.append(time.time() - began)
-                    dispatched.append(first_claim_after(sq, began))
+                    dispatched.append(first_dispatch_after(pair.addresses, began))
                     wait_until(lambda b=began: any(t > b for t in acked), 30)
                     served.append(min(t for t in acked if t > began) - began)
                     pair.start(old)

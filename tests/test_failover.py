@@ -145,7 +145,7 @@ def test_an_active_coordinator_killed_or_frozen_loses_and_repeats_nothing(
                 proc.send_signal(signal.SIGSTOP)
             new = 1 - old
             wait_until(lambda i=new: pair.serving(i), 30)
-            takeovers.append(_first_dispatch_after(pair.addresses, began))
+            takeovers.append(first_dispatch_after(pair.addresses, began))
             wait_until(lambda b=began: any(t > b for t in acked_at), 30)
             back.append(min(t for t in acked_at if t > began) - began)  # the submitter
             if round_ < 3:
@@ -199,15 +199,16 @@ def _final(sq: Client, job_id: str) -> bool:
                       queue_pb2.JOB_STATUS_CANCELLED)  # fmt: skip
 
 
-def _first_dispatch_after(addresses: str, began: float) -> float:
+def first_dispatch_after(addresses: str, began: float) -> float:
     """Seconds from `began` until some job started (claimed) after it."""
     found: list[float] = []
 
     def started() -> bool:
+        statuses = [queue_pb2.JOB_STATUS_PROCESSING, queue_pb2.JOB_STATUS_COMPLETED]
         with Client(addresses) as sq:
-            for job in sq.list_jobs(statuses=[queue_pb2.JOB_STATUS_PROCESSING,
-                                              queue_pb2.JOB_STATUS_COMPLETED],
-                                    page_size=200).jobs:  # fmt: skip
+            newest = sq.list_jobs(statuses=statuses, order=queue_pb2.JOB_ORDER_NEWEST,
+                                  page_size=200)  # fmt: skip
+            for job in newest.jobs:
                 at = job.started_at.ToMicroseconds() / 1e6
                 if at > began:
                     found.append(at - began)

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from stablequeue.v1 import common_pb2, models_pb2, processes_pb2
@@ -132,6 +132,7 @@ class NodeService:
         key = task_id or job_id
         self._jobs[key] = queue
         self._job_nodes[key] = node_name
+        updates = self._updates(node_name, key, queue)
         try:
             await node.outbox.put(
                 processes_pb2.CoordinatorCommand(
@@ -141,14 +142,10 @@ class NodeService:
                     ),
                 )
             )
-            while True:
-                update = await queue.get()
-                if update is None:
-                    raise FailedPrecondition(f"node {node_name} went offline during the job")
+            async for update in updates:
                 yield update
-                if update.done:
-                    return
         finally:
+            await updates.aclose()  # (forgets the attempt, also when it never started)
             self._jobs.pop(key, None)
             self._job_nodes.pop(key, None)
 
@@ -182,7 +179,7 @@ class NodeService:
 
     async def _updates(
         self, node_name: str, key: str, queue: asyncio.Queue[processes_pb2.AgentJobUpdate | None]
-    ) -> AsyncIterator[processes_pb2.AgentJobUpdate]:
+    ) -> AsyncGenerator[processes_pb2.AgentJobUpdate, None]:
         try:
             while True:
                 update = await queue.get()
