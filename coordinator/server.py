@@ -133,6 +133,7 @@ class Coordinator:
             self.nodes.may_act = self.leadership.valid
         await asyncio.to_thread(self.results.remove_orphans)
         self.servers.start()
+        await self.nodes.load()
         self.nodes.start()
         await self.dispatcher.start()
         await self.downloads.start()
@@ -234,7 +235,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     servers.on_inventory(library.replace_inventory)
     servers.on_removed(library.forget_host)
     queue = QueueService(db, bus, servers, results, library)
-    nodes = NodeService()
+    nodes = NodeService(db)
     queue.node_places = nodes.places
     downloads = DownloadService(db, library, civitai, settings.download_concurrency, nodes)
     nodes.on_download(downloads.node_update)

@@ -206,6 +206,37 @@ def test_sq_node_commands(
         agent.wait(15)
 
 
+def test_a_drain_outlives_the_coordinator(tmp_path: Path) -> None:
+    """A drain was kept in the coordinator's memory: a restarted coordinator (or one
+    that took over) sent jobs to a drained node again. It is stored now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'sq.db'}").model_copy(
+        update={"listen": f"127.0.0.1:{port}"}
+    )
+    first = CoordinatorThread(settings)
+    agent = start_agent(tmp_path / "node", first.address, "gpu-d")
+    try:
+        with first.client() as sq:
+            wait_until(lambda: connected(sq, "gpu-d"))
+            sq.call("DrainNode", processes_pb2.DrainNodeRequest(node="gpu-d", drain=True),
+                    "processes")  # fmt: skip
+        first.close()
+        second = CoordinatorThread(settings)
+        try:
+            with second.client() as sq:
+                wait_until(lambda: connected(sq, "gpu-d"), 30)
+                [node] = nodes(sq)
+                assert node.draining
+        finally:
+            second.close()
+    finally:
+        stop_agent(agent)  # type: ignore[arg-type]
+        if not first.coordinator.stopped:
+            first.close()
+
+
 def test_a_job_runs_on_a_node_and_survives_the_node_dying(
     tmp_path: Path, coordinator: CoordinatorThread
 ) -> None:

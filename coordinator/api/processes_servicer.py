@@ -180,5 +180,5 @@ class ProcessesServicer(processes_pb2_grpc.ProcessesServiceServicer):
         self, request: processes_pb2.DrainNodeRequest, context: Ctx
     ) -> processes_pb2.DrainNodeResponse:
         return processes_pb2.DrainNodeResponse(
-            node=self._nodes.drain(request.node, request.drain).to_pb()
+            node=(await self._nodes.drain(request.node, request.drain)).to_pb()
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -20,9 +21,11 @@ from stablequeue.v1 import common_pb2, models_pb2, processes_pb2
 from stablequeue_coordinator.common import timestamp, utcnow
 from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from stablequeue_coordinator.servers.service import Health, HealthState, ServerState
-from stablequeue_coordinator.store.tables import ServerRow
+from stablequeue_coordinator.store.db import Database
+from stablequeue_coordinator.store.tables import ServerRow, SettingRow
 
 log = logging.getLogger(__name__)
+DRAINED_SETTING = "nodes.drained"
 NODE_SCHEME = "node://"  # base URL of a node place: node://<node>:<model>
 MISSED_HEARTBEATS = 3
 COMMAND_TIMEOUT_S = 300.0
@@ -57,7 +60,9 @@ class NodeState:
 
 
 class NodeService:
-    def __init__(self) -> None:
+    def __init__(self, db: Database | None = None) -> None:
+        self._db = db
+        self._drained: set[str] = set()  # nodes drained (stored, see drain())
         self.nodes: dict[str, NodeState] = {}
         self._offline_listeners: list[Callable[[str], None]] = []
         self._change_listeners: list[Callable[[], None]] = []
@@ -230,6 +235,7 @@ class NodeService:
         if previous is not None:
             _fail_pending(previous, "the agent reconnected")
             node.draining = previous.draining  # a reconnect does not undo a drain
+        node.draining = node.draining or info.name in self._drained
         self.nodes[info.name] = node
         log.info("node %s connected (%d models)", info.name, len(info.models))
         self._changed()
@@ -360,15 +366,28 @@ class NodeService:
 
     # ---- commands -----------------------------------------------------------
 
-    def drain(self, name: str, drain: bool) -> NodeState:
-        """Stops (or resumes) sending new jobs to `name`; running jobs finish."""
+    async def drain(self, name: str, drain: bool) -> NodeState:
+        """Stops (or resumes) sending new jobs to `name`; running jobs finish. Stored:
+        a coordinator that takes over keeps the drain."""
         if not name:
             raise InvalidArgument("node", "required")
         node = self.get(name)
+        drained = (self._drained | {name}) if drain else (self._drained - {name})
+        if self._db is not None and drained != self._drained:
+            value = json.dumps(sorted(drained))
+            await self._db.run(lambda s: s.merge(SettingRow(name=DRAINED_SETTING, value=value)))
+        self._drained = drained
         node.draining = drain
         log.info("node %s %s", name, "draining" if drain else "takes jobs again")
         self._changed()
         return node
+
+    async def load(self) -> None:
+        """Reads the stored drains (at the start of the active coordinator)."""
+        if self._db is None:
+            return
+        row = await self._db.run(lambda s: s.get(SettingRow, DRAINED_SETTING))
+        self._drained = set(json.loads(row.value)) if row is not None else set()
 
     def locate(
         self, reference: str, model: models_pb2.Model | None
