@@ -380,7 +380,7 @@ def test_errors_are_messages_not_tracebacks(
     assert "Traceback" not in shown and "color:#dc2626" in shown
 
     locked = CoordinatorThread(
-        make_settings(tmp_path, f"sqlite:///{tmp_path / 'a.db'}", require_auth=True)
+        make_settings(tmp_path / "locked", f"sqlite:///{tmp_path / 'a.db'}", require_auth=True)
     )
     try:
         settings.set("stablequeue_address", locked.address)
