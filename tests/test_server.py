@@ -248,3 +248,27 @@ def test_of_two_claims_of_one_job_exactly_one_wins(database_url: str) -> None:
             second.close()
 
     asyncio.run(race())
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_transaction_longer_than_the_lease_does_not_cost_the_active_its_lease(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A 60-copy batch of a 40 MB image took longer than the lease on a busy machine:
+    the transaction's lock on the lease row held the renewals back and the coordinator
+    stepped down in the middle of the call. Renewals now pass such a transaction."""
+    from sqlalchemy import text
+
+    from stablequeue_coordinator.store.leadership import LEASE_S
+
+    running = CoordinatorThread(make_settings(tmp_path, database_url))
+    try:
+
+        def slow(session: object) -> None:  # one statement working past the lease
+            session.connection().execute(text(f"SELECT pg_sleep({LEASE_S + 2})"))  # type: ignore[attr-defined]
+
+        running.run(running.coordinator.db.run(slow), timeout=LEASE_S + 20)
+        assert not running.coordinator.lost.is_set()
+        assert running.coordinator.active.is_set() and not running.coordinator.stopped
+    finally:
+        running.close()

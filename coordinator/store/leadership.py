@@ -3,8 +3,10 @@
 The active coordinator holds the lease (the one `leadership` row) and renews it every
 `renew_s`; a standby polls and takes it once it has run out (database time) with a
 conditional update that raises the epoch. Every transaction of the active reads the
-epoch first, FOR SHARE: a take-over waits for a transaction in flight, and every later
-transaction of the old active fails (NotActive). So an old active that comes back
+epoch first, FOR KEY SHARE; a take-over locks the row FOR UPDATE first, so it waits
+for a transaction in flight, and every later transaction of the old active fails
+(NotActive). A renewal is a plain update, which those share locks let through: a long
+transaction never costs the active its lease. So an old active that comes back
 (SIGSTOP, a network cut) can write nothing more, and it steps down at its next renewal.
 
 A coordinator restarted after a crash with the same data folder (which it holds
@@ -62,6 +64,16 @@ class Leadership:
                         "ON CONFLICT (id) DO NOTHING"
                     )
                 )
+                # Waits (1 s at most) for the transactions the old active has in flight.
+                free = conn.execute(
+                    text(
+                        "SELECT 1 FROM leadership WHERE id = 1 AND "
+                        f"(expires_at < {NOW} OR holder = :holder) FOR UPDATE"
+                    ),
+                    {"holder": self.holder},
+                ).first()
+                if free is None:
+                    return None
                 epoch = conn.execute(
                     text(
                         "UPDATE leadership SET holder = :holder, address = :address, "
@@ -146,7 +158,7 @@ class Leadership:
         """
         current = (
             session.connection()
-            .execute(text("SELECT epoch FROM leadership WHERE id = 1 FOR SHARE"))
+            .execute(text("SELECT epoch FROM leadership WHERE id = 1 FOR KEY SHARE"))
             .scalar()
         )
         if current != self.epoch:
