@@ -75,6 +75,7 @@ def start_coordinator(data: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     coordinator = subprocess.Popen(
         [sys.executable, "-m", "stablequeue_coordinator", "--listen", f"127.0.0.1:{port}",
+         "--http-listen", "127.0.0.1:0",
          "--data-dir", str(data), "--log-level", "WARNING"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

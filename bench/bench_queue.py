@@ -40,6 +40,7 @@ class Coordinator:
     def __init__(self, data_dir: Path) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stablequeue_coordinator", "--listen", "127.0.0.1:0",
+             "--http-listen", "127.0.0.1:0",
              "--data-dir", str(data_dir), "--log-level", "WARNING"],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_HTTP_LISTEN = "127.0.0.1:50080"
 
 
 class Settings(BaseSettings):
@@ -26,6 +27,14 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./data"), description="folder for the SQLite file and outputs")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; SQLite in data_dir when unset"
+    )
+    http_listen: str = Field(
+        DEFAULT_HTTP_LISTEN,
+        description="host:port of the web console and HTTP/JSON API; 'off' serves none",
+    )
+    http_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins (https://host:port) whose pages may call the HTTP API (none)",
     )
     require_auth: bool = Field(False, description="loopback callers need a key too")
     max_message_mb: int = Field(64, ge=1, le=1024, description="largest gRPC message accepted")
@@ -55,6 +64,21 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT, got {value!r}")
         return value
+
+    @field_validator("http_listen")
+    @classmethod
+    def _http_listen_has_port(cls, value: str) -> str:
+        if value.strip().lower() in ("", "off", "none"):
+            return ""
+        return cls._listen_has_port(value)
+
+    @field_validator("http_cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"a CORS origin is http(s)://host[:port] or *, got {origin!r}")
+        return [origin.rstrip("/") for origin in value]
 
     @property
     def resolved_output_dir(self) -> Path:

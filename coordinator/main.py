@@ -22,6 +22,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--config", type=Path, help="YAML file of settings")
     parser.add_argument("--listen", help="HOST:PORT to serve on (default 127.0.0.1:50051)")
+    parser.add_argument(
+        "--http-listen",
+        help="HOST:PORT of the web console and HTTP API (default 127.0.0.1:50080; 'off': none)",
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="http_cors_origins",
+        help="an origin whose web pages may call the HTTP API (repeatable; none by default)",
+    )
     parser.add_argument("--data-dir", type=Path, help="data folder (default ./data)")
     parser.add_argument("--database-url", help="SQLAlchemy URL (default SQLite in the data folder)")
     parser.add_argument(
@@ -47,6 +57,8 @@ async def serve(args: argparse.Namespace) -> None:
     settings = load_settings(
         args.config,
         listen=args.listen,
+        http_listen=args.http_listen,
+        http_cors_origins=args.http_cors_origins,
         data_dir=args.data_dir,
         database_url=args.database_url,
         require_auth=args.require_auth,
@@ -59,6 +71,8 @@ async def serve(args: argparse.Namespace) -> None:
     coordinator = await start_coordinator(settings)
     # Printed for people and for tests that start us on port 0.
     print(f"sq-coordinator listening on {coordinator.address}", flush=True)
+    if coordinator.http_url:
+        print(f"sq-coordinator console and HTTP API on {coordinator.http_url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

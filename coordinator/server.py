@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,7 @@ from stablequeue_coordinator.config import Settings
 from stablequeue_coordinator.dispatch.dispatcher import Dispatcher, DispatchSettings
 from stablequeue_coordinator.downloads.service import DownloadService
 from stablequeue_coordinator.errors import NotActive
+from stablequeue_coordinator.http.gateway import Gateway
 from stablequeue_coordinator.library.civitai import CivitaiClient
 from stablequeue_coordinator.library.service import ModelLibrary
 from stablequeue_coordinator.nodes.service import NodeService
@@ -79,11 +82,24 @@ class Coordinator:
     # Set when the lease was lost to another coordinator: this one has stopped acting.
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     _lease_task: asyncio.Task[None] | None = None
+    # The web console and HTTP API, and the private folder of the socket it calls us on.
+    gateway: Gateway | None = None
+    gateway_dir: str | None = None
 
     @property
     def address(self) -> str:
         host = self.settings.listen.rpartition(":")[0]
         return f"{host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """The console's URL ("" when HTTP is off)."""
+        if self.gateway is None:
+            return ""
+        host = self.settings.http_listen.rpartition(":")[0]
+        if host in ("", "0.0.0.0", "[::]", "::"):
+            host = socket.gethostname()
+        return f"http://{host}:{self.gateway.port}"
 
     @property
     def advertised(self) -> str:
@@ -179,6 +195,8 @@ class Coordinator:
                 await self._lease_task
         await self.health.enter_graceful_shutdown()
         self.bus.close()
+        if self.gateway is not None:
+            await self.gateway.stop()
         await self.server.stop(grace)
         await self.dispatcher.close()
         await self.nodes.close()
@@ -194,6 +212,8 @@ class Coordinator:
         self.db.close()
         if self.data_lock is not None and self.data_lock is not True:
             self.data_lock.close()
+        if self.gateway_dir is not None:
+            shutil.rmtree(self.gateway_dir, ignore_errors=True)
 
 
 async def start_coordinator(settings: Settings) -> Coordinator:
@@ -290,11 +310,15 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     reflection.enable_server_reflection(
         (*SERVED, reflection.SERVICE_NAME, health.SERVICE_NAME), server
     )
+    gateway_dir = tempfile.mkdtemp(prefix="sq-http-") if settings.http_listen else None
     try:
         port = _bind(server, settings)
+        gateway = _gateway(server, gateway_dir, interceptor, settings) if gateway_dir else None
     except RuntimeError:
         db.close()  # and with it the database, for whoever starts next
         data_lock.close()
+        if gateway_dir is not None:
+            shutil.rmtree(gateway_dir, ignore_errors=True)
         raise
     await server.start()
     log.info(
@@ -306,6 +330,16 @@ async def start_coordinator(settings: Settings) -> Coordinator:
         settings, server, port, db, bus, queue, keys, health_servicer, servers, results, dispatcher,
         library, nodes, downloads, interceptor, data_lock,
     )  # fmt: skip
+    coordinator.gateway_dir = gateway_dir
+    if gateway is not None:
+        try:
+            await gateway.start(settings.http_listen)
+        except BaseException:
+            await gateway.stop()
+            await coordinator.stop(grace=0)
+            raise
+        coordinator.gateway = gateway
+        log.info("console and HTTP API on %s", coordinator.http_url)
     if not db.is_sqlite:
         holder = f"{socket.gethostname()}:{settings.data_dir.resolve()}"
         coordinator.leadership = Leadership(
@@ -326,6 +360,18 @@ def _standby_message(active: tuple[str, str] | None) -> str:
 
 def _refuse(session: Any) -> None:
     raise NotActive("this coordinator lost its lease to another; it writes nothing more")
+
+
+def _gateway(
+    server: grpc.aio.Server, folder: str, interceptor: ApiInterceptor, settings: Settings
+) -> Gateway:
+    """The HTTP gateway, which calls our services as any client does: on a socket in a
+    folder only this user may open (mkdtemp makes it 0700)."""
+    target = f"unix:{folder}/grpc.sock"
+    if not server.add_insecure_port(target):
+        raise RuntimeError(f"could not listen on {target}")
+    limit = settings.max_message_mb << 20
+    return Gateway(target, interceptor, settings.http_cors_origins, limit)
 
 
 def _bind(server: grpc.aio.Server, settings: Settings) -> int:

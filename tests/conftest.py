@@ -90,7 +90,11 @@ class CoordinatorThread:
 
 def make_settings(tmp_path: Path, database_url: str, **extra: Any) -> Settings:
     return Settings(
-        listen="127.0.0.1:0", data_dir=tmp_path / "data", database_url=database_url, **extra
+        listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        **extra,
     )
 
 

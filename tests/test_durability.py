@@ -29,6 +29,8 @@ class CoordinatorProcess:
                 "coordinator",
                 "--listen",
                 "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
                 "--data-dir",
                 str(data_dir),
                 "--database-url",

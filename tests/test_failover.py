@@ -58,7 +58,8 @@ class Pair:
         env = {**os.environ, "SQ_HEALTH_INTERVAL": "1"}
         self.procs[i] = subprocess.Popen(
             [sys.executable, "-m", "stablequeue_coordinator", "--listen",
-             f"127.0.0.1:{self.ports[i]}", "--data-dir", str(self.tmp_path / f"c{i}"),
+             f"127.0.0.1:{self.ports[i]}", "--http-listen", "127.0.0.1:0",
+             "--data-dir", str(self.tmp_path / f"c{i}"),
              "--database-url", self.database_url, "--output-dir", str(self.outputs)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
             stderr=(self.tmp_path / f"c{i}.log").open("ab"),

@@ -85,6 +85,8 @@ def test_coordinator_refuses_an_address_in_use(
             "coordinator",
             "--listen",
             sqlite_server.address,
+            "--http-listen",
+            "127.0.0.1:0",
             "--data-dir",
             str(tmp_path),
         ],

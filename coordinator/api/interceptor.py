@@ -155,17 +155,28 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
-    async def _authenticate(self, context: grpc.aio.ServicerContext, method: str) -> None:
+    async def caller(self, token: str | None, loopback: bool, method: str) -> auth.Principal:
+        """Who calls `method` with this bearer key (None: none sent) from this machine
+        (`loopback`) or another; the HTTP gateway asks the same before it forwards.
+
+        Raises:
+            NotActive: this coordinator is a standby or still starting.
+            Unauthenticated: no key where one is needed, or an unknown or revoked one.
+            PermissionDenied: the key's scope may not call `method`.
+        """
         if self.standby is not None:
             raise NotActive(self.standby)
-        token = bearer_token(context)
         if token is not None:
             who = await self._keys.authenticate(token)
-        elif not self._require_auth and is_loopback(context.peer()):
+        elif not self._require_auth and loopback:
             who = auth.LOCAL
         else:
             raise Unauthenticated("an API key is required: send 'authorization: Bearer <key>'")
         auth.authorize(who, method)
+        return who
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        who = await self.caller(bearer_token(context), is_loopback(context.peer()), method)
         auth.set_current(who)
 
     def _unary(self, inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Any]:
