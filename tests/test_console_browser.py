@@ -151,6 +151,10 @@ def test_a_person_uses_every_page(
     page.fill("#lora-chips input", "0.7")
     page.fill("input[name=steps]", "12")
     page.select_option("select[name=target_server]", "forge")
+    offered = page.eval_on_selector_all("#samplers option", "o => o.map(e => e.value)")
+    assert offered == ["Euler a", "Euler", "DPM++ 2M"]  # the Forge's own list
+    page.fill("input[name=sampler]", "DPM++ 2M")
+    page.fill("input[name=scheduler]", "Karras")
     no_sideways_scroll(page)
     page.click("#queue-button")
     card = page.locator("#generate-result .job").first
@@ -164,6 +168,7 @@ def test_a_person_uses_every_page(
     assert params["model"] == "31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b"
     assert params["loras"] == [{"name": "detail", "weight": 0.7}]
     assert (params["steps"], params["prompt"]) == (12, "a lighthouse at dusk, sharp focus")
+    assert (params["sampler"], params["scheduler"]) == ("DPM++ 2M", "Karras")
     assert world["forge"].requests[-1][1]["prompt"].endswith("<lora:detail:0.7>")
 
     # Gallery: the image, full size with its infotext; "use these settings".

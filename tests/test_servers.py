@@ -116,6 +116,7 @@ def test_every_backend_kind_registers_reports_up_and_round_trips_the_contract(
     import importlib
 
     from stablequeue.app_kinds import APP_NAMES, APPS
+    from stablequeue_coordinator.backends.sdcpp_names import SAMPLE_METHODS, SCHEDULERS
     from stablequeue_coordinator.kinds import (
         APP_FROM_PB,
         KIND_FROM_PB,
@@ -124,11 +125,16 @@ def test_every_backend_kind_registers_reports_up_and_round_trips_the_contract(
         KINDS_FOR_APP,
         SERVER_KINDS,
     )
-    from tests.fakes.comfyui import FakeComfyUI
+    from tests.fakes.comfyui import KSAMPLER_SAMPLERS, KSAMPLER_SCHEDULERS, FakeComfyUI
     from tests.fakes.forge import FakeForge
     from tests.fakes.sdcpp import FakeSdServer
 
     fakes = {"forge": FakeForge, "comfyui": FakeComfyUI, "sdcpp": FakeSdServer}
+    names = {
+        "forge": (("Euler a", "Euler", "DPM++ 2M"), ("Automatic", "Uniform", "Karras")),
+        "comfyui": (KSAMPLER_SAMPLERS, KSAMPLER_SCHEDULERS),
+        "sdcpp": (SAMPLE_METHODS, SCHEDULERS),
+    }
     assert set(fakes) == set(SERVER_KINDS), "a kind without a fake, or a fake without a kind"
     assert set(APPS) == {*SERVER_KINDS, "any"}, "the contract's AppKind and the registry differ"
     assert KINDS_FOR_APP["any"] == tuple(KINDS)
@@ -157,5 +163,8 @@ def test_every_backend_kind_registers_reports_up_and_round_trips_the_contract(
                     return found.health == processes_pb2.SERVER_HEALTH_UP
 
                 wait_until(up, 20)
+                # The names it offers, as its own lists give them (for pickers).
+                found = sq.processes.GetServer(got).server
+                assert (tuple(found.samplers), tuple(found.schedulers)) == names[name]
             finally:
                 fake.close()

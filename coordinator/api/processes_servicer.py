@@ -54,6 +54,8 @@ def server_to_pb(state: ServerState, running: int) -> processes_pb2.Server:
         loaded_model=health.loaded_model,
         running_jobs=running,
         last_checked_at=timestamp(health.checked_at),
+        samplers=health.samplers,
+        schedulers=health.schedulers,
     )
 
 

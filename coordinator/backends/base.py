@@ -61,6 +61,9 @@ class Probe:
     reason: str = ""
     loaded_model: str = ""
     inventory: tuple[InventoryEntry, ...] | None = None
+    # The sampler and scheduler names it offers (for pickers), where it lists them.
+    samplers: tuple[str, ...] = ()
+    schedulers: tuple[str, ...] = ()
 
 
 @dataclass

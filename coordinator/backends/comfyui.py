@@ -97,7 +97,22 @@ class ComfyUIBackend:
             except (BackendUnavailable, BackendRejected, ValueError):
                 continue
             entries += [InventoryEntry(str(n), str(n), kind) for n in listed if isinstance(n, str)]
-        return Probe(True, loaded_model=await self._last_checkpoint(), inventory=tuple(entries))
+        samplers, schedulers = await self._sampler_lists()
+        return Probe(
+            True, loaded_model=await self._last_checkpoint(), inventory=tuple(entries),
+            samplers=samplers, schedulers=schedulers,
+        )  # fmt: skip
+
+    async def _sampler_lists(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """KSampler's sampler_name and scheduler choices, as ComfyUI's /object_info
+        lists them (a combo input is `[[choices], {options}]`, or `["COMBO",
+        {"options": [choices]}]` in the newer node schema); empty when it does not say."""
+        try:
+            info = (await self._call("GET", "/object_info/KSampler", timeout=5.0)).json()
+            required = info["KSampler"]["input"]["required"]
+        except (BackendUnavailable, BackendRejected, ValueError, KeyError, TypeError):
+            return (), ()
+        return _choices(required.get("sampler_name")), _choices(required.get("scheduler"))
 
     async def _last_checkpoint(self) -> str:
         """The checkpoint of the prompt running now, else of the latest one in the history
@@ -413,3 +428,15 @@ def _some(listed: list[Any]) -> str:
         return "none"
     names = ", ".join(str(x) for x in listed[:5])
     return names + (f" and {len(listed) - 5} more" if len(listed) > 5 else "")
+
+
+def _choices(spec: Any) -> tuple[str, ...]:
+    """The choices of a combo input of /object_info, in either of its two shapes."""
+    if not isinstance(spec, list) or not spec:
+        return ()
+    choices = spec[0]
+    if choices == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
+        choices = spec[1].get("options")
+    if not isinstance(choices, list):
+        return ()
+    return tuple(str(c) for c in choices if isinstance(c, str))

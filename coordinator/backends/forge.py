@@ -114,6 +114,9 @@ class SamplerNames:
 
     samplers: tuple[str, ...]
     schedulers: tuple[str, ...]
+    # The names as its own menus show them (no aliases), for pickers.
+    menu_samplers: tuple[str, ...] = ()
+    menu_schedulers: tuple[str, ...] = ()
 
     def problem(self, sampler: str, scheduler: str) -> str:
         """Why the server would not run `sampler`/`scheduler` as asked ("" if it would).
@@ -146,6 +149,7 @@ class ForgeBackend:
     async def _sampler_names(self) -> SamplerNames:
         samplers = (await self._call("GET", "/sdapi/v1/samplers", timeout=5.0)).json()
         names = [str(s["name"]) for s in samplers if isinstance(s, dict) and s.get("name")]
+        menu = tuple(names)
         names += [str(a) for s in samplers if isinstance(s, dict) for a in s.get("aliases") or []]
         try:  # A1111 before 1.9 has no schedulers
             listed = (await self._call("GET", "/sdapi/v1/schedulers", timeout=5.0)).json()
@@ -155,7 +159,10 @@ class ForgeBackend:
             str(s[key]) for s in listed if isinstance(s, dict) for key in ("label", "name")
             if s.get(key)
         ]  # fmt: skip
-        return SamplerNames(tuple(dict.fromkeys(names)), tuple(dict.fromkeys(schedulers)))
+        shown = tuple(str(s.get("label") or s.get("name")) for s in listed if isinstance(s, dict))
+        return SamplerNames(
+            tuple(dict.fromkeys(names)), tuple(dict.fromkeys(schedulers)), menu, shown
+        )
 
     async def _check_names(self, params: queue_pb2.GenerationParams) -> None:
         """Raises BackendRejected for a sampler or scheduler this server does not have."""
@@ -197,7 +204,11 @@ class ForgeBackend:
         ]
         with contextlib.suppress(BackendUnavailable, BackendRejected, ValueError, KeyError):
             self._names = await self._sampler_names()
-        return Probe(True, "", str(options.get("sd_model_checkpoint") or ""), tuple(entries))
+        names = self._names or SamplerNames((), ())
+        return Probe(
+            True, "", str(options.get("sd_model_checkpoint") or ""), tuple(entries),
+            names.menu_samplers, names.menu_schedulers,
+        )  # fmt: skip
 
     async def run(self, attempt: Attempt) -> list[Image]:
         params = attempt.job.spec.params

@@ -37,6 +37,9 @@ from stablequeue_coordinator.outputs import png
 from stablequeue_coordinator.outputs.store import mime_of
 from stablequeue_coordinator.queue.states import JobStage
 
+# sd.cpp lists no names over HTTP; these are its own (it also takes A1111's labels).
+OWN_NAMES = (sdcpp_names.SAMPLE_METHODS, sdcpp_names.SCHEDULERS)
+
 log = logging.getLogger(__name__)
 # sd-server's job API is polled: soon after the submit (a turbo image on a GPU takes
 # 0.1-0.2 s, a fixed quarter second would double its time), then less often.
@@ -181,11 +184,13 @@ class SdCppBackend:
                     for lora in capabilities.get("loras") or []
                     if isinstance(lora, dict) and lora.get("path")
                 ]
-                return Probe(True, "", str(model.get("name") or ""), tuple(entries))
+                return Probe(
+                    True, "", str(model.get("name") or ""), tuple(entries), *OWN_NAMES
+                )  # fmt: skip
             options = (await self._call("GET", "/sdapi/v1/options", timeout=5.0)).json()
         except (BackendUnavailable, BackendRejected, ValueError) as e:
             return Probe(False, str(e))
-        return Probe(True, "", str(options.get("sd_model_checkpoint") or ""))
+        return Probe(True, "", str(options.get("sd_model_checkpoint") or ""), None, *OWN_NAMES)
 
     async def run(self, attempt: Attempt) -> list[Image]:
         spec = attempt.job.spec

@@ -67,6 +67,9 @@ class Health:
     model_names: tuple[str, ...] = ()
     # The LoRA files it can load, where known (a node model reports them).
     loras: tuple[str, ...] | None = None
+    # The sampler and scheduler names it offers, as its last probe read them.
+    samplers: tuple[str, ...] = ()
+    schedulers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -345,7 +348,10 @@ class ServerService:
 
     def _record(self, alias: str, probe: Probe, kind: str = "") -> None:
         state = HealthState.UP if probe.up else HealthState.DOWN
-        health = Health(state, probe.reason, probe.loaded_model, utcnow())
+        health = Health(
+            state, probe.reason, probe.loaded_model, utcnow(),
+            samplers=probe.samplers, schedulers=probe.schedulers,
+        )  # fmt: skip
         self._set_health(alias, health)
         if (
             probe.inventory is not None

@@ -74,6 +74,21 @@ def _error(kind: str, message: str, details: str = "", **extra: Any) -> dict[str
     return {"type": kind, "message": message, "details": details, "extra_info": extra}
 
 
+# comfy/samplers.py: KSampler.SAMPLERS and SCHEDULERS (a current ComfyUI's, in order).
+KSAMPLER_SAMPLERS = (
+    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2",
+    "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral",
+    "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp",
+    "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm",
+    "ipndm", "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "gradient_estimation",
+    "er_sde", "seeds_2", "seeds_3", "sa_solver", "ddim", "uni_pc", "uni_pc_bh2",
+)  # fmt: skip
+KSAMPLER_SCHEDULERS = (
+    "simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+    "linear_quadratic", "kl_optimal",
+)  # fmt: skip
+
+
 class FakeComfyUI(LoopbackServer):
     """Call `close()` to stop it; `executions` lists every prompt id it actually ran."""
 
@@ -127,6 +142,7 @@ class FakeComfyUI(LoopbackServer):
         for prefix in ("", "/api"):  # ComfyUI serves every route bare and under /api
             app.router.add_get(prefix + "/system_stats", self.system_stats)
             app.router.add_get(prefix + "/models/{folder}", self.models)
+            app.router.add_get(prefix + "/object_info/{node_class}", self.object_info)
             app.router.add_post(prefix + "/prompt", self.post_prompt)
             app.router.add_get(prefix + "/prompt", self.get_prompt)
             app.router.add_get(prefix + "/queue", self.get_queue)
@@ -147,6 +163,33 @@ class FakeComfyUI(LoopbackServer):
                         "ram_total": 8 << 30, "ram_free": 4 << 30},
              "devices": [{"name": "cpu", "type": "cpu", "index": None}]}
         )  # fmt: skip
+
+    async def object_info(self, request: web.Request) -> web.Response:
+        """One node class's inputs ({} for a class it does not have, as ComfyUI answers);
+        only KSampler here, whose combos carry the sampler and scheduler choices."""
+        if request.match_info["node_class"] != "KSampler":
+            return web.json_response({})
+        tip = {"tooltip": "..."}
+        required = {
+            "model": ["MODEL", tip],
+            "seed": ["INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                             "control_after_generate": True}],
+            "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
+            "cfg": ["FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1,
+                              "round": 0.01}],
+            "sampler_name": [list(KSAMPLER_SAMPLERS), tip],
+            "scheduler": [list(KSAMPLER_SCHEDULERS), tip],
+            "positive": ["CONDITIONING", tip],
+            "negative": ["CONDITIONING", tip],
+            "latent_image": ["LATENT", tip],
+            "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}],
+        }  # fmt: skip
+        return web.json_response({"KSampler": {
+            "input": {"required": required}, "input_order": {"required": list(required)},
+            "output": ["LATENT"], "output_is_list": [False], "output_name": ["LATENT"],
+            "name": "KSampler", "display_name": "KSampler", "description": "",
+            "python_module": "nodes", "category": "sampling", "output_node": False,
+        }})  # fmt: skip
 
     async def models(self, request: web.Request) -> web.Response:
         folder = request.match_info["folder"]

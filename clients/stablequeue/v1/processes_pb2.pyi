@@ -36,7 +36,7 @@ PROCESS_STATE_STOPPING: ProcessState
 PROCESS_STATE_FAILED: ProcessState
 
 class Server(_message.Message):
-    __slots__ = ("alias", "kind", "base_url", "username", "has_credentials", "max_concurrency", "labels", "enabled", "paused", "health", "health_reason", "loaded_model", "running_jobs", "last_checked_at", "node")
+    __slots__ = ("alias", "kind", "base_url", "username", "has_credentials", "max_concurrency", "labels", "enabled", "paused", "health", "health_reason", "loaded_model", "running_jobs", "last_checked_at", "node", "samplers", "schedulers")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,8 @@ class Server(_message.Message):
     RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
     LAST_CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLERS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULERS_FIELD_NUMBER: _ClassVar[int]
     alias: str
     kind: _common_pb2.AppKind
     base_url: str
@@ -74,7 +76,9 @@ class Server(_message.Message):
     running_jobs: int
     last_checked_at: _timestamp_pb2.Timestamp
     node: str
-    def __init__(self, alias: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.AppKind, str]] = ..., base_url: _Optional[str] = ..., username: _Optional[str] = ..., has_credentials: bool = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., enabled: bool = ..., paused: bool = ..., health: _Optional[_Union[ServerHealth, str]] = ..., health_reason: _Optional[str] = ..., loaded_model: _Optional[str] = ..., running_jobs: _Optional[int] = ..., last_checked_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ...) -> None: ...
+    samplers: _containers.RepeatedScalarFieldContainer[str]
+    schedulers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, alias: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.AppKind, str]] = ..., base_url: _Optional[str] = ..., username: _Optional[str] = ..., has_credentials: bool = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., enabled: bool = ..., paused: bool = ..., health: _Optional[_Union[ServerHealth, str]] = ..., health_reason: _Optional[str] = ..., loaded_model: _Optional[str] = ..., running_jobs: _Optional[int] = ..., last_checked_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[str] = ..., samplers: _Optional[_Iterable[str]] = ..., schedulers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegisterServerRequest(_message.Message):
     __slots__ = ("alias", "kind", "base_url", "username", "password", "bearer_token", "max_concurrency", "labels")

@@ -221,9 +221,6 @@ document.getElementById("logout").hidden = !state.key;
 
 // ---- Generate -----------------------------------------------------------------
 
-const SAMPLERS = ["Euler a", "Euler", "DPM++ 2M", "DPM++ 2M SDE", "DPM++ SDE", "DPM++ 3M SDE",
-  "UniPC", "DDIM", "LMS", "Heun", "DPM2", "LCM"];
-const SCHEDULERS = ["", "automatic", "karras", "exponential", "simple", "normal", "sgm_uniform", "beta"];
 const generateDraft = { spec: null };
 
 function numberInput(name, value, min, max, step = 1) {
@@ -239,6 +236,17 @@ async function pageGenerate() {
   const initImages = [];
   const servers = h("select", { name: "target_server", "data-field": "target_server" }, h("option", { value: "" }, "any server with the model"));
   const result = h("div", { id: "generate-result" });
+  // The sampler and scheduler names the chosen server lists (all servers' for "any").
+  const samplerList = h("datalist", { id: "samplers" });
+  const schedulerList = h("datalist", { id: "schedulers" });
+  let known = [];
+  const offerNames = () => {
+    const from = known.filter((s) => !servers.value || s.alias === servers.value);
+    const names = (key) => [...new Set(from.flatMap((s) => s[key] || []))].map((n) => h("option", { value: n }));
+    samplerList.replaceChildren(...names("samplers"));
+    schedulerList.replaceChildren(...names("schedulers"));
+  };
+  servers.addEventListener("change", offerNames);
 
   function renderModel() {
     modelBox.replaceChildren(...(chosen.model
@@ -282,8 +290,7 @@ async function pageGenerate() {
         h("div", { class: "row" },
           field("Sampler", h("input", { name: "sampler", "data-field": "sampler", list: "samplers", placeholder: "server default" })),
           field("Scheduler", h("input", { name: "scheduler", "data-field": "scheduler", list: "schedulers", placeholder: "server default" }))),
-        h("datalist", { id: "samplers" }, SAMPLERS.map((s) => h("option", { value: s }))),
-        h("datalist", { id: "schedulers" }, SCHEDULERS.map((s) => h("option", { value: s }))),
+        samplerList, schedulerList,
         h("div", { class: "row" },
           field("Width", numberInput("width", 512, 64, 8192, 8)),
           field("Height", numberInput("height", 512, 64, 8192, 8))),
@@ -335,8 +342,10 @@ async function pageGenerate() {
   renderModel();
   renderLoras();
   api("GET", "/servers").then((answer) => {
-    for (const s of answer.servers) servers.append(h("option", { value: s.alias }, `${s.alias} (${label(s.kind)})`));
-  }).catch(() => { /* a submit key may not list servers: any server it is */ });
+    known = answer.servers;
+    for (const s of known) servers.append(h("option", { value: s.alias }, `${s.alias} (${label(s.kind)})`));
+    offerNames();
+  }).catch(() => { /* a submit key may not list servers: any server it is, names typed */ });
 
   if (generateDraft.spec) { // "use these settings" from the gallery
     const spec = generateDraft.spec;
