@@ -26,7 +26,8 @@ from stablequeue_coordinator.auth.principal import Scope
 from tests.conftest import CoordinatorThread, make_settings
 from tests.fakes.files import FileHost, random_bytes
 from tests.fakes.forge import FakeForge, png
-from tests.helpers import wait_until
+from tests.helpers import kill_all, wait_until
+from tests.test_agent_session import start_agent
 from tests.test_auth import new_key
 from tests.test_dashboard_browser import CHROMIUM, FLAGS, ROOT
 
@@ -35,7 +36,12 @@ pytestmark = pytest.mark.skipif(
     reason="Debian's chromium is not installed (make test installs it: apt-get install chromium)",
 )
 SIZES = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1280, "height": 900}}
-WAIT_MS = 30_000  # a loaded 2-core CI machine
+WAIT_MS = 30_000
+PHONE_DOCS = (
+    "generate",
+    "queue",
+    "gallery",
+)  # the README shows these at a phone's size too  # a loaded 2-core CI machine
 
 
 @pytest.fixture
@@ -59,6 +65,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     running = CoordinatorThread(
         make_settings(tmp_path, f"sqlite:///{tmp_path / 'sq.db'}", model_roots=[lora_dir.parent])
     )
+    agent = start_agent(tmp_path / "node", running.address)
     api = httpx.Client(base_url=running.coordinator.http_url + "/api/v1", timeout=30)
     body = {"alias": "forge", "kind": "APP_KIND_FORGE", "base_url": forge.url}
     api.post("/servers", json=body).raise_for_status()
@@ -70,6 +77,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
         yield {"coordinator": running, "api": api, "forge": forge, "files": files}
     finally:
         api.close()
+        kill_all(agent)
         running.close()
         files.close()
         forge.close()
@@ -111,7 +119,8 @@ def shoot(page: Any, tmp_path: Path, size: str, name: str) -> None:
     folder = Path(os.environ.get("SQ_ARTIFACTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"console-{size}-{name}.png"), full_page=size == "phone")
-    if os.environ.get("SQ_DOCS_SCREENSHOT") == "1":
+    if os.environ.get("SQ_DOCS_SCREENSHOT") == "1" and (size == "desktop" or name in PHONE_DOCS):
+        page.evaluate("scrollTo(0, 0)")
         page.screenshot(path=str(ROOT / "docs" / f"console-{size}-{name}.png"))
 
 
@@ -249,6 +258,8 @@ def test_a_person_uses_every_page(
     assert download["state"] == "DOWNLOAD_STATE_CANCELLED"
 
     # Servers: add one; it is probed and shown with its health.
+    stop = {"node": "gpu-a", "model": "sd"}  # the jobs above may have started it
+    api.post("/processes/stop", json=stop).raise_for_status()
     page.click("nav >> text=Servers")
     page.fill("#server-form input[name=alias]", "forge-2")
     page.fill("#server-form input[name=base_url]", world["forge"].url)
@@ -264,7 +275,16 @@ def test_a_person_uses_every_page(
     page.click("#server-form >> text=Add server")
     page.locator("#server-form input[name=base_url].field-error").wait_for()
     assert "base_url" in page.locator("#server-form .error").inner_text()
+    # Nodes: a model server started, its log read, stopped.
+    node = page.locator("#nodes [data-node='gpu-a']")
+    node.locator(".badge >> text=online").wait_for()
+    node.locator("[data-model='sd'] >> text=Start").click()
+    node.locator("[data-model='sd'] .badge >> text=ready").wait_for()
+    node.locator("[data-model='sd'] >> text=Logs").click()
+    node.locator("pre.logs >> text=loading model").wait_for()
     shoot(page, tmp_path, size, "servers")
+    node.locator("[data-model='sd'] >> text=Stop").click()
+    node.locator("[data-model='sd'] .badge >> text=stopped").wait_for()
     assert {s["alias"] for s in api.get("/servers").json()["servers"]} == {"forge", "forge-2"}
     assert errors == []
 
@@ -304,3 +324,29 @@ def test_the_console_files_are_served_with_a_strict_policy(
     script = httpx.get(base + "/console.js")
     assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
     assert not re.search(r"\.innerHTML\s*=", script.text)  # the DOM is built, never parsed
+
+
+def test_the_gallery_scrolls_on_and_filters(
+    sqlite_server: CoordinatorThread, browser: Any, tmp_path: Path
+) -> None:
+    forge = FakeForge(step_seconds=0)
+    base = sqlite_server.coordinator.http_url
+    try:
+        with httpx.Client(base_url=base + "/api/v1", timeout=30) as api:
+            api.post("/servers", json={"alias": "forge", "kind": "APP_KIND_FORGE",
+                                       "base_url": forge.url}).raise_for_status()  # fmt: skip
+            for prompt, count in (("a red fox", 41), ("a lighthouse", 4)):
+                spec = {"params": {"prompt": prompt, "steps": 1}}
+                api.post("/jobs/bulk", json={"spec": spec, "count": count}).raise_for_status()
+            wait_until(lambda: api.get("/queue/stats").json()["stats"]["completed"] == "45", 60)
+        page, errors = open_page(browser, "phone", base + "/#/gallery")
+        tiles = page.locator("#gallery .tile")
+        wait_until(lambda: tiles.count() >= 40, timeout=30)
+        assert tiles.count() == 40  # one page; the rest comes on scrolling
+        page.mouse.wheel(0, 100_000)
+        wait_until(lambda: tiles.count() == 45, timeout=30)
+        page.fill("input[aria-label='Filter by prompt']", "lighthouse")
+        wait_until(lambda: tiles.count() == 4, timeout=30)
+        assert errors == []
+    finally:
+        forge.close()

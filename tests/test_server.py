@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -197,12 +198,17 @@ def test_a_second_coordinator_on_postgresql_stands_by_and_takes_over(
             refused = f"standby: the active one is {first.address}"
             with raises(grpc.StatusCode.UNAVAILABLE, refused):
                 sq.get_job(job.id)
+            over_http = httpx.get(f"{second.coordinator.http_url}/api/v1/jobs/{job.id}")
+            assert over_http.status_code == 503  # the HTTP API says the same
+            assert refused in over_http.json()["error"]["message"]
             first.close()
             wait_until(lambda: second.coordinator.active.is_set(), 10)
             assert health.Check(health_pb2.HealthCheckRequest(service="")).status == (
                 health_pb2.HealthCheckResponse.SERVING
             )
             assert sq.get_job(job.id).spec.params.prompt == "before the take-over"
+            over_http = httpx.get(f"{second.coordinator.http_url}/api/v1/jobs/{job.id}")
+            assert over_http.json()["job"]["spec"]["params"]["prompt"] == "before the take-over"
         with Client(f"{first.address},{second.address}") as both:  # the first is gone
             assert both.get_job(job.id).id == job.id
     finally:

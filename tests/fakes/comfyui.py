@@ -74,14 +74,17 @@ def _error(kind: str, message: str, details: str = "", **extra: Any) -> dict[str
     return {"type": kind, "message": message, "details": details, "extra_info": extra}
 
 
-# comfy/samplers.py: KSampler.SAMPLERS and SCHEDULERS (a current ComfyUI's, in order).
+# KSampler's sampler_name and scheduler choices as ComfyUI a125cd84 lists them.
 KSAMPLER_SAMPLERS = (
     "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2",
     "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral",
     "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp",
-    "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm",
-    "ipndm", "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "gradient_estimation",
-    "er_sde", "seeds_2", "seeds_3", "sa_solver", "ddim", "uni_pc", "uni_pc_bh2",
+    "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu",
+    "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm", "ipndm_v", "deis",
+    "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
+    "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp",
+    "er_sde", "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc",
+    "uni_pc_bh2",
 )  # fmt: skip
 KSAMPLER_SCHEDULERS = (
     "simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
@@ -189,6 +192,7 @@ class FakeComfyUI(LoopbackServer):
             "output": ["LATENT"], "output_is_list": [False], "output_name": ["LATENT"],
             "name": "KSampler", "display_name": "KSampler", "description": "",
             "python_module": "nodes", "category": "sampling", "output_node": False,
+            "output_tooltips": ["The denoised latent."],
         }})  # fmt: skip
 
     async def models(self, request: web.Request) -> web.Response:

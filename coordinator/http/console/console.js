@@ -16,7 +16,11 @@ export function h(tag, props = {}, ...children) {
     if (name === "class") node.className = value;
     else if (name === "text") node.textContent = value;
     else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else if (name === "value" || name === "checked") node[name] = value;
+    else if (name === "checked") node.checked = value;
+    else if (name === "value") {
+      if ("defaultValue" in node) node.defaultValue = value; // what form.reset() returns to
+      node.value = value;
+    }
     else node.setAttribute(name, value === true ? "" : value);
   }
   for (const child of children.flat()) {
@@ -305,7 +309,7 @@ async function pageGenerate() {
           field("Server", servers),
           field("Priority", numberInput("priority", 0, -1000, 1000))),
         h("p", { class: "error" }),
-        h("div", { class: "row" }, h("button", { type: "submit", id: "queue-button" }, "Queue")),
+        h("div", { class: "row submit-bar" }, h("button", { type: "submit", id: "queue-button" }, "Queue")),
         result)));
 
   form.addEventListener("submit", async (event) => {
