@@ -33,9 +33,13 @@ def is_loopback(peer: str) -> bool:
         return True
     if kind not in ("ipv4", "ipv6"):
         return False
-    host = rest.rsplit(":", 1)[0].strip("[]")
+    return is_loopback_host(rest.rsplit(":", 1)[0].strip("[]"))
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for an IP address of this machine ("127.0.0.1", "::1", "::ffff:127.0.0.1")."""
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host or "")
     except ValueError:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import socket
@@ -36,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
-from stablequeue_coordinator.api.interceptor import ApiInterceptor
+from stablequeue_coordinator.api.interceptor import ApiInterceptor, is_loopback_host
 from stablequeue_coordinator.errors import InvalidArgument, StableQueueError
 from stablequeue_coordinator.http import routes as api
 from stablequeue_coordinator.http.convert import from_query, parse, to_json
@@ -106,18 +105,6 @@ def from_error(error: Exception) -> JSONResponse:
         return error_response(error.code(), details, field)
     log.exception("unexpected error in the HTTP gateway", exc_info=error)
     return error_response(grpc.StatusCode.INTERNAL, "internal error (see the coordinator log)")
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return address.is_loopback
 
 
 class Gateway:
