@@ -350,3 +350,38 @@ def test_the_gallery_scrolls_on_and_filters(
         assert errors == []
     finally:
         forge.close()
+
+
+def test_img2img_from_an_uploaded_image_and_a_deleted_image(
+    sqlite_server: CoordinatorThread, browser: Any, tmp_path: Path
+) -> None:
+    forge = FakeForge(step_seconds=0)
+    base = sqlite_server.coordinator.http_url
+    source = tmp_path / "source.png"
+    source.write_bytes(png((10, 200, 90), size=64))
+    try:
+        with httpx.Client(base_url=base + "/api/v1", timeout=30) as api:
+            api.post("/servers", json={"alias": "forge", "kind": "APP_KIND_FORGE",
+                                       "base_url": forge.url}).raise_for_status()  # fmt: skip
+            page, errors = open_page(browser, "desktop", base + "/#/generate")
+            page.fill("textarea[name=prompt]", "the same, at night")
+            page.set_input_files("input[name=init]", str(source))
+            page.locator("text=1 image(s): img2img").wait_for()
+            page.fill("input[name=denoising_strength]", "0.45")
+            page.click("#queue-button")
+            page.locator("#generate-result .status >> text=completed").wait_for()
+            (job,) = api.get("/jobs").json()["jobs"]
+            params = job["spec"]["params"]
+            assert params["mode"] == "GENERATION_MODE_IMG2IMG" and job["init_image_count"] == 1
+            assert params["denoising_strength"] == 0.45
+            assert forge.requests[-1][0].endswith("img2img")
+
+            page.click("nav >> text=Gallery")
+            page.locator("#gallery .tile img[src^='blob:']").first.wait_for()
+            page.locator("#gallery .tile").first.click()
+            page.click("#result >> text=Delete")  # confirm() is accepted
+            page.locator("#gallery .tile").first.wait_for(state="detached")
+            assert api.get("/results").json()["results"] == []
+            assert errors == []
+    finally:
+        forge.close()
