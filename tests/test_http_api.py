@@ -18,7 +18,7 @@ from stablequeue_coordinator.http.routes import NOT_ON_HTTP, ROUTES, SERVICES
 from tests.conftest import CoordinatorThread, make_settings
 from tests.fakes.files import FileHost, random_bytes
 from tests.fakes.forge import FakeForge
-from tests.helpers import kill_all, wait_until
+from tests.helpers import kill_all, subscriptions, wait_until
 from tests.test_agent_session import start_agent
 from tests.test_auth import new_key
 from tests.test_library import model_tree  # noqa: F401  (a fixture)
@@ -448,3 +448,15 @@ def test_the_http_address_in_use_stops_the_start_with_a_clear_error(
         CoordinatorThread(settings)
     # The data folder and database were let go: the same settings work on a free port.
     CoordinatorThread(settings.model_copy(update={"http_listen": "127.0.0.1:0"})).close()
+
+
+def test_an_event_stream_the_caller_leaves_ends_its_watch(sqlite_server: CoordinatorThread) -> None:
+    """A browser tab closed on the queue page must not leave a watcher behind."""
+    bus = sqlite_server.coordinator.bus
+    url = sqlite_server.coordinator.http_url + "/api/v1/queue/events"
+    with httpx.Client(timeout=30) as http:
+        for _ in range(3):
+            with http.stream("GET", url) as answer:
+                assert answer.status_code == 200
+                wait_until(lambda: len(sqlite_server.run(subscriptions(bus))) == 1)
+            wait_until(lambda: not sqlite_server.run(subscriptions(bus)))
