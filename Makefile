@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_agent.py
 	$(BIN)/python bench/bench_download.py
 	$(BIN)/python bench/bench_failover.py
+	$(BIN)/python bench/bench_http.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

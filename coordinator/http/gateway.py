@@ -178,6 +178,9 @@ class Gateway:
             )
         except OSError as e:
             raise RuntimeError(f"could not listen on {listen} for HTTP ({e.strerror})") from e
+        # Small answers go out at once (accepted connections inherit it on Linux): with
+        # Nagle on, a response's body waited for the client's delayed ACK of its headers.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             self.app, log_config=None, access_log=False, lifespan="off", ws="none",
