@@ -340,9 +340,13 @@ def test_the_gallery_scrolls_on_and_filters(
                 api.post("/jobs/bulk", json={"spec": spec, "count": count}).raise_for_status()
             wait_until(lambda: api.get("/queue/stats").json()["stats"]["completed"] == "45", 60)
         page, errors = open_page(browser, "phone", base + "/#/gallery")
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url))
         tiles = page.locator("#gallery .tile")
         wait_until(lambda: tiles.count() >= 40, timeout=30)
         assert tiles.count() == 40  # one page; the rest comes on scrolling
+        images = [url for url in asked if "/image" in url]
+        assert images and all(url.endswith("/image?max_edge=384") for url in images)  # thumbnails
         page.mouse.wheel(0, 100_000)
         wait_until(lambda: tiles.count() == 45, timeout=30)
         page.fill("input[aria-label='Filter by prompt']", "lighthouse")

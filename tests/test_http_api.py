@@ -3,6 +3,7 @@ validation errors that name the field, the OpenAPI document, CORS."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import PIL.Image
 import pytest
 from openapi_spec_validator import validate
 
@@ -94,7 +96,7 @@ def test_every_route_answers_over_http(
     agent = start_agent(tmp_path / "node", coordinator.address)
     try:
         _servers(api, forge)
-        _jobs_and_results(api)
+        _jobs_and_results(api, coordinator.coordinator.results.root)
         _keys(api)
         _models(api)
         _downloads(api, files)
@@ -122,7 +124,7 @@ def _servers(api: Api, forge: FakeForge) -> None:
     api("POST", "/servers/{alias}/enabled", {"enabled": True}, alias="forge")
 
 
-def _jobs_and_results(api: Api) -> None:
+def _jobs_and_results(api: Api, outputs: Path) -> None:
     assert api("POST", "/queue/pause")["stats"]["paused"] is True
     first = api("POST", "/jobs", {"spec": SPEC, "idempotency_key": "one"})["job"]
     assert first["status"] == "JOB_STATUS_PENDING"
@@ -166,7 +168,18 @@ def _jobs_and_results(api: Api) -> None:
     image = api("GET", "/results/{id}/image", id=result["id"])
     assert image.headers["content-type"] == result["mime"] == "image/png"
     assert image.content.startswith(b"\x89PNG") and len(image.content) == int(result["size_bytes"])
+    # A gallery thumbnail: a WebP scaled to fit, made once and kept, gone with the image.
+    small = api("GET", "/results/{id}/image", params={"max_edge": 32}, id=result["id"])
+    assert small.headers["content-type"] == "image/webp"
+    with PIL.Image.open(io.BytesIO(small.content)) as thumbnail:
+        assert thumbnail.format == "WEBP" and max(thumbnail.size) == 32
+    (kept,) = (outputs / ".thumbnails").glob(f"{result['id']}-32.webp")
+    again = api("GET", "/results/{id}/image", params={"max_edge": 32}, id=result["id"])
+    assert again.content == small.content == kept.read_bytes()
+    error = api("GET", "/results/{id}/image", params={"max_edge": 5}, ok=400, id=result["id"])
+    assert error["error"]["field"] == "max_edge"
     assert api("DELETE", "/results/{id}", id=result["id"]) == {}
+    assert not kept.exists()
     api("GET", "/results/{id}/image", ok=404, id=result["id"])
 
 

@@ -218,10 +218,15 @@ class QueueServicer(queue_pb2_grpc.QueueServiceServicer):
     async def GetResult(
         self, request: queue_pb2.GetResultRequest, context: Ctx
     ) -> AsyncIterator[queue_pb2.ResultChunk]:
-        row, path = await self._results.get(request.id, owner_of(auth.current()))
+        row, path, mime = await self._results.get(
+            request.id, owner_of(auth.current()), request.max_edge
+        )
         first = True
         async for data, _, _ in read_chunks(path):
-            yield queue_pb2.ResultChunk(result=result_to_pb(row) if first else None, data=data)
+            if first:
+                yield queue_pb2.ResultChunk(result=result_to_pb(row), data=data, mime=mime)
+            else:
+                yield queue_pb2.ResultChunk(data=data)
             first = False
 
     async def DeleteResult(

@@ -343,7 +343,8 @@ async def _result_bytes(call: Any) -> Response:
     mime, filename = "application/octet-stream", "image"
     async for chunk in call:
         if chunk.HasField("result"):
-            mime, filename = chunk.result.mime or mime, chunk.result.filename or filename
+            mime = chunk.mime or chunk.result.mime or mime
+            filename = chunk.result.filename or filename
         data.append(chunk.data)
     safe = "".join(c for c in filename if c.isalnum() or c in "._-") or "image"
     return Response(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import PIL.Image
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
@@ -29,7 +31,7 @@ from stablequeue import infotext
 from stablequeue.v1 import queue_pb2
 from stablequeue_coordinator.backends.base import Image
 from stablequeue_coordinator.common import timestamp, utcnow
-from stablequeue_coordinator.errors import InvalidArgument, NotFound
+from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from stablequeue_coordinator.outputs import png
 from stablequeue_coordinator.store import Database
 from stablequeue_coordinator.store.tables import JobRow, ResultRow
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 MAX_PAGE = 500
+# Scaled copies for galleries: a folder of the output folder, and the edges asked for.
+THUMBNAILS = ".thumbnails"
+THUMBNAIL_EDGES = (32, 2048)
 
 
 @dataclass(frozen=True)
@@ -210,17 +215,30 @@ class ResultStore:
         rows = rows[:size]
         return rows, _encode(rows[-1])
 
-    async def get(self, result_id: str, owner: str | None = None) -> tuple[ResultRow, Path]:
-        """The record and its file (only of `owner`'s jobs when given).
+    async def get(
+        self, result_id: str, owner: str | None = None, max_edge: int = 0
+    ) -> tuple[ResultRow, Path, str]:
+        """The record, its file and that file's MIME type (only of `owner`'s jobs when
+        given); with `max_edge`, a WebP copy scaled to fit that square, made once.
 
         Raises:
+            InvalidArgument: `max_edge` is neither 0 nor within THUMBNAIL_EDGES.
             NotFound: unknown id, someone else's result, or the file is gone.
+            FailedPrecondition: the file is not an image that can be scaled.
         """
+        if max_edge and not THUMBNAIL_EDGES[0] <= max_edge <= THUMBNAIL_EDGES[1]:
+            low, high = THUMBNAIL_EDGES
+            raise InvalidArgument("max_edge", f"must be 0 or within {low} .. {high}")
         row = await self._db.run(lambda s: _find(s, result_id, owner))
         path = self.confined(row.path)
         if not path.is_file():
             raise NotFound(f"result {result_id}: its file {row.path} is missing")
-        return row, path
+        if not max_edge:
+            return row, path, row.mime
+        small = self.root / THUMBNAILS / f"{row.id}-{max_edge}.webp"
+        if not small.is_file():
+            await asyncio.to_thread(_scale, path, small, max_edge)
+        return row, small, "image/webp"
 
     async def delete(self, result_id: str, owner: str | None = None) -> None:
         """Deletes the file (if still there) and the record."""
@@ -232,6 +250,8 @@ class ResultStore:
 
         row = await self._db.run(remove)
         self.confined(row.path).unlink(missing_ok=True)
+        for small in (self.root / THUMBNAILS).glob(f"{row.id}-*.webp"):
+            small.unlink(missing_ok=True)
 
     def confined(self, relative: str) -> Path:
         """`relative` under the output folder; refuses anything that escapes it."""
@@ -276,6 +296,20 @@ def _with_metadata(job: queue_pb2.Job, image: Image, model: str) -> tuple[bytes,
         return png.with_text(data, "parameters", image.infotext), image.infotext
     text = image.infotext or infotext.build(job.spec.params, image.seed, model)
     return png.with_text(data, "parameters", text), text
+
+
+def _scale(source: Path, target: Path, max_edge: int) -> None:
+    """Writes `source` scaled to fit a `max_edge` square (never enlarged) as WebP."""
+    try:
+        with PIL.Image.open(source) as image:
+            image.thumbnail((max_edge, max_edge), PIL.Image.Resampling.LANCZOS)
+            if image.mode not in ("RGB", "RGBA"):
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            buffer = io.BytesIO()
+            image.save(buffer, format="WEBP", quality=80, method=4)
+    except (OSError, ValueError, PIL.Image.DecompressionBombError) as e:
+        raise FailedPrecondition(f"{source.name} cannot be scaled: {e}") from e
+    _write_atomically(target, buffer.getvalue())
 
 
 def _write_all(files: Sequence[tuple[Path, bytes]]) -> None:

@@ -523,18 +523,22 @@ class ListResultsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[JobResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetResultRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "max_edge")
     ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_EDGE_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    max_edge: int
+    def __init__(self, id: _Optional[str] = ..., max_edge: _Optional[int] = ...) -> None: ...
 
 class ResultChunk(_message.Message):
-    __slots__ = ("result", "data")
+    __slots__ = ("result", "data", "mime")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    MIME_FIELD_NUMBER: _ClassVar[int]
     result: JobResult
     data: bytes
-    def __init__(self, result: _Optional[_Union[JobResult, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    mime: str
+    def __init__(self, result: _Optional[_Union[JobResult, _Mapping]] = ..., data: _Optional[bytes] = ..., mime: _Optional[str] = ...) -> None: ...
 
 class DeleteResultRequest(_message.Message):
     __slots__ = ("id",)

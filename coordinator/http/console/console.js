@@ -397,7 +397,7 @@ function updateCard(card, job) {
     out.replaceChildren(h("img", { class: "preview", alt: "preview", src: `data:${job.progress.preview_mime || "image/png"};base64,${job.progress.preview_image}` }));
   }
   if (job.status === "JOB_STATUS_COMPLETED" && job.results?.length) {
-    out.replaceChildren(...job.results.map((r) => picture(`/results/${r.id}/image`, { class: "preview", alt: r.filename })));
+    out.replaceChildren(...job.results.map((r) => picture(`/results/${r.id}/image?max_edge=768`, { class: "preview", alt: r.filename })));
   }
   if (job.status === "JOB_STATUS_FAILED") out.replaceChildren(h("p", { class: "error", text: job.reason }));
 }
@@ -566,6 +566,10 @@ async function pageQueue() {
 
 // ---- Gallery --------------------------------------------------------------------
 
+// Tiles show scaled copies (WebP, made once by the coordinator): a page of full-size
+// images would be tens of MB on a phone. The full image opens on a tap.
+const TILE_EDGE = 384;
+
 async function pageGallery() {
   const grid = h("div", { class: "gallery", id: "gallery" });
   const sentinel = h("div", { class: "sentinel" });
@@ -581,7 +585,7 @@ async function pageGallery() {
       const page = await api("GET", "/results", undefined, { text: text.value, model: model.value, "page.page_size": 40, "page.page_token": token });
       for (const r of page.results) {
         grid.append(h("button", { type: "button", class: "tile", "data-result": r.id, "aria-label": `Open ${r.filename}`, onclick: () => openResult(r, grid) },
-          picture(`/results/${r.id}/image`, { alt: short(r.infotext, 60) })));
+          picture(`/results/${r.id}/image?max_edge=${TILE_EDGE}`, { alt: short(r.infotext, 60) })));
       }
       token = page.next_page_token;
       done = !token;
