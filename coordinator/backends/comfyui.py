@@ -79,6 +79,8 @@ class ComfyUIBackend:
     def __init__(self, config: ServerConfig, timeout: float = 600.0) -> None:
         self.config = config
         self._client = http_client(config, timeout)
+        # KSampler's sampler and scheduler names, read by the first probe that is up.
+        self._samplers: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return await request(self._client, method, path, self.config.alias, **kwargs)
@@ -87,6 +89,7 @@ class ComfyUIBackend:
         try:
             stats = (await self._call("GET", "/system_stats", timeout=5.0)).json()
         except (BackendUnavailable, BackendRejected, ValueError) as e:
+            self._samplers = ((), ())  # it may come back with other nodes
             return Probe(False, str(e))
         if not isinstance(stats, dict) or "system" not in stats:
             return Probe(False, "GET /system_stats did not answer like ComfyUI")
@@ -97,7 +100,9 @@ class ComfyUIBackend:
             except (BackendUnavailable, BackendRejected, ValueError):
                 continue
             entries += [InventoryEntry(str(n), str(n), kind) for n in listed if isinstance(n, str)]
-        samplers, schedulers = await self._sampler_lists()
+        if not self._samplers[0]:  # once while it stays up (a kept probe adapter)
+            self._samplers = await self._sampler_lists()
+        samplers, schedulers = self._samplers
         return Probe(
             True, loaded_model=await self._last_checkpoint(), inventory=tuple(entries),
             samplers=samplers, schedulers=schedulers,

@@ -182,6 +182,7 @@ class ForgeBackend:
             options = (await self._call("GET", "/sdapi/v1/options", timeout=5.0)).json()
             models = (await self._call("GET", "/sdapi/v1/sd-models", timeout=5.0)).json()
         except (BackendUnavailable, BackendRejected, ValueError) as e:
+            self._names = None  # it may come back with other samplers (new extensions)
             return Probe(False, str(e))
         entries = [
             InventoryEntry(
@@ -202,8 +203,9 @@ class ForgeBackend:
             for lora in loras
             if isinstance(lora, dict) and lora.get("name")
         ]
-        with contextlib.suppress(BackendUnavailable, BackendRejected, ValueError, KeyError):
-            self._names = await self._sampler_names()
+        if self._names is None:  # once while it stays up (a kept probe adapter)
+            with contextlib.suppress(BackendUnavailable, BackendRejected, ValueError, KeyError):
+                self._names = await self._sampler_names()
         names = self._names or SamplerNames((), ())
         return Probe(
             True, "", str(options.get("sd_model_checkpoint") or ""), tuple(entries),

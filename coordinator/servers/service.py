@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -36,6 +37,10 @@ from stablequeue_coordinator.store.tables import JobRow, ServerRow
 
 log = logging.getLogger(__name__)
 MAX_CONCURRENCY = 64
+# An inventory a probe brings back unchanged is stored again only this often (to keep
+# its locations' seen_at recent): storing it on every probe was most of an idle
+# coordinator's CPU with 100 servers.
+INVENTORY_REFRESH_S = 300.0
 BackendFactory = Callable[[ServerConfig], Backend]
 InventoryListener = Callable[[str, str, tuple[InventoryEntry, ...]], Awaitable[None]]
 
@@ -164,6 +169,12 @@ class ServerService:
         self._monitor: asyncio.Task[None] | None = None
         self._probing: dict[str, asyncio.Task[None]] = {}
         self._inventories = Background("storing a server inventory")
+        # One adapter per server for its probes, kept while its settings stay the same:
+        # its HTTP client keeps its connection, and what a server lists once (sampler
+        # names) is not asked again on every probe.
+        self._probers: dict[str, tuple[ServerConfig, Backend]] = {}
+        # The inventory last handed to the listeners, per server, and when.
+        self._reported: dict[str, tuple[tuple[InventoryEntry, ...], float]] = {}
         # Rows change only through this service, and the dispatcher reads them on
         # every round: keep them in memory, dropped on every change.
         self._rows: list[ServerRow] | None = None
@@ -258,6 +269,10 @@ class ServerService:
 
         await self._db.run(delete)
         self._health.pop(alias, None)
+        self._reported.pop(alias, None)
+        kept = self._probers.pop(alias, None)
+        if kept is not None:
+            await kept[1].close()
         for listener in self._removed_listeners:
             await listener(alias)
         self._changed()
@@ -307,6 +322,9 @@ class ServerService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._inventories.wait()
+        for _, backend in self._probers.values():
+            await backend.close()
+        self._probers.clear()
 
     def mark_down(self, alias: str, reason: str) -> None:
         """The dispatcher saw a transport failure: down now, re-probed soon."""
@@ -340,11 +358,13 @@ class ServerService:
             await asyncio.sleep(self._interval)
 
     async def _probe(self, config: ServerConfig) -> Probe:
-        backend = self._backends(config)
-        try:
-            return await backend.probe()
-        finally:
-            await backend.close()
+        kept = self._probers.get(config.alias)
+        if kept is None or kept[0] != config:  # new, or its URL or credentials changed
+            if kept is not None:
+                await kept[1].close()
+            kept = (config, self._backends(config))
+            self._probers[config.alias] = kept
+        return await kept[1].probe()
 
     def _record(self, alias: str, probe: Probe, kind: str = "") -> None:
         state = HealthState.UP if probe.up else HealthState.DOWN
@@ -358,6 +378,14 @@ class ServerService:
             and kind in SERVER_KINDS
             and ("probe" in SERVER_KINDS[kind].inventory)
         ):
+            last, now = self._reported.get(alias), time.monotonic()
+            if (
+                last is not None
+                and last[0] == probe.inventory
+                and now - last[1] < INVENTORY_REFRESH_S
+            ):
+                return
+            self._reported[alias] = (probe.inventory, now)
             for listener in self._inventory_listeners:
                 self._inventories.spawn(listener(alias, kind, probe.inventory))
 

@@ -23,6 +23,8 @@ class JobRow(SQLModel, table=True):
             "id",
         ),
         Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_status_created", "status", "created_at", "id"),
+        Index("ix_jobs_owner_status_created", "submitted_by", "status", "created_at", "id"),
         Index("ix_jobs_position", "position"),
         Index("ix_jobs_batch", "batch_id", "batch_index"),
         Index("ix_jobs_server", "server"),
