@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_download.py
 	$(BIN)/python bench/bench_failover.py
 	$(BIN)/python bench/bench_http.py
+	$(BIN)/python bench/bench_scale.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
