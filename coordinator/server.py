@@ -147,6 +147,7 @@ class Coordinator:
         if self.leadership is not None:
             self.db.fence = self.leadership.fence
             self.nodes.may_act = self.leadership.valid
+            self.dispatcher.may_act = self.leadership.valid
         await asyncio.to_thread(self.results.remove_orphans)
         self.servers.start()
         await self.nodes.load()

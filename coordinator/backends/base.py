@@ -19,7 +19,7 @@ import certifi
 import httpx
 
 from stablequeue.v1 import queue_pb2
-from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable
+from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable, NotActive
 from stablequeue_coordinator.queue.states import JobStage
 
 ProgressCallback = Callable[[queue_pb2.JobProgress], Awaitable[None] | None]
@@ -94,10 +94,27 @@ class Attempt:
     names: dict[str, str] = field(default_factory=dict)
     model_sha256: str = ""
     on_stage: StageCallback | None = None
+    # False once this coordinator may no longer act (a standby took over its lease):
+    # asked right before a backend is told to generate.
+    may_send: Callable[[], bool] = field(default=lambda: True)
 
     async def stage(self, stage: JobStage, reason: str = "") -> None:
         if self.on_stage is not None:
             await self.on_stage(stage, reason)
+
+    def check_ours(self) -> None:
+        """Called right before the request that makes a backend generate: a coordinator
+        that was frozen past its lease must not send a job the new active one has
+        re-queued and sent already.
+
+        Raises:
+            NotActive: this coordinator lost its lease.
+        """
+        if not self.may_send():
+            raise NotActive(
+                f"not sending job {self.job.id}: this coordinator's lease ran out "
+                "(another coordinator runs the queue now)"
+            )
 
 
 class Backend(Protocol):

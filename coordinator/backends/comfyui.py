@@ -148,6 +148,7 @@ class ComfyUIBackend:
             body["extra_data"] = {"extra_pnginfo": {"workflow": json.loads(ui_workflow)}}
         async with self._socket(attempt.task_id) as socket:
             # The socket is open before the prompt is queued: no event is missed.
+            attempt.check_ours()
             await self._call("POST", "/prompt", json=body)
             entry = await self._follow(socket, attempt)
         return await self._outputs(entry, seed)

@@ -225,6 +225,7 @@ class ForgeBackend:
                 )
         route = "img2img" if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG else "txt2img"
         body = payload(params, attempt.task_id, title, attempt.names)
+        attempt.check_ours()
         watcher = asyncio.create_task(self._watch(attempt))
         try:
             response = await self._call("POST", f"/sdapi/v1/{route}", json=body)

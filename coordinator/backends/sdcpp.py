@@ -209,13 +209,14 @@ class SdCppBackend:
                     f"{self.config.alias} is an older sd-server without the /sdcpp/v1 API: "
                     f"it cannot take {', '.join(extra)} (update it, or leave them out)"
                 )
-            return await self._run_sdapi(params)
+            return await self._run_sdapi(params, attempt)
         model = (capabilities.get("model") or {}).get("name") or ""
         if params.model not in attempt.names:  # the library matched it by content already
             self._check_model(params.model, model)
         self._check_limits(params, capabilities.get("limits") or {})
         self._check_features(extra, capabilities.get("features") or {})
         loras = self._loras(params, capabilities.get("loras") or [], attempt.names)
+        attempt.check_ours()
         reply = (
             await self._call("POST", "/sdcpp/v1/img_gen", json=native_body(params, loras, extra))
         ).json()
@@ -327,12 +328,13 @@ class SdCppBackend:
             images.append(Image(data=data, mime=mime_of(data), seed=used, keep_text_as=OWN_TEXT))
         return images
 
-    async def _run_sdapi(self, params: queue_pb2.GenerationParams) -> list[Image]:
+    async def _run_sdapi(self, params: queue_pb2.GenerationParams, attempt: Attempt) -> list[Image]:
         options = (await self._call("GET", "/sdapi/v1/options")).json()
         self._check_model(params.model, str(options.get("sd_model_checkpoint") or ""))
         listed = (await self._call("GET", "/sdapi/v1/loras")).json() if params.loras else []
         body = sdapi_body(params, self._loras(params, listed, {}))
         route = "img2img" if params.mode == queue_pb2.GENERATION_MODE_IMG2IMG else "txt2img"
+        attempt.check_ours()
         try:
             reply = await self._call("POST", f"/sdapi/v1/{route}", json=body)
         except BackendUnavailable as e:

@@ -107,6 +107,9 @@ class Dispatcher:
         self._settings = settings
         self._wake = asyncio.Event()
         self._running: dict[str, Running] = {}
+        # False once this coordinator lost its lease (PostgreSQL fail-over): backends are
+        # then told nothing more (see Attempt.check_ours).
+        self.may_act: Callable[[], bool] = lambda: True
         self._adapters: dict[str, tuple[ServerConfig, Backend]] = {}  # by server alias
         self._library = library
         # More places to run jobs than registered servers (node agents' models).
@@ -356,6 +359,7 @@ class Dispatcher:
         job = queue_pb2.Job(id=job_id)
         backend = self._adapter(server)
         attempt = Attempt(job, str(uuid.uuid4()), lambda p: None)
+        attempt.may_send = lambda: self.may_act()
         sha, names = self._names.pop(job_id, ("", {}))
         alias = server.row.alias
         attempt.model_sha256 = sha
@@ -567,6 +571,7 @@ class Dispatcher:
                 continue
             backend = self._adapter(server)
             attempt = Attempt(job, task_id, lambda p: None)
+            attempt.may_send = lambda: self.may_act()
             running = Running(job, server, attempt, backend)
             attempt.on_progress = self._progress_relay(running)
             self._running[job.id] = running

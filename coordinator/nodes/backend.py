@@ -64,6 +64,7 @@ class NodeBackend:
                                 f"downloading {self.model}'s files on {self.node}")  # fmt: skip
         elif starting:
             await attempt.stage(JobStage.STARTING_MODEL, f"starting {self.model} on {self.node}")
+        attempt.check_ours()
         updates = self._nodes.run_job(
             self.node, self.model, attempt.job.id, attempt.job.spec.SerializeToString(),
             attempt.task_id,
