@@ -28,7 +28,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_queue import Coordinator, fill, pct  # noqa: E402
+from bench.bench_queue import Coordinator, fill, pct, rate  # noqa: E402
 from stablequeue import txt2img  # noqa: E402
 from stablequeue.v1 import common_pb2, queue_pb2  # noqa: E402
 
@@ -56,19 +56,10 @@ async def measure(
     coordinator: HttpCoordinator, call: Callable[[], Awaitable[object]], seconds: float
 ) -> tuple[float, float]:
     """(calls/s, coordinator CPU ms per call) with CONCURRENCY calls in flight."""
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            await call()
-            done += 1
-
     cpu, start = coordinator.cpu(), time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    calls_per_s = await rate(call, seconds, CONCURRENCY)
     elapsed, used = time.perf_counter() - start, coordinator.cpu() - cpu
-    return done / elapsed, used * 1000 / max(1, done)
+    return calls_per_s, used * 1000 / max(1.0, calls_per_s * elapsed)
 
 
 async def main(seconds: float, rounds: int) -> None:
