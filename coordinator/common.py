@@ -87,3 +87,10 @@ class Background:
 
     async def wait(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def repeated(field: Any) -> bool:
+    """Whether a protobuf field descriptor is a repeated (or map) field: protobuf 7
+    dropped `label` for `is_repeated`; older releases have only `label`."""
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED

@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 
 from stablequeue_coordinator.auth import principal as auth
 from stablequeue_coordinator.auth.keys import KeyService
+from stablequeue_coordinator.common import repeated
 from stablequeue_coordinator.errors import (
     InvalidArgument,
     NotActive,
@@ -65,7 +66,7 @@ def nul_field(message: Message, prefix: str = "") -> str | None:
         path = f"{prefix}{field.name}"
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             entries = [(f"{path}[{key!r}]", key, item) for key, item in value.items()]
-        elif _repeated(field):
+        elif repeated(field):
             entries = [(f"{path}[{i}]", "", item) for i, item in enumerate(value)]
         else:
             entries = [(path, "", value)]
@@ -76,12 +77,6 @@ def nul_field(message: Message, prefix: str = "") -> str | None:
             if found:
                 return found
     return None
-
-
-def _repeated(field: Any) -> bool:
-    # protobuf 7 dropped `label` for `is_repeated`; older releases have only `label`.
-    repeated = getattr(field, "is_repeated", None)
-    return bool(repeated) if repeated is not None else field.label == field.LABEL_REPEATED
 
 
 def check_request(request: Any) -> None:

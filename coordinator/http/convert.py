@@ -8,6 +8,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from stablequeue_coordinator.common import repeated
 from stablequeue_coordinator.errors import InvalidArgument
 
 F = FieldDescriptor
@@ -17,12 +18,6 @@ INTEGERS = {
 }  # fmt: skip
 NUMBERS = {F.TYPE_DOUBLE, F.TYPE_FLOAT}
 WELL_KNOWN = {"google.protobuf.Timestamp": "an RFC 3339 time (2026-01-31T12:00:00Z)"}
-
-
-def repeated(field: FieldDescriptor) -> bool:
-    # protobuf 7 dropped `label` for `is_repeated`; older releases have only `label`.
-    flag = getattr(field, "is_repeated", None)
-    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED
 
 
 def is_map(field: FieldDescriptor) -> bool:

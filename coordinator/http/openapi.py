@@ -7,8 +7,9 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from stablequeue_coordinator.common import repeated
 from stablequeue_coordinator.http import routes as api
-from stablequeue_coordinator.http.convert import INTEGERS, NUMBERS, is_map, repeated
+from stablequeue_coordinator.http.convert import INTEGERS, NUMBERS, is_map
 
 F = FieldDescriptor
 LONG = {F.TYPE_INT64, F.TYPE_UINT64, F.TYPE_SINT64, F.TYPE_FIXED64, F.TYPE_SFIXED64}
