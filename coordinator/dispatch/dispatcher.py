@@ -457,7 +457,7 @@ class Dispatcher:
                 running.job.id,
                 JobStatus.COMPLETED,
                 f"{len(images)} image(s)",
-                also=lambda session: session.add_all(rows),
+                also=lambda session: self._results.add(session, rows),
             )
         except FailedPrecondition:  # cancelled meanwhile: its images are not kept
             await self._results.discard(rows)

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import secrets
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import PIL.Image
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, insert, or_
 from sqlmodel import Session, col, select
 
 from stablequeue import infotext
@@ -43,6 +42,8 @@ MAX_PAGE = 500
 # Scaled copies for galleries: a folder of the output folder, and the edges asked for.
 THUMBNAILS = ".thumbnails"
 THUMBNAIL_EDGES = (32, 2048)
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+RESULTS = ResultRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,15 @@ class ResultStore:
             )
         await asyncio.to_thread(_write_all, files)
         return rows
+
+    @staticmethod
+    def add(session: Session, rows: Sequence[ResultRow]) -> None:
+        """Adds `write`'s records in the caller's transaction (one INSERT, no ORM unit
+        of work: it runs with every completion)."""
+        if rows:
+            columns = [column.name for column in RESULTS.c]
+            values = [{name: getattr(row, name) for name in columns} for row in rows]
+            session.connection().execute(insert(RESULTS), values)
 
     async def discard(self, rows: Sequence[ResultRow]) -> None:
         """Removes files written by `write` whose records were never stored."""
@@ -318,17 +328,20 @@ def _write_all(files: Sequence[tuple[Path, bytes]]) -> None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Writes `path` whole or not at all: a temporary file beside it (a name no other
+    write uses, which `remove_orphans` knows), flushed to the disk, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".incomplete")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.incomplete")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _encode(row: ResultRow) -> str:

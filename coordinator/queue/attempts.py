@@ -10,16 +10,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import Row, func, or_, update
 from sqlmodel import Session, col, select
 
 from stablequeue.v1 import queue_pb2
 from stablequeue.v1.queue_pb2 import JobEventType as ET
 from stablequeue_coordinator.common import timestamp, utcnow
-from stablequeue_coordinator.errors import FailedPrecondition, NotFound
-from stablequeue_coordinator.queue.states import JobStage, JobStatus, move_stage, transition
+from stablequeue_coordinator.errors import FailedPrecondition, NotFound, StableQueueError
+from stablequeue_coordinator.queue.states import (
+    JobStage,
+    JobStatus,
+    log_transition,
+    move_stage,
+    transition_values,
+)
 from stablequeue_coordinator.store.tables import JobRow, SettingRow
 
 if TYPE_CHECKING:
@@ -27,8 +33,11 @@ if TYPE_CHECKING:
     from stablequeue_coordinator.store.db import Database
 
 PAUSED_SETTING = "queue.paused"
+JOBS = JobRow.__table__  # type: ignore[attr-defined]
 # What scheduling reads of a pending job (see Attempts.dispatchable).
 DispatchRow = tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, str], ...]]
+# What of a job's spec scheduling reads: model, LoRA names, required files.
+SchedulingNeeds = tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]
 
 
 class Attempts:
@@ -38,14 +47,15 @@ class Attempts:
     _bus: EventBus
     _progress: dict[str, queue_pb2.JobProgress]
     _paused: bool | None
+    _scheduling: dict[str, SchedulingNeeds]  # by job id, for the jobs of the last lookahead
 
     if TYPE_CHECKING:  # QueueService's plumbing, which every change goes through
 
-        async def _change(
-            self, work: Callable[[Session], JobRow], kind: int, *, full: bool = False
-        ) -> queue_pb2.Job: ...
+        def _publish(self, row: JobRow | Row[Any], kind: int) -> queue_pb2.Job: ...
 
-        def _publish(self, row: JobRow, kind: int) -> queue_pb2.Job: ...
+        def to_pb(self, row: JobRow | Row[Any], *, full: bool = False) -> queue_pb2.Job: ...
+
+        async def _add_images(self, job: queue_pb2.Job) -> None: ...
 
     async def start(
         self, job_id: str, server: str, task_id: str = "", model_sha256: str = ""
@@ -55,29 +65,25 @@ class Attempts:
         `task_id` is the id the backend will know the attempt by; it is stored
         before the backend hears of it, so a restart can look for it.
         """
-
-        def work(session: Session) -> JobRow:
-            # The claim: a conditional update as the transaction's first statement. It
-            # takes the row's lock (PostgreSQL) or the write lock (SQLite) and matches only
-            # while the job is pending, so of two claims exactly one wins; the other
-            # waits, then matches nothing. (A read first would not do: SQLite runs it
-            # outside the transaction, and both claims saw PENDING.)
-            claimed = session.exec(
-                update(JobRow)  # type: ignore[call-overload]
-                .where(col(JobRow.id) == job_id, col(JobRow.status) == JobStatus.PENDING.value)
-                .values(updated_at=JobRow.updated_at)
-            )
-            row = get_job(session, job_id)
-            if claimed.rowcount != 1:
-                raise FailedPrecondition(f"job {job_id} is {row.status}, not pending")
-            transition(row, JobStatus.PROCESSING, stage=JobStage.GENERATING, reason="")
-            row.server = server
-            row.backend_task_id = task_id or None
-            row.model_sha256 = model_sha256 or None
-            session.add(row)
-            return row
-
-        return await self._change(work, ET.JOB_EVENT_TYPE_STATUS, full=True)
+        values = transition_values(job_id, JobStatus.PROCESSING, JobStage.GENERATING, "")
+        values.update(
+            attempts=JOBS.c.attempts + 1,
+            server=server,
+            backend_task_id=task_id or None,
+            model_sha256=model_sha256 or None,
+        )
+        row = await self._db.group(lambda s: _move(s, job_id, JobStatus.PENDING, values))
+        if isinstance(row, StableQueueError):
+            raise row
+        log_transition(job_id, JobStatus.PENDING, JobStatus.PROCESSING, JobStage.GENERATING, "")
+        job = self._publish(row, ET.JOB_EVENT_TYPE_STATUS)
+        full = queue_pb2.Job()  # the published one is the watchers' own
+        if job.init_image_count:
+            full = self.to_pb(row, full=True)
+            await self._add_images(full)
+        else:
+            full.CopyFrom(job)
+        return full
 
     async def finish(
         self,
@@ -95,22 +101,23 @@ class Attempts:
         Raises:
             FailedPrecondition: the job is no longer running (e.g. a user cancelled it).
         """
+        stage = JobStage.QUEUED if status is JobStatus.PENDING else JobStage.DONE
+        values = transition_values(job_id, status, stage, reason)
+        if status is JobStatus.PENDING:
+            values.update(not_before=not_before, backend_task_id=None)
 
-        def work(session: Session) -> JobRow:
-            row = get_job(session, job_id)
-            stage = JobStage.QUEUED if status is JobStatus.PENDING else JobStage.DONE
-            transition(row, status, stage=stage, reason=reason)
-            if status is JobStatus.PENDING:
-                row.not_before = not_before
-                row.backend_task_id = None
-            session.add(row)
-            if also is not None:
+        def work(session: Session) -> Row[Any] | StableQueueError:
+            row = _move(session, job_id, JobStatus.PROCESSING, values)
+            if also is not None and not isinstance(row, StableQueueError):
                 also(session)
             return row
 
-        job = await self._change(work, ET.JOB_EVENT_TYPE_STATUS)
+        row = await self._db.group(work)
+        if isinstance(row, StableQueueError):
+            raise row
+        log_transition(job_id, JobStatus.PROCESSING, status, stage, reason)
         self._progress.pop(job_id, None)
-        return job
+        return self._publish(row, ET.JOB_EVENT_TYPE_STATUS)
 
     async def note(self, job_id: str, status: JobStatus, stage: JobStage, reason: str) -> None:
         """Updates what a job in `status` is doing and why; nothing if its status moved on."""
@@ -152,29 +159,37 @@ class Attempts:
         """(id, app, target server, model, LoRA names, required files as (sha256, name))
         of the first `limit` pending jobs in queue order whose retry delay has passed.
 
-        Only what scheduling needs: this runs on every dispatch round, and building
-        full Job messages for the whole lookahead was most of a round's cost.
+        Only what scheduling needs: this runs on every dispatch round. A job's spec
+        never changes, so what scheduling reads of it is parsed once and kept while
+        the job stays in the lookahead; a round reads the specs of new jobs only.
         """
 
-        def query(session: Session) -> list[DispatchRow]:
+        def query(session: Session) -> list[tuple[str, str, str | None, bytes | None]]:
             now = utcnow()
-            stmt = (
-                select(JobRow.id, JobRow.app, JobRow.target_server, JobRow.spec)
-                .where(JobRow.status == JobStatus.PENDING.value)
-                .where(or_(col(JobRow.not_before).is_(None), col(JobRow.not_before) <= now))
-                .order_by(col(JobRow.priority).desc(), col(JobRow.position), col(JobRow.id))
+            connection = session.connection()
+            first = connection.execute(
+                select(JOBS.c.id, JOBS.c.app, JOBS.c.target_server)
+                .where(JOBS.c.status == JobStatus.PENDING.value)
+                .where(or_(JOBS.c.not_before.is_(None), JOBS.c.not_before <= now))
+                .order_by(JOBS.c.priority.desc(), JOBS.c.position, JOBS.c.id)
                 .limit(limit)
+            ).all()
+            new = [job_id for job_id, _, _ in first if job_id not in known]
+            specs = dict(
+                connection.execute(select(JOBS.c.id, JOBS.c.spec).where(JOBS.c.id.in_(new))).all()
+                if new
+                else ()
             )
-            found = []
-            for job_id, app, target, blob in session.exec(stmt):
-                spec = queue_pb2.JobSpec.FromString(blob)
-                params = spec.params if spec.HasField("params") else queue_pb2.GenerationParams()
-                loras = tuple(lora.name for lora in params.loras)
-                files = tuple((m.sha256, m.name) for m in spec.models)
-                found.append((job_id, app, target or "", params.model, loras, files))
-            return found
+            return [(job_id, app, target, specs.get(job_id)) for job_id, app, target in first]
 
-        return await self._db.run(query)
+        known = self._scheduling
+        found, kept = [], {}
+        for job_id, app, target, blob in await self._db.group(query):
+            needs = known[job_id] if blob is None else _scheduling_needs(blob)
+            kept[job_id] = needs
+            found.append((job_id, app, target or "", *needs))
+        self._scheduling = kept
+        return found
 
     async def next_retry_at(self) -> datetime | None:
         """When the earliest delayed pending job becomes dispatchable."""
@@ -235,11 +250,44 @@ class Attempts:
             )
 
 
+def _move(
+    session: Session, job_id: str, leaving: JobStatus, values: dict[str, Any]
+) -> Row[Any] | StableQueueError:
+    """The dispatcher's moves of a job, as one conditional UPDATE that returns the row:
+    it matches only while the job is still in `leaving`, and being the transaction's
+    first statement it takes the row's lock (PostgreSQL) or the write lock (SQLite),
+    so of two claims exactly one wins; the other waits, then matches nothing. (A read
+    first would not do: SQLite runs it outside the transaction, and both claims saw
+    PENDING.) A job that moved on meanwhile (a user's cancel) is the error returned,
+    not raised, so the writes grouped with it commit."""
+    connection = session.connection()
+    moved = (
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.status == leaving.value)
+        .values(values)
+        .returning(*JOBS.c)
+    )
+    row = connection.execute(moved).first()
+    if row is not None:
+        return row
+    now = connection.execute(select(JOBS.c.status).where(JOBS.c.id == job_id)).scalar()
+    if now is None:
+        return NotFound(f"no job with id {job_id!r}")
+    return FailedPrecondition(f"job {job_id} is {now}, not {leaving.value}")
+
+
 def get_job(session: Session, job_id: str) -> JobRow:
     row = session.get(JobRow, job_id) if job_id else None
     if row is None:
         raise NotFound(f"no job with id {job_id!r}")
     return row
+
+
+def _scheduling_needs(blob: bytes) -> SchedulingNeeds:
+    spec = queue_pb2.JobSpec.FromString(blob)
+    params = spec.params if spec.HasField("params") else queue_pb2.GenerationParams()
+    loras = tuple(lora.name for lora in params.loras)
+    return params.model, loras, tuple((m.sha256, m.name) for m in spec.models)
 
 
 def _shown(progress: queue_pb2.JobProgress) -> tuple[int, int, float, int]:

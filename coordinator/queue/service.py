@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import Row, delete, func
 from sqlmodel import Session, col, select
 
 from stablequeue.v1 import queue_pb2
@@ -75,6 +75,7 @@ class QueueService(Attempts):
         self._writer = SubmissionWriter(db)
         self._listeners: list[Listener] = []
         self._paused: bool | None = None  # the queue-wide pause flag, once read
+        self._scheduling = {}
         # The node agents' models as places (set by the server once nodes exist): they
         # count wherever a model is checked, beside the registered servers.
         self.node_places: Callable[[], list[ServerState]] = list
@@ -266,7 +267,7 @@ class QueueService(Attempts):
         for listener in self._listeners:
             listener(None, ET.JOB_EVENT_TYPE_UNSPECIFIED)
 
-    def to_pb(self, row: JobRow, *, full: bool = False) -> queue_pb2.Job:
+    def to_pb(self, row: JobRow | Row[Any], *, full: bool = False) -> queue_pb2.Job:
         return job_to_pb(row, self._progress.get(row.id), full=full)
 
     # ---- changing ---------------------------------------------------------
@@ -476,7 +477,7 @@ class QueueService(Attempts):
             await self._add_images(job)
         return job
 
-    def _publish(self, row: JobRow, kind: int) -> queue_pb2.Job:
+    def _publish(self, row: JobRow | Row[Any], kind: int) -> queue_pb2.Job:
         job = self.to_pb(row)
         if self._bus.wants(row.id):
             self._bus.publish_job(queue_pb2.JobEvent(type=kind, job=job, time=timestamp(utcnow())))

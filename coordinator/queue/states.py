@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from stablequeue_coordinator.common import utcnow
 from stablequeue_coordinator.errors import FailedPrecondition
@@ -97,27 +98,55 @@ def transition(
     old = JobStatus(job.status)
     if not JOB_STATUS.allows(old, new):
         raise FailedPrecondition(f"job {job.id} is {old.value}; it cannot become {new.value}")
-    if stage not in STAGES_OF[new]:
-        JOB_STAGE.refuse(job.id, JobStage(job.stage), stage, f"not a stage of {new.value}")
-        raise FailedPrecondition(f"job {job.id}: {stage.value} is not a stage of {new.value}")
-    now = now or utcnow()
-    job.status = new.value
-    job.stage = stage.value
-    job.reason = reason
-    job.updated_at = now
+    values = transition_values(job.id, new, stage, reason, now, was=JobStage(job.stage))
+    for column, value in values.items():
+        setattr(job, column, value)
     if new is JobStatus.PROCESSING:
-        job.started_at = now
         job.attempts += 1
-        job.finished_at = None
-    elif new in TERMINAL:
-        job.finished_at = now
-    else:  # back to PENDING
-        job.started_at = None
-        job.finished_at = None
-        if old in TERMINAL:
-            job.attempts = 0
-    log.info("job %s: %s -> %s (%s) %s", job.id, old.value, new.value, stage.value, reason)
+    elif new is JobStatus.PENDING and old in TERMINAL:
+        job.attempts = 0
+    log_transition(job.id, old, new, stage, reason)
     return old
+
+
+def transition_values(
+    job_id: str,
+    new: JobStatus,
+    stage: JobStage,
+    reason: str,
+    now: datetime | None = None,
+    *,
+    was: JobStage | None = None,
+) -> dict[str, Any]:
+    """The columns a move to `new` sets, but `attempts` (one more when it starts
+    PROCESSING, none again when a finished job is retried): for `transition`, and for
+    the dispatcher's statements that make the move in one conditional UPDATE whose
+    WHERE names the status it leaves. `was`: the stage it leaves, when known (logs).
+
+    Raises:
+        FailedPrecondition: `stage` is not one of `new` (a bug: logged).
+    """
+    if stage not in STAGES_OF[new]:
+        JOB_STAGE.refuse(job_id, was or stage, stage, f"not a stage of {new.value}")
+        raise FailedPrecondition(f"job {job_id}: {stage.value} is not a stage of {new.value}")
+    now = now or utcnow()
+    values: dict[str, Any] = {
+        "status": new.value, "stage": stage.value, "reason": reason, "updated_at": now,
+    }  # fmt: skip
+    if new is JobStatus.PROCESSING:
+        values.update(started_at=now, finished_at=None)
+    elif new in TERMINAL:
+        values["finished_at"] = now
+    else:  # back to PENDING
+        values.update(started_at=None, finished_at=None)
+    return values
+
+
+def log_transition(
+    job_id: str, old: JobStatus, new: JobStatus, stage: JobStage, reason: str
+) -> None:
+    if log.isEnabledFor(logging.INFO):
+        log.info("job %s: %s -> %s (%s) %s", job_id, old.value, new.value, stage.value, reason)
 
 
 def move_stage(job: JobRow, stage: JobStage, reason: str, now: datetime | None = None) -> bool:

@@ -4,12 +4,18 @@ All store work runs on a single worker thread. That keeps the asyncio loop free,
 serialises writers (SQLite allows one anyway, and queue positions are computed
 from the current tail), and makes each call one transaction that is committed
 before the awaiting RPC returns.
+
+`group` is group commit for small, frequent writes (the dispatcher's claims and
+finishes): works queued while the thread is busy share one transaction and one
+wake-up of the event loop, and each caller still hears only after the commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +34,7 @@ except ImportError:  # Windows: no flock; the SQLite file is not guarded there
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_GROUP = 256  # works per shared transaction (more wait for the next one)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -47,6 +54,10 @@ class Database:
         # On PostgreSQL, the active coordinator's lease check (see leadership.py): the
         # first statement of every transaction once set.
         self.fence: Callable[[Session], None] | None = None
+        # Works waiting for a shared transaction (see `group`); the event loop appends,
+        # the store thread takes.
+        self._grouped: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
+        self._grouped_lock = threading.Lock()
 
     def take(self) -> None:
         """On SQLite, makes this process the database's one coordinator for as long as
@@ -92,6 +103,46 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._transaction, work)
 
+    async def group(self, work: Callable[[Session], T]) -> T:
+        """Like `run`, but `work` may share its transaction with other works grouped
+        while the store thread was busy (group commit). For works that do not raise
+        for an outcome a caller expects (they return it): a work that raises rolls
+        the whole group back, which is then run again one work per transaction, so
+        only that work fails.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._grouped_lock:
+            self._grouped.append((work, future))
+            first = len(self._grouped) == 1
+        if first:
+            self._executor.submit(self._group_transaction, loop)
+        return await future
+
+    def _group_transaction(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._grouped_lock:
+            batch, self._grouped = self._grouped[:MAX_GROUP], self._grouped[MAX_GROUP:]
+            if self._grouped:  # the rest make the next group
+                self._executor.submit(self._group_transaction, loop)
+        works = [work for work, _ in batch]
+        outcomes: list[tuple[bool, Any]]
+        try:
+            outcomes = [(True, result) for result in self._transaction(_all(works))]
+        except Exception as e:
+            if len(works) == 1:
+                outcomes = [(False, e)]
+            else:
+                log.warning("a group of %d writes failed (%s): each runs alone", len(works), e)
+                outcomes = [self._alone(work) for work in works]
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(_settle, batch, outcomes)
+
+    def _alone(self, work: Callable[[Session], Any]) -> tuple[bool, Any]:
+        try:
+            return True, self._transaction(work)
+        except Exception as e:
+            return False, e
+
     def run_sync(self, work: Callable[[Session], T]) -> T:
         """Like `run`, for callers outside the event loop (CLI tools, tests)."""
         return self._executor.submit(self._transaction, work).result()
@@ -110,6 +161,23 @@ class Database:
             self._held.close()  # the lock goes with the file or the session
         self._held = None
         self.engine.dispose()
+
+
+def _all(works: list[Callable[[Session], Any]]) -> Callable[[Session], list[Any]]:
+    return lambda session: [work(session) for work in works]
+
+
+def _settle(
+    batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]],
+    outcomes: list[tuple[bool, Any]],
+) -> None:
+    for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+        if future.done():  # the caller went away
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 def lock_file(path: Path) -> Any:
