@@ -205,6 +205,7 @@ class Coordinator:
         await self.servers.close()
         await self.queue.close()
         await self.library.close()
+        self.results.close()
         if self.leadership is not None:
             if self.active.is_set() and not self.lost.is_set():
                 with contextlib.suppress(Exception):  # a standby takes over at once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,64 @@ def test_sigkill_mid_job_requeues_the_forge_job_and_it_completes_once(
     finally:
         kill_all(first.proc, second.proc if second else None)
         forge.close()
+
+
+def test_sigkill_while_jobs_flow_keeps_every_completion_a_watcher_saw(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Claims and finishes share transactions (group commit) and a server gets its
+    next job before the last one's images are saved: a completion a watcher was told
+    of is on disk and in the store all the same, and no job is lost or kept twice."""
+    count = 120
+    fakes = [FakeForge(step_seconds=0) for _ in range(3)]
+    first = CoordinatorProcess(tmp_path / "data", database_url)
+    second = None
+    try:
+        with Client(first.address) as sq:
+            for i, fake in enumerate(fakes):
+                sq.processes.RegisterServer(
+                    processes_pb2.RegisterServerRequest(
+                        alias=f"forge-{i}", kind=common_pb2.APP_KIND_FORGE, base_url=fake.url
+                    )
+                )
+            sq.pause()  # every job queued before the first one starts
+            jobs = [j.id for j in sq.submit_many(txt2img("flow", steps=1), count)]
+            seen: set[str] = set()
+            events = sq.watch_queue(snapshot=False)
+            sq.resume()
+            for event in events:
+                if event.job_event.job.status == queue_pb2.JOB_STATUS_COMPLETED:
+                    seen.add(event.job_event.job.id)
+                if len(seen) >= count // 3:
+                    break
+            first.kill()  # mid-flow: jobs claimed, answered, being saved
+            events.close()
+        assert len(seen) < count
+
+        second = CoordinatorProcess(tmp_path / "data", database_url)
+        with Client(second.address) as sq:
+            deadline = time.monotonic() + 60
+            while (stats := sq.stats()).completed < count:
+                assert time.monotonic() < deadline, f"not all jobs ran again: {stats}"
+                time.sleep(0.05)
+            done = {job.id: job for job in sq.iter_jobs(page_size=100)}
+        assert set(done) == set(jobs)
+        assert all(j.status == queue_pb2.JOB_STATUS_COMPLETED for j in done.values())
+        # What the watcher saw completed was never run again, and kept its one image.
+        assert all(done[job_id].attempts == 1 for job_id in seen)
+        assert all(len(job.results) == 1 for job in done.values())
+        outputs = list((tmp_path / "data" / "outputs").rglob("*.png"))
+        assert len(outputs) == count
+        assert {p.name for p in outputs} == {
+            r.filename.split("/")[-1] for j in done.values() for r in j.results
+        }
+        # Only jobs under way at the kill ran twice: at most one being saved and one
+        # sent per server.
+        assert sum(j.attempts - 1 for j in done.values()) <= 2 * len(fakes)
+    finally:
+        kill_all(first.proc, second.proc if second else None)
+        for fake in fakes:
+            fake.close()
 
 
 @pytest.mark.parametrize("kind", ["forge", "comfyui", "sdcpp"])

@@ -111,3 +111,26 @@ def test_an_attempt_that_takes_too_long_is_interrupted_and_counted(
             wait_until(lambda: ("interrupt", {}) in forge.requests)
     finally:
         coordinator.close()
+
+
+def test_the_next_job_follows_changes_made_while_the_server_works(
+    sq: Client, forges: list[FakeForge]
+) -> None:
+    """A server freed by its answer gets the next job from the dispatcher's last read of
+    the queue; a submit, move, priority change or cancel made meanwhile must count."""
+    forge = forges[0]
+    forge.step_seconds = 0.02
+    sq.pause()
+    first = sq.submit(txt2img("first", steps=10))
+    a, b, c, d = (sq.submit(txt2img(name, steps=10)) for name in "abcd")
+    register_server(sq, "f1", "forge", forge.url)
+    sq.resume()
+    forge.wait_for_task()  # "first" runs; the rest were read as the next ones
+    sq.cancel(a.id)
+    urgent = sq.submit(txt2img("urgent", steps=10, priority=5))
+    sq.move(d.id, "front")
+    sq.set_priority(c.id, 3)
+    for job in (first, b, c, d, urgent):
+        assert final_job(sq, job.id).status == queue_pb2.JOB_STATUS_COMPLETED
+    ran = [body["prompt"] for _, body in forge.requests]
+    assert ran == ["first", "urgent", "c", "d", "b"]

@@ -15,6 +15,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
@@ -78,6 +79,9 @@ class Running:
     backend: Backend
     task: asyncio.Task[None] | None = None
     cancelled_by_user: bool = False
+    # The backend has answered: its images are being saved, and the server is free for
+    # its next job meanwhile (it does not wait for our disk and database).
+    answered: bool = False
 
 
 class Dispatcher:
@@ -124,6 +128,11 @@ class Dispatcher:
         # Whether a delayed retry may have been added or become due since the retry
         # timer was set (the store is only asked then, not on every round).
         self._retries_changed = True
+        # The pending jobs the last store read found in queue order, less those begun
+        # since (see `_candidates`); None once something may have changed them.
+        self._lookahead: list[DispatchRow] | None = None
+        self._lookahead_all = False  # it held every dispatchable job
+        self._lookahead_gen = 0  # counts invalidations (a read under way is then stale)
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
@@ -134,7 +143,10 @@ class Dispatcher:
         self._wake.set()
 
     def running_on(self, alias: str) -> int:
-        return sum(1 for r in self._running.values() if r.server.row.alias == alias)
+        """How many jobs the server is working on (not those it has answered)."""
+        return sum(
+            1 for r in self._running.values() if r.server.row.alias == alias and not r.answered
+        )
 
     async def start(self) -> None:
         """Recovers jobs a previous run left PROCESSING, then starts dispatching."""
@@ -161,6 +173,15 @@ class Dispatcher:
     # ---- deciding ---------------------------------------------------------
 
     def _on_job_event(self, job: queue_pb2.Job | None, kind: int) -> None:
+        if (
+            kind != queue_pb2.JOB_EVENT_TYPE_STATUS
+            or job is None
+            or (
+                job.status in (queue_pb2.JOB_STATUS_PENDING, queue_pb2.JOB_STATUS_CANCELLED)
+                and job.stage != queue_pb2.JOB_STAGE_WAITING_FOR_SERVER
+            )
+        ):  # a submit, move, pause, delete, re-queue or cancel: read the queue again
+            self._forget_lookahead()
         if job is not None and job.status == queue_pb2.JOB_STATUS_CANCELLED:
             running = self._running.get(job.id)
             if running is not None and running.task is not None:
@@ -195,7 +216,8 @@ class Dispatcher:
 
     async def _dispatch(self) -> None:
         states = {s.row.alias: s for s in [*await self._servers.list(), *self._places()]}
-        views = [self._view(s) for s in states.values()]
+        busy = Counter(r.server.row.alias for r in self._running.values() if not r.answered)
+        views = [self._view(s, busy[alias]) for alias, s in states.items()]
         fresh, self._fresh = self._fresh, []
         # Nothing can start without a free slot: skip the queue scan (submits wake
         # us constantly, and that scan would tax every one of them); just tell the
@@ -222,11 +244,8 @@ class Dispatcher:
         free = sum(max(0, v.capacity - v.running) for v in views if v.up and v.enabled)
         depth = min(LOOKAHEAD, MAX_REASONS + 20 * free) + len(self._running)
         aliases = list(states)
-        jobs = [
-            await self._placed(row, aliases)
-            for row in await self._queue.dispatchable(depth)
-            if row[0] not in self._running
-        ]
+        candidates = [row for row in await self._candidates(depth) if row[0] not in self._running]
+        jobs = [await self._placed(row, aliases) for row in candidates]
         decided = plan(views, jobs, max_waiting=MAX_REASONS)
         placed = {job_id for job_id, _ in decided.assignments}
         for job in jobs:  # names are only kept for jobs that start now
@@ -235,10 +254,31 @@ class Dispatcher:
         for job_id, alias in decided.assignments:
             self._begin(job_id, states[alias])
             self._waiting.pop(job_id, None)
+        if self._lookahead is not None and placed:
+            self._lookahead = [row for row in self._lookahead if row[0] not in placed]
         await self._note_waiting(decided.waiting)
         if self._retries_changed:
             self._retries_changed = False
             await self._schedule_retry_wake()
+
+    async def _candidates(self, depth: int) -> list[DispatchRow]:
+        """The first `depth` dispatchable jobs in queue order. A server freed by an answer
+        needs the next job at once: while nothing but our own starts and finishes has
+        changed the queue, the last read serves (less the jobs begun since), and the
+        store is read only when that runs short. A stale candidate costs nothing worse
+        than a refused claim: the claim's conditional UPDATE decides."""
+        cached = self._lookahead
+        if cached is not None and (self._lookahead_all or len(cached) >= depth):
+            return cached[:depth]
+        generation = self._lookahead_gen
+        rows = await self._queue.dispatchable(depth)
+        if generation == self._lookahead_gen:
+            self._lookahead, self._lookahead_all = list(rows), len(rows) < depth
+        return rows
+
+    def _forget_lookahead(self) -> None:
+        self._lookahead = None
+        self._lookahead_gen += 1
 
     async def _note_later(self) -> None:
         """Writes the reasons gathered over NOTE_DELAY_S in one transaction (a burst of
@@ -323,7 +363,7 @@ class Dispatcher:
         self._names[job_id] = ("", names)
         return JobView(job_id, app, target, hosts=allowed, missing=missing)
 
-    def _view(self, state: ServerState) -> ServerView:
+    def _view(self, state: ServerState, running: int) -> ServerView:
         row, health = state.row, state.health
         return ServerView(
             alias=row.alias,
@@ -331,7 +371,7 @@ class Dispatcher:
             up=health.state is HealthState.UP,
             enabled=row.enabled,
             paused=row.paused,
-            running=self.running_on(row.alias),
+            running=running,
             capacity=row.max_concurrency,
             loaded_model=health.loaded_model,
             down_reason=health.reason if health.state is HealthState.DOWN else "",
@@ -350,6 +390,7 @@ class Dispatcher:
 
     def _retry_due(self) -> None:
         self._retries_changed = True
+        self._forget_lookahead()  # a delayed job is now dispatchable
         self.wake()
 
     # ---- running ----------------------------------------------------------
@@ -388,9 +429,15 @@ class Dispatcher:
             # (Python 3.11's wait_for would return the result and lose it).
             async with asyncio.timeout(self._settings.attempt_timeout):
                 images = await running.backend.run(running.attempt)
+            self._answered(running)
             await self._complete(running, images)
 
         await self._supervise(running, work())
+
+    def _answered(self, running: Running) -> None:
+        """The server is done with the job: the next one may go to it at once."""
+        running.answered = True
+        self.wake()
 
     async def _supervise(self, running: Running, work: Coroutine[Any, Any, None]) -> None:
         """Runs one attempt (or its recovery) and turns each way it can end into a job state."""
@@ -521,7 +568,8 @@ class Dispatcher:
     async def _on_cancelled(self, running: Running) -> None:
         """A user cancel interrupts the backend; a shutdown leaves the job for recovery."""
         if running.cancelled_by_user:
-            await asyncio.shield(self._interrupt(running))
+            if not running.answered:  # else the server may be on its next job already
+                await asyncio.shield(self._interrupt(running))
         elif not self._closing:
             raise asyncio.CancelledError
 
@@ -581,6 +629,7 @@ class Dispatcher:
         async def work() -> None:
             async with asyncio.timeout(self._settings.attempt_timeout):
                 images = await running.backend.recover(running.attempt)
+            self._answered(running)
             if images is None:
                 await self._requeue_after_restart(running.job)
             else:

@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ MAX_PAGE = 500
 # Scaled copies for galleries: a folder of the output folder, and the edges asked for.
 THUMBNAILS = ".thumbnails"
 THUMBNAIL_EDGES = (32, 2048)
+IMAGE_WRITERS = 4
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 RESULTS = ResultRow.__table__  # type: ignore[attr-defined]
 
@@ -95,6 +97,13 @@ class ResultStore:
     def __init__(self, db: Database, output_dir: Path) -> None:
         self._db = db
         self.root = output_dir.resolve()
+        # Image files are written off the event loop by threads of their own (a file
+        # create and an fsync each), a few at a time so slow disks overlap their flushes.
+        self._writer = ThreadPoolExecutor(IMAGE_WRITERS, thread_name_prefix="sq-images")
+
+    def close(self) -> None:
+        """Waits for image writes under way (a stopped dispatcher starts none)."""
+        self._writer.shutdown(wait=True)
 
     def remove_orphans(self) -> int:
         """Removes the temporary files of writes a crash cut short (`.NAME.*.incomplete`,
@@ -146,7 +155,7 @@ class ResultStore:
                     created_at=now,
                 )
             )
-        await asyncio.to_thread(_write_all, files)
+        await asyncio.get_running_loop().run_in_executor(self._writer, _write_all, files)
         return rows
 
     @staticmethod

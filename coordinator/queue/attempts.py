@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, func, or_, update
+from sqlalchemy import ColumnElement, Row, bindparam, func, or_, update
 from sqlmodel import Session, col, select
 
 from stablequeue.v1 import queue_pb2
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 PAUSED_SETTING = "queue.paused"
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
+ONE_MORE_ATTEMPT = JOBS.c.attempts + 1
+STATUS_OF = select(JOBS.c.status).where(JOBS.c.id == bindparam("w_id"))
+_MOVES: dict[tuple[Any, ...], Any] = {}  # see _move_statement
 # What scheduling reads of a pending job (see Attempts.dispatchable).
 DispatchRow = tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, str], ...]]
 # What of a job's spec scheduling reads: model, LoRA names, required files.
@@ -67,7 +70,7 @@ class Attempts:
         """
         values = transition_values(job_id, JobStatus.PROCESSING, JobStage.GENERATING, "")
         values.update(
-            attempts=JOBS.c.attempts + 1,
+            attempts=ONE_MORE_ATTEMPT,
             server=server,
             backend_task_id=task_id or None,
             model_sha256=model_sha256 or None,
@@ -261,19 +264,35 @@ def _move(
     PENDING.) A job that moved on meanwhile (a user's cancel) is the error returned,
     not raised, so the writes grouped with it commit."""
     connection = session.connection()
-    moved = (
-        update(JOBS)
-        .where(JOBS.c.id == job_id, JOBS.c.status == leaving.value)
-        .values(values)
-        .returning(*JOBS.c)
-    )
-    row = connection.execute(moved).first()
+    plain = {f"v_{k}": v for k, v in values.items() if not isinstance(v, ColumnElement)}
+    statement = _move_statement(leaving, tuple(values.items()))
+    row = connection.execute(statement, {"w_id": job_id, **plain}).first()
     if row is not None:
         return row
-    now = connection.execute(select(JOBS.c.status).where(JOBS.c.id == job_id)).scalar()
+    now = connection.execute(STATUS_OF, {"w_id": job_id}).scalar()
     if now is None:
         return NotFound(f"no job with id {job_id!r}")
     return FailedPrecondition(f"job {job_id} is {now}, not {leaving.value}")
+
+
+def _move_statement(leaving: JobStatus, values: tuple[tuple[str, Any], ...]) -> Any:
+    """The UPDATE for a move setting these columns, built once per shape (the columns,
+    and SQL expressions such as ONE_MORE_ATTEMPT as they are): the hot path then
+    skips building and keying a statement on every job."""
+    shape = (leaving, tuple((k, v if isinstance(v, ColumnElement) else None) for k, v in values))
+    statement = _MOVES.get(shape)
+    if statement is None:
+        assigned = {
+            k: v if isinstance(v, ColumnElement) else bindparam(f"v_{k}", type_=JOBS.c[k].type)
+            for k, v in values
+        }
+        statement = _MOVES[shape] = (
+            update(JOBS)
+            .where(JOBS.c.id == bindparam("w_id"), JOBS.c.status == leaving.value)
+            .values(assigned)
+            .returning(*JOBS.c)
+        )
+    return statement
 
 
 def get_job(session: Session, job_id: str) -> JobRow:
