@@ -203,7 +203,6 @@ class Coordinator:
         await self.nodes.close()
         await self.downloads.close()
         await self.servers.close()
-        await self.queue.close()
         await self.library.close()
         self.results.close()
         if self.leadership is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import urllib.parse
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from stablequeue_coordinator.auth import principal as auth
@@ -23,11 +25,15 @@ from stablequeue_coordinator.errors import (
 
 log = logging.getLogger(__name__)
 OWN_SERVICES = "/stablequeue."
+STRING = FieldDescriptor.TYPE_STRING
+MESSAGE = FieldDescriptor.TYPE_MESSAGE
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(peer: str) -> bool:
     """True for gRPC peer strings of this machine ("ipv4:127.0.0.1:5", "unix:", and IPv6
-    as gRPC writes it: "ipv6:%5B::1%5D:5", URL-encoded)."""
+    as gRPC writes it: "ipv6:%5B::1%5D:5", URL-encoded). Kept per peer: a connection's
+    calls all ask."""
     kind, _, rest = peer.partition(":")
     rest = urllib.parse.unquote(rest)
     if kind == "unix":
@@ -61,21 +67,41 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
 def nul_field(message: Message, prefix: str = "") -> str | None:
     """The first string field of `message` (nested messages, lists and maps too) that
     holds a NUL character, by its path; None when there is none. No text column takes
-    one (PostgreSQL refuses it outright), and no name needs one."""
+    one (PostgreSQL refuses it outright), and no name needs one. Every request of
+    every call is walked: only string and message fields are looked into, and a path
+    is spelled out only for the field found."""
     for field, value in message.ListFields():
-        path = f"{prefix}{field.name}"
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            entries = [(f"{path}[{key!r}]", key, item) for key, item in value.items()]
+        kind = field.type
+        if kind != STRING and kind != MESSAGE:
+            continue
+        path = prefix + field.name
+        if kind == MESSAGE and field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                where = f"{path}[{key!r}]"
+                if isinstance(key, str) and "\0" in key:
+                    return where
+                found = _nul_in(item, where)
+                if found:
+                    return found
         elif repeated(field):
-            entries = [(f"{path}[{i}]", "", item) for i, item in enumerate(value)]
+            for i, item in enumerate(value):
+                if isinstance(item, str) and "\0" not in item:
+                    continue  # the common case, without spelling its path
+                found = _nul_in(item, f"{path}[{i}]")
+                if found:
+                    return found
         else:
-            entries = [(path, "", value)]
-        for where, key, item in entries:
-            if "\0" in str(key) or (isinstance(item, str) and "\0" in item):
-                return where
-            found = nul_field(item, where + ".") if isinstance(item, Message) else None
+            found = _nul_in(value, path)
             if found:
                 return found
+    return None
+
+
+def _nul_in(item: Any, where: str) -> str | None:
+    if isinstance(item, str):
+        return where if "\0" in item else None
+    if isinstance(item, Message):
+        return nul_field(item, where + ".")
     return None
 
 

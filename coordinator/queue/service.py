@@ -16,7 +16,7 @@ from stablequeue_coordinator.common import check_enum, timestamp, utcnow
 from stablequeue_coordinator.dispatch.policy import ServerView, lacking_loras, model_matches
 from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from stablequeue_coordinator.outputs.store import result_to_pb
-from stablequeue_coordinator.queue import ordering, validation
+from stablequeue_coordinator.queue import ordering, submissions, validation
 from stablequeue_coordinator.queue.attempts import PAUSED_SETTING, Attempts, get_job
 from stablequeue_coordinator.queue.convert import STATUS_FROM_PB, job_to_pb
 from stablequeue_coordinator.queue.events import EventBus
@@ -29,7 +29,6 @@ from stablequeue_coordinator.queue.states import (
 )
 from stablequeue_coordinator.queue.submissions import (
     Submission,
-    SubmissionWriter,
     detach_init_images,
     fingerprint,
     vary_seeds,
@@ -72,7 +71,6 @@ class QueueService(Attempts):
         self._servers = servers
         self._results = results
         self._progress: dict[str, queue_pb2.JobProgress] = {}
-        self._writer = SubmissionWriter(db)
         self._listeners: list[Listener] = []
         self._paused: bool | None = None  # the queue-wide pause flag, once read
         self._scheduling = {}
@@ -84,10 +82,6 @@ class QueueService(Attempts):
     def on_event(self, listener: Listener) -> None:
         """Calls `listener(job, event type)` after every committed change (the dispatcher's cue)."""
         self._listeners.append(listener)
-
-    async def close(self) -> None:
-        """Stops the submission writer (after the server has stopped taking calls)."""
-        await self._writer.close()
 
     # ---- submitting -------------------------------------------------------
 
@@ -189,7 +183,7 @@ class QueueService(Attempts):
         )
 
     async def _store_submission(self, submission: Submission) -> tuple[list[queue_pb2.Job], bool]:
-        records, created = await self._writer.store(submission)
+        records, created = await submissions.store(self._db, submission)
         if not created:
             return [self.to_pb(record) for record in records], False
         return [self._publish(record, ET.JOB_EVENT_TYPE_SUBMITTED) for record in records], True

@@ -1,16 +1,15 @@
 """Storing submissions with group commit.
 
-Concurrent SubmitJob calls are gathered by one writer task and stored in a
-single transaction, so a burst of submits pays for one commit, not one each.
-Every caller is still answered only after the transaction holding its jobs has
-committed. Job rows go in with one multi-row INSERT rather than through ORM
-objects: submitting is the queue's hot path.
+Concurrent SubmitJob calls are stored together (`Database.batched`): the
+submissions that arrive while the store thread is busy go in one transaction,
+so a burst of submits pays for one commit, not one each. Every caller is still
+answered only after the transaction holding its jobs has committed. Job rows go
+in with one multi-row INSERT rather than through ORM objects: submitting is the
+queue's hot path.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -35,7 +34,6 @@ from stablequeue_coordinator.store.tables import IdempotencyRow, JobImageRow, Jo
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 512
 SEED_KEYS = ("seed", "noise_seed")
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
@@ -63,64 +61,16 @@ def new_id() -> str:
     return secrets.token_hex(8)
 
 
-class SubmissionWriter:
-    """The one task that stores submissions, batching whatever is waiting."""
+async def store(db: Database, submission: Submission) -> Stored:
+    """Stores a submission; returns once the transaction holding it has committed
+    (shared with the submissions and other writes that came meanwhile).
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._waiting: asyncio.Queue[tuple[Submission, asyncio.Future[Stored]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    async def store(self, submission: Submission) -> Stored:
-        """Stores a submission; returns once its transaction has committed.
-
-        Raises:
-            AlreadyExists: the idempotency key was used for a different request.
-        """
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="sq-submission-writer")
-        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._waiting.put_nowait((submission, future))
-        return await future
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _one_by_one(self, submissions: list[Submission]) -> list[Stored | Exception]:
-        """Each submission in its own transaction, after the group's failed: the one the
-        database refuses fails alone, its neighbours are stored."""
-        if len(submissions) > 1:
-            log.warning("a group of %d submissions failed to commit: storing them one by one",
-                        len(submissions))  # fmt: skip
-        return [await _alone(self._db, submission) for submission in submissions]
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._waiting.get()]
-            while len(batch) < MAX_BATCH and not self._waiting.empty():
-                batch.append(self._waiting.get_nowait())
-            submissions = [submission for submission, _ in batch]
-            try:
-                outcomes = await self._db.run(lambda s, subs=submissions: insert_batch(s, subs))
-            except Exception as e:  # the database refused the transaction
-                outcomes = [e] if len(batch) == 1 else await self._one_by_one(submissions)
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():  # the caller went away
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
-
-
-async def _alone(db: Database, submission: Submission) -> Stored | Exception:
-    try:
-        [outcome] = await db.run(lambda s: insert_batch(s, [submission]))
-    except Exception as e:
-        return e
+    Raises:
+        AlreadyExists: the idempotency key was used for a different request.
+    """
+    outcome = await db.batched(insert_batch, submission)
+    if isinstance(outcome, Exception):
+        raise outcome
     return outcome
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -34,6 +35,9 @@ except ImportError:  # Windows: no flock; the SQLite file is not guarded there
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+# A write waiting for a shared transaction: its store function, its item, its caller.
+Grouped = tuple[Callable[[Session, list[Any]], list[Any]], Any, "asyncio.Future[Any]"]
 MAX_GROUP = 256  # works per shared transaction (more wait for the next one)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -56,7 +60,7 @@ class Database:
         self.fence: Callable[[Session], None] | None = None
         # Works waiting for a shared transaction (see `group`); the event loop appends,
         # the store thread takes.
-        self._grouped: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
+        self._grouped: list[Grouped] = []
         self._grouped_lock = threading.Lock()
 
     def take(self) -> None:
@@ -110,10 +114,19 @@ class Database:
         the whole group back, which is then run again one work per transaction, so
         only that work fails.
         """
+        return await self.batched(_each, work)
+
+    async def batched(self, store: Callable[[Session, list[ItemT]], list[T]], item: ItemT) -> T:
+        """Group commit for items one function stores best together (one multi-row
+        INSERT for a burst of submits): `store(session, items)` gets every item queued
+        for it while the store thread was busy, returns one outcome per item, and
+        shares the transaction with the other grouped writes. Its caller hears only
+        after the commit; when the transaction fails, each item is stored again alone.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._grouped_lock:
-            self._grouped.append((work, future))
+            self._grouped.append((store, item, future))
             first = len(self._grouped) == 1
         if first:
             self._executor.submit(self._group_transaction, loop)
@@ -121,25 +134,26 @@ class Database:
 
     def _group_transaction(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._grouped_lock:
-            batch, self._grouped = self._grouped[:MAX_GROUP], self._grouped[MAX_GROUP:]
+            group, self._grouped = self._grouped[:MAX_GROUP], self._grouped[MAX_GROUP:]
             if self._grouped:  # the rest make the next group
                 self._executor.submit(self._group_transaction, loop)
-        works = [work for work, _ in batch]
         outcomes: list[tuple[bool, Any]]
         try:
-            outcomes = [(True, result) for result in self._transaction(_all(works))]
+            outcomes = [(True, result) for result in self._transaction(_stored(group))]
         except Exception as e:
-            if len(works) == 1:
+            if len(group) == 1:
                 outcomes = [(False, e)]
             else:
-                log.warning("a group of %d writes failed (%s): each runs alone", len(works), e)
-                outcomes = [self._alone(work) for work in works]
+                log.warning("a group of %d writes failed (%s): each runs alone", len(group), e)
+                outcomes = [self._alone(store, item) for store, item, _ in group]
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(_settle, batch, outcomes)
+            loop.call_soon_threadsafe(_settle, [future for *_, future in group], outcomes)
 
-    def _alone(self, work: Callable[[Session], Any]) -> tuple[bool, Any]:
+    def _alone(
+        self, store: Callable[[Session, list[Any]], list[Any]], item: Any
+    ) -> tuple[bool, Any]:
         try:
-            return True, self._transaction(work)
+            return True, self._transaction(lambda session: store(session, [item])[0])
         except Exception as e:
             return False, e
 
@@ -163,15 +177,29 @@ class Database:
         self.engine.dispose()
 
 
-def _all(works: list[Callable[[Session], Any]]) -> Callable[[Session], list[Any]]:
-    return lambda session: [work(session) for work in works]
+def _each(session: Session, works: list[Callable[[Session], Any]]) -> list[Any]:
+    return [work(session) for work in works]
 
 
-def _settle(
-    batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]],
-    outcomes: list[tuple[bool, Any]],
-) -> None:
-    for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+def _stored(group: list[Grouped]) -> Callable[[Session], list[Any]]:
+    """One transaction's work: each run of items queued for the same store function
+    goes to it in one call, in the order they came."""
+
+    def work(session: Session) -> list[Any]:
+        outcomes: list[Any] = []
+        for store, run in itertools.groupby(group, key=lambda grouped: grouped[0]):
+            items = [item for _, item, _ in run]
+            found = store(session, items)
+            if len(found) != len(items):
+                raise RuntimeError(f"{store.__name__} gave {len(found)} outcomes for {len(items)}")
+            outcomes += found
+        return outcomes
+
+    return work
+
+
+def _settle(futures: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:
+    for future, (ok, value) in zip(futures, outcomes, strict=True):
         if future.done():  # the caller went away
             continue
         if ok:
