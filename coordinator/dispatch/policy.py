@@ -168,19 +168,29 @@ def plan(servers: Sequence[ServerView], jobs: Sequence[JobView], max_waiting: in
     """Assignments for `jobs` (in queue order), counting the slots each one takes.
 
     Once every server is full, only the first `max_waiting` waiting jobs get a reason.
+    Jobs alike in all but their id get the same answer while no assignment changes the
+    servers' slots, so it is worked out once (a farm's queue is mostly batches of one
+    spec, and each answer walks every server).
     """
     views = {s.alias: s for s in servers}
+    free = sum(1 for v in views.values() if v.running < v.capacity)
     result = Plan()
+    known: dict[tuple[object, ...], str] = {}  # a job's likeness -> why it waits
     for job in jobs:
-        if len(result.waiting) >= max_waiting and not any(
-            v.running < v.capacity for v in views.values()
-        ):
+        if len(result.waiting) >= max_waiting and not free:
             break
+        likeness = (job.app, job.target, job.model, job.loras, job.hosts, job.missing)
+        if likeness in known:
+            result.waiting[job.id] = known[likeness]
+            continue
         alias, reason = choose_server(list(views.values()), job)
         if alias is None:
-            result.waiting[job.id] = reason
+            result.waiting[job.id] = known[likeness] = reason
             continue
         result.assignments.append((job.id, alias))
         chosen = views[alias]
         views[alias] = ServerView(**{**chosen.__dict__, "running": chosen.running + 1})
+        if chosen.running + 1 >= chosen.capacity:
+            free -= 1
+        known.clear()  # the slots changed
     return result

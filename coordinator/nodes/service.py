@@ -72,6 +72,7 @@ class NodeService:
         self._jobs: dict[str, asyncio.Queue[processes_pb2.AgentJobUpdate | None]] = {}
         self._job_nodes: dict[str, str] = {}
         self._stopping: set[str] = set()  # stray runs already told to end
+        self._rows: dict[tuple[str, bool], ServerRow] = {}  # see places()
         self._monitor: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Event] = []  # (see _changed_event)
         # False while this coordinator may not act (its lease ran out: another may
@@ -109,7 +110,9 @@ class NodeService:
         for node in self.nodes.values():
             for model in node.info.models:
                 alias = f"{node.info.name}:{model.key}"
-                row = node_row(alias, node.draining)
+                row = self._rows.get((alias, node.draining))
+                if row is None:  # built once: every dispatch round asks for the places
+                    row = self._rows[(alias, node.draining)] = node_row(alias, node.draining)
                 health = Health(
                     HealthState.UP if node.connected else HealthState.DOWN,
                     "" if node.connected else f"node {node.info.name} is offline",
