@@ -128,6 +128,10 @@ async def listings(coordinator: Coordinator, rounds: int) -> None:
         "gallery, one server's model": lambda: coordinator.queue.ListResults(
             queue_pb2.ListResultsRequest(model="sd_xl_base_1.0", page=page)
         ),
+        # The console's Servers page asks every 3 s; scripts poll it.
+        "GetQueueStats": lambda: coordinator.queue.GetQueueStats(
+            queue_pb2.GetQueueStatsRequest()
+        ),
     }
     measured = await latencies(calls, rounds)
     for name, values in measured.items():

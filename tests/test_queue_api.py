@@ -404,3 +404,54 @@ def test_a_bad_submit_among_many_fails_alone(server: CoordinatorThread, sq: Clie
     refused = [o for o in outcomes if isinstance(o, Exception)]
     assert len(refused) == 1 and len(outcomes) == 61
     assert sq.stats().pending == 120
+
+
+def test_queue_counts_follow_every_change_and_agree_with_the_store(
+    server: CoordinatorThread, sq: Client
+) -> None:
+    """GetQueueStats answers from counts kept in step with each committed change (a
+    GROUP BY over the whole history cost 22 ms at 300,000 jobs): after submits, starts,
+    finishes, a cancel, a retry, a delete and a refused change they still agree with a
+    count of the stored rows, for everyone's jobs and for one key's."""
+    from sqlalchemy import func, select
+
+    from stablequeue_coordinator.auth.principal import LOCAL, Principal, Scope
+    from stablequeue_coordinator.errors import NotFound
+    from stablequeue_coordinator.store.tables import JobRow
+
+    queue = server.coordinator.queue
+    assert sq.stats().pending == 0  # the counts are read now; what follows moves them
+    other = Principal(key_id="k-other", name="other", scope=Scope.SUBMIT)
+    mine = [j.id for j in sq.submit_many(txt2img("mine"), 6)]
+    theirs, _ = server.run(queue.submit_many(other, txt2img("theirs"), 3, 0))
+    server.run(queue.start(mine[0], "gpu"))
+    server.run(queue.finish(mine[0], JobStatus.COMPLETED))
+    server.run(queue.start(mine[1], "gpu"))
+    server.run(queue.finish(mine[1], JobStatus.FAILED, "OOM"))
+    server.run(queue.start(mine[2], "gpu"))
+    server.run(queue.start(theirs[0].id, "gpu"))
+    with raises(grpc.StatusCode.FAILED_PRECONDITION):
+        sq.cancel(mine[0])  # completed: refused, nothing moves
+    sq.cancel(mine[3])
+    sq.retry(mine[1])
+    sq.delete(mine[3])
+    with pytest.raises(NotFound):
+        server.run(queue.finish(mine[3], JobStatus.COMPLETED))  # deleted meanwhile
+
+    def stored(owner: str | None) -> dict[str, int]:
+        query = select(JobRow.status, func.count()).group_by(JobRow.status)
+        if owner is not None:
+            query = query.where(JobRow.submitted_by == owner)
+        return dict(server.coordinator.db.run_sync(lambda s: s.exec(query).all()))
+
+    def shown(stats: queue_pb2.QueueStats) -> dict[str, int]:
+        names = ("pending", "processing", "completed", "failed", "cancelled")
+        return {name: getattr(stats, name) for name in names if getattr(stats, name)}
+
+    assert shown(sq.stats()) == stored(None) == {
+        "pending": 5, "processing": 2, "completed": 1,
+    }  # fmt: skip
+    assert shown(server.run(queue.stats(other))) == stored("k-other") == {
+        "pending": 2, "processing": 1,
+    }  # fmt: skip
+    assert shown(server.run(queue.stats(LOCAL))) == stored(None)

@@ -250,8 +250,6 @@ def test_of_two_claims_of_one_job_exactly_one_wins(database_url: str) -> None:
                 assert stored.server == won[0].server and stored.attempts == 1
             return outcomes
         finally:
-            for q in queues:
-                await q.close()
             first.close()
             second.close()
 

@@ -26,6 +26,7 @@ from stablequeue_coordinator.queue.states import (
     move_stage,
     transition_values,
 )
+from stablequeue_coordinator.queue.tally import JobTally
 from stablequeue_coordinator.store.tables import JobRow, SettingRow
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class Attempts:
     _bus: EventBus
     _progress: dict[str, queue_pb2.JobProgress]
     _paused: bool | None
+    tally: JobTally
     _scheduling: dict[str, SchedulingNeeds]  # by job id, for the jobs of the last lookahead
 
     if TYPE_CHECKING:  # QueueService's plumbing, which every change goes through
@@ -75,7 +77,9 @@ class Attempts:
             backend_task_id=task_id or None,
             model_sha256=model_sha256 or None,
         )
-        row = await self._db.group(lambda s: _move(s, job_id, JobStatus.PENDING, values))
+        row = await self._db.group(
+            lambda s: _move(s, job_id, JobStatus.PENDING, values, self.tally)
+        )
         if isinstance(row, StableQueueError):
             raise row
         log_transition(job_id, JobStatus.PENDING, JobStatus.PROCESSING, JobStage.GENERATING, "")
@@ -110,7 +114,7 @@ class Attempts:
             values.update(not_before=not_before, backend_task_id=None)
 
         def work(session: Session) -> Row[Any] | StableQueueError:
-            row = _move(session, job_id, JobStatus.PROCESSING, values)
+            row = _move(session, job_id, JobStatus.PROCESSING, values, self.tally)
             if also is not None and not isinstance(row, StableQueueError):
                 also(session)
             return row
@@ -254,7 +258,7 @@ class Attempts:
 
 
 def _move(
-    session: Session, job_id: str, leaving: JobStatus, values: dict[str, Any]
+    session: Session, job_id: str, leaving: JobStatus, values: dict[str, Any], tally: JobTally
 ) -> Row[Any] | StableQueueError:
     """The dispatcher's moves of a job, as one conditional UPDATE that returns the row:
     it matches only while the job is still in `leaving`, and being the transaction's
@@ -268,6 +272,7 @@ def _move(
     statement = _move_statement(leaving, tuple(values.items()))
     row = connection.execute(statement, {"w_id": job_id, **plain}).first()
     if row is not None:
+        tally.change(session, row.submitted_by, leaving.value, row.status)
         return row
     now = connection.execute(STATUS_OF, {"w_id": job_id}).scalar()
     if now is None:

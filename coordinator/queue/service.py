@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, delete, func
+from sqlalchemy import Row, delete
 from sqlmodel import Session, col, select
 
 from stablequeue.v1 import queue_pb2
@@ -33,6 +33,7 @@ from stablequeue_coordinator.queue.submissions import (
     fingerprint,
     vary_seeds,
 )
+from stablequeue_coordinator.queue.tally import JobTally
 from stablequeue_coordinator.store import Database
 from stablequeue_coordinator.store.tables import JobImageRow, JobRow, ServerRow, SettingRow
 
@@ -74,6 +75,8 @@ class QueueService(Attempts):
         self._listeners: list[Listener] = []
         self._paused: bool | None = None  # the queue-wide pause flag, once read
         self._scheduling = {}
+        self.tally = JobTally()
+        self._insert = submissions.inserter(self.tally)
         # The node agents' models as places (set by the server once nodes exist): they
         # count wherever a model is checked, beside the registered servers.
         self.node_places: Callable[[], list[ServerState]] = list
@@ -183,7 +186,7 @@ class QueueService(Attempts):
         )
 
     async def _store_submission(self, submission: Submission) -> tuple[list[queue_pb2.Job], bool]:
-        records, created = await submissions.store(self._db, submission)
+        records, created = await submissions.store(self._db, self._insert, submission)
         if not created:
             return [self.to_pb(record) for record in records], False
         return [self._publish(record, ET.JOB_EVENT_TYPE_SUBMITTED) for record in records], True
@@ -243,7 +246,9 @@ class QueueService(Attempts):
         """Job counts by status and what is paused; for a caller other than an admin,
         counts of its own jobs only, and no server names."""
         mine = None if who is None or who.is_admin else who.key_id
-        return self._with_hold(await self._db.run(lambda session: _stats(session, mine)))
+        return self._with_hold(
+            await self._db.run(lambda session: _stats(session, self.tally, mine))
+        )
 
     def _with_hold(self, stats: queue_pb2.QueueStats) -> queue_pb2.QueueStats:
         if self.held:
@@ -278,7 +283,8 @@ class QueueService(Attempts):
             row = _owned(session, who, job_id)
             if JobStatus(row.status) in TERMINAL:
                 raise FailedPrecondition(f"job {job_id} is already {row.status}")
-            transition(row, JobStatus.CANCELLED, stage=JobStage.DONE, reason=_by(who))
+            old = transition(row, JobStatus.CANCELLED, stage=JobStage.DONE, reason=_by(who))
+            self.tally.change(session, row.submitted_by, old.value, row.status)
             session.add(row)
             return row
 
@@ -293,7 +299,8 @@ class QueueService(Attempts):
                 raise FailedPrecondition(
                     f"job {job_id} is {row.status}; only failed or cancelled jobs can be retried"
                 )
-            transition(row, JobStatus.PENDING, stage=JobStage.QUEUED, reason="retried")
+            old = transition(row, JobStatus.PENDING, stage=JobStage.QUEUED, reason="retried")
+            self.tally.change(session, row.submitted_by, old.value, row.status)
             row.position = ordering.tail_position(session)
             row.server = None
             session.add(row)
@@ -315,6 +322,7 @@ class QueueService(Attempts):
                     f"job {job_id} is {row.status}; cancel it before deleting it"
                 )
             session.delete(row)
+            self.tally.change(session, row.submitted_by, row.status, None)
             if row.batch_id:
                 session.flush()
                 _forget_unused_images(session, row.batch_id)
@@ -382,13 +390,13 @@ class QueueService(Attempts):
             if self._servers is None:
                 raise NotFound(f"server {server!r} is not registered")
             await self._servers.set_flag(server, "paused", paused)
-            stats = await self._db.run(_stats)
+            stats = await self._db.run(lambda session: _stats(session, self.tally))
         else:
 
             def work(session: Session) -> queue_pb2.QueueStats:
                 session.merge(SettingRow(name=PAUSED_SETTING, value=json.dumps(paused)))
                 session.flush()
-                return _stats(session)
+                return _stats(session, self.tally)
 
             stats = await self._db.run(work)
             self._paused = paused
@@ -506,11 +514,10 @@ def _by(who: Principal) -> str:
     return f"cancelled by {who.name or who.key_id}"
 
 
-def _stats(session: Session, submitted_by: str | None = None) -> queue_pb2.QueueStats:
-    query = select(JobRow.status, func.count()).group_by(JobRow.status)
-    if submitted_by is not None:
-        query = query.where(JobRow.submitted_by == submitted_by)
-    counts = dict(session.exec(query).all())
+def _stats(
+    session: Session, tally: JobTally, submitted_by: str | None = None
+) -> queue_pb2.QueueStats:
+    counts = tally.counts(session, submitted_by)
     paused = session.get(SettingRow, PAUSED_SETTING)
     paused_servers = (
         []

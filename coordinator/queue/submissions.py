@@ -10,11 +10,13 @@ queue's hot path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -29,6 +31,7 @@ from stablequeue_coordinator.errors import AlreadyExists, StableQueueError
 from stablequeue_coordinator.kinds import APP_FROM_PB
 from stablequeue_coordinator.queue import ordering
 from stablequeue_coordinator.queue.states import JobStage, JobStatus
+from stablequeue_coordinator.queue.tally import JobTally
 from stablequeue_coordinator.store import Database
 from stablequeue_coordinator.store.tables import IdempotencyRow, JobImageRow, JobRow
 
@@ -61,20 +64,32 @@ def new_id() -> str:
     return secrets.token_hex(8)
 
 
-async def store(db: Database, submission: Submission) -> Stored:
+def inserter(tally: JobTally) -> Callable[[Session, list[Submission]], list[Stored | Exception]]:
+    """`insert_batch` counting new jobs in `tally`: one function per queue, so its
+    submissions group together (`Database.batched` groups by function)."""
+    return functools.partial(insert_batch, tally=tally)
+
+
+async def store(
+    db: Database,
+    insert: Callable[[Session, list[Submission]], list[Stored | Exception]],
+    submission: Submission,
+) -> Stored:
     """Stores a submission; returns once the transaction holding it has committed
     (shared with the submissions and other writes that came meanwhile).
 
     Raises:
         AlreadyExists: the idempotency key was used for a different request.
     """
-    outcome = await db.batched(insert_batch, submission)
+    outcome = await db.batched(insert, submission)
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
 
 
-def insert_batch(session: Session, batch: list[Submission]) -> list[Stored | Exception]:
+def insert_batch(
+    session: Session, batch: list[Submission], tally: JobTally | None = None
+) -> list[Stored | Exception]:
     """Stores every submission of `batch` in this transaction; a refused one spares the rest."""
     outcomes: list[Stored | Exception] = []
     position = ordering.tail_position(session)
@@ -95,6 +110,8 @@ def insert_batch(session: Session, batch: list[Submission]) -> list[Stored | Exc
             continue
         jobs = _job_values(submission, position, now)
         position += len(jobs) * ordering.GAP
+        if tally is not None:
+            tally.change(session, submission.who.key_id, None, JobStatus.PENDING.value, len(jobs))
         new_jobs += jobs
         new_images += [
             {"batch_id": jobs[0]["batch_id"], "idx": i, "data": image}

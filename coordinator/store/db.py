@@ -38,6 +38,7 @@ T = TypeVar("T")
 ItemT = TypeVar("ItemT")
 # A write waiting for a shared transaction: its store function, its item, its caller.
 Grouped = tuple[Callable[[Session, list[Any]], list[Any]], Any, "asyncio.Future[Any]"]
+AFTER_COMMIT = "stablequeue.after_commit"
 MAX_GROUP = 256  # works per shared transaction (more wait for the next one)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -167,6 +168,8 @@ class Database:
                 self.fence(session)
             result = work(session)
             session.commit()
+            for hook in session.info.get(AFTER_COMMIT, ()):
+                hook()
             return result
 
     def close(self) -> None:
@@ -175,6 +178,12 @@ class Database:
             self._held.close()  # the lock goes with the file or the session
         self._held = None
         self.engine.dispose()
+
+
+def after_commit(session: Session, hook: Callable[[], None]) -> None:
+    """Runs `hook` on the store thread once `session`'s transaction has committed (never,
+    if it rolls back)."""
+    session.info.setdefault(AFTER_COMMIT, []).append(hook)
 
 
 def _each(session: Session, works: list[Callable[[Session], Any]]) -> list[Any]:
