@@ -129,9 +129,7 @@ async def listings(coordinator: Coordinator, rounds: int) -> None:
             queue_pb2.ListResultsRequest(model="sd_xl_base_1.0", page=page)
         ),
         # The console's Servers page asks every 3 s; scripts poll it.
-        "GetQueueStats": lambda: coordinator.queue.GetQueueStats(
-            queue_pb2.GetQueueStatsRequest()
-        ),
+        "GetQueueStats": lambda: coordinator.queue.GetQueueStats(queue_pb2.GetQueueStatsRequest()),
     }
     measured = await latencies(calls, rounds)
     for name, values in measured.items():
