@@ -25,10 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import grpc
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stablequeue import Client, txt2img  # noqa: E402
+from stablequeue.client import serving  # noqa: E402
 from stablequeue.v1 import processes_pb2, queue_pb2  # noqa: E402
 from stablequeue_agent.config import ModelConfig  # noqa: E402
 from stablequeue_agent.process import ModelProcess, free_port  # noqa: E402
@@ -178,12 +181,15 @@ def node_job_overhead(work: Path, jobs: int) -> tuple[float, float]:
 
 
 def _wait_port(port: int) -> None:
+    """Until the coordinator on `port` serves (it listens before it is active, and
+    answers UNAVAILABLE "starting" until then)."""
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0 and serving(channel):
+                    return
+            time.sleep(0.05)
     raise RuntimeError("coordinator did not start")
 
 
