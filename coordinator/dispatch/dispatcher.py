@@ -418,12 +418,16 @@ class Dispatcher:
 
     async def _attempt(self, running: Running) -> None:
         async def work() -> None:
-            started = await self._queue.start(
-                running.job.id,
-                running.server.row.alias,
-                running.attempt.task_id,
-                running.attempt.model_sha256,
-            )
+            try:
+                started = await self._queue.start(
+                    running.job.id,
+                    running.server.row.alias,
+                    running.attempt.task_id,
+                    running.attempt.model_sha256,
+                )
+            except BaseException:  # not claimed: if still pending, it is a candidate again
+                self._forget_lookahead()
+                raise
             running.job = running.attempt.job = started
             # asyncio.timeout keeps a user's cancel that lands as the backend finishes
             # (Python 3.11's wait_for would return the result and lose it).

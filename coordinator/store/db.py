@@ -5,9 +5,11 @@ serialises writers (SQLite allows one anyway, and queue positions are computed
 from the current tail), and makes each call one transaction that is committed
 before the awaiting RPC returns.
 
-`group` is group commit for small, frequent writes (the dispatcher's claims and
-finishes): works queued while the thread is busy share one transaction and one
-wake-up of the event loop, and each caller still hears only after the commit.
+`batched` and `group` are group commit for small, frequent writes (submits, the
+dispatcher's claims and finishes): writes queued while the thread is busy share one
+transaction and one wake-up of the event loop, and each caller still hears only
+after the commit. `after_commit` hooks run on the store thread once a transaction
+has committed (the queue's counts move that way).
 """
 
 from __future__ import annotations
@@ -200,7 +202,8 @@ def _stored(group: list[Grouped]) -> Callable[[Session], list[Any]]:
             items = [item for _, item, _ in run]
             found = store(session, items)
             if len(found) != len(items):
-                raise RuntimeError(f"{store.__name__} gave {len(found)} outcomes for {len(items)}")
+                name = getattr(store, "__name__", repr(store))
+                raise RuntimeError(f"{name} gave {len(found)} outcomes for {len(items)}")
             outcomes += found
         return outcomes
 
