@@ -300,13 +300,6 @@ def _move_statement(leaving: JobStatus, values: tuple[tuple[str, Any], ...]) -> 
     return statement
 
 
-def get_job(session: Session, job_id: str) -> JobRow:
-    row = session.get(JobRow, job_id) if job_id else None
-    if row is None:
-        raise NotFound(f"no job with id {job_id!r}")
-    return row
-
-
 def _scheduling_needs(blob: bytes) -> SchedulingNeeds:
     spec = queue_pb2.JobSpec.FromString(blob)
     params = spec.params if spec.HasField("params") else queue_pb2.GenerationParams()

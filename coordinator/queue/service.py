@@ -17,7 +17,7 @@ from stablequeue_coordinator.dispatch.policy import ServerView, lacking_loras, m
 from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from stablequeue_coordinator.outputs.store import result_to_pb
 from stablequeue_coordinator.queue import ordering, submissions, validation
-from stablequeue_coordinator.queue.attempts import PAUSED_SETTING, Attempts, get_job
+from stablequeue_coordinator.queue.attempts import PAUSED_SETTING, Attempts
 from stablequeue_coordinator.queue.convert import STATUS_FROM_PB, job_to_pb
 from stablequeue_coordinator.queue.events import EventBus
 from stablequeue_coordinator.queue.listing import JobQuery, list_page
@@ -493,6 +493,13 @@ def _forget_unused_images(session: Session, batch_id: str) -> None:
     if session.exec(select(JobRow.id).where(JobRow.batch_id == batch_id).limit(1)).first():
         return
     session.exec(delete(JobImageRow).where(col(JobImageRow.batch_id) == batch_id))  # type: ignore[call-overload]
+
+
+def get_job(session: Session, job_id: str) -> JobRow:
+    row = session.get(JobRow, job_id) if job_id else None
+    if row is None:
+        raise NotFound(f"no job with id {job_id!r}")
+    return row
 
 
 def _owned(session: Session, who: Principal, job_id: str) -> JobRow:

@@ -1,7 +1,8 @@
 """The job state machine: status and stage, in the pattern of `statemachine`.
 
 Nothing but `transition()` assigns a job's status, and nothing but it and
-`move_stage()` its stage."""
+`move_stage()` its stage — save the dispatcher's claims and finishes, single
+conditional UPDATEs whose columns come from `transition_values()`, the same rules."""
 
 from __future__ import annotations
 
