@@ -100,7 +100,10 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-def open_page(browser: Any, size: str, url: str) -> tuple[Any, list[str]]:
+def open_page(
+    browser: Any, size: str, url: str, asked: list[str] | None = None
+) -> tuple[Any, list[str]]:
+    """A fresh page at url; `asked`, if given, collects the URL of every request from the start."""
     phone = size == "phone"
     context = browser.new_context(
         viewport=SIZES[size], device_scale_factor=2 if phone else 1, is_mobile=phone,
@@ -111,6 +114,8 @@ def open_page(browser: Any, size: str, url: str) -> tuple[Any, list[str]]:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("dialog", lambda d: d.accept())  # confirm() of delete/revoke
+    if asked is not None:
+        page.on("request", lambda r: asked.append(r.url))
     page.goto(url)
     return page, errors
 
@@ -339,12 +344,13 @@ def test_the_gallery_scrolls_on_and_filters(
                 spec = {"params": {"prompt": prompt, "steps": 1}}
                 api.post("/jobs/bulk", json={"spec": spec, "count": count}).raise_for_status()
             wait_until(lambda: api.get("/queue/stats").json()["stats"]["completed"] == "45", 60)
-        page, errors = open_page(browser, "phone", base + "/#/gallery")
         asked: list[str] = []
-        page.on("request", lambda r: asked.append(r.url))
+        page, errors = open_page(browser, "phone", base + "/#/gallery", asked)
         tiles = page.locator("#gallery .tile")
         wait_until(lambda: tiles.count() >= 40, timeout=30)
         assert tiles.count() == 40  # one page; the rest comes on scrolling
+        # each tile fetches its picture once it exists: wait for those requests to go out
+        wait_until(lambda: sum("/image" in url for url in asked) >= 40, timeout=30)
         images = [url for url in asked if "/image" in url]
         assert images and all(url.endswith("/image?max_edge=384") for url in images)  # thumbnails
         page.mouse.wheel(0, 100_000)
