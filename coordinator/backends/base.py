@@ -8,17 +8,15 @@ the job fails at once.
 
 from __future__ import annotations
 
-import functools
 import json
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import certifi
-import httpx
+import aiohttp
 
 from stablequeue.v1 import queue_pb2
+from stablequeue_coordinator.backends.http import Client, Reply
 from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable, NotActive
 from stablequeue_coordinator.queue.states import JobStage
 
@@ -147,48 +145,34 @@ class Backend(Protocol):
         ...
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One TLS context for every client: building one loads the CA bundle (~50 ms),
-    which per attempt was most of the time a job took to reach an idle server."""
-    return ssl.create_default_context(cafile=certifi.where())
-
-
-def http_client(config: ServerConfig, timeout: float) -> httpx.AsyncClient:
+def http_client(config: ServerConfig, timeout: float) -> Client:
     """An HTTP client for one server, with its basic auth or bearer token."""
-    headers = {"Authorization": f"Bearer {config.bearer_token}"} if config.bearer_token else {}
-    auth = httpx.BasicAuth(config.username, config.password) if config.username else None
-    return httpx.AsyncClient(
-        base_url=config.base_url.rstrip("/"),
-        auth=auth,
-        headers=headers,
-        timeout=httpx.Timeout(timeout, connect=5.0),
-        verify=_tls_context(),
-    )
+    return Client(config.base_url, timeout, config.username, config.password, config.bearer_token)
 
 
 async def request(
-    client: httpx.AsyncClient,
+    client: Client,
     method: str,
     path: str,
     alias: str,
     passthrough: tuple[int, ...] = (),
     **kwargs: Any,
-) -> httpx.Response:
+) -> Reply:
     """Sends one request and turns every failure into a typed error.
 
     Args:
         passthrough: error statuses the caller handles itself (returned, not raised).
 
     Raises:
-        BackendUnavailable: connection failure, timeout, 5xx, or 429 (busy: try later).
+        BackendUnavailable: connection failure, timeout, 5xx, or 429 (busy: try later);
+            its cause is `NotSent` when the request never reached the server.
         BackendRejected: other 4xx, with the backend's message.
     """
     try:
-        response = await client.request(method, path, **kwargs)
-    except httpx.TimeoutException as e:
+        response = await client.send(method, path, **kwargs)
+    except TimeoutError as e:
         raise BackendUnavailable(f"{alias}: {method} {path} timed out") from e
-    except httpx.HTTPError as e:  # str(e) is often empty (a reset, a closed connection)
+    except aiohttp.ClientError as e:  # str(e) is often empty (a reset, a closed connection)
         raise BackendUnavailable(f"{alias}: {method} {path} failed: {e or type(e).__name__}") from e
     if response.status_code in passthrough:
         return response
@@ -203,7 +187,7 @@ async def request(
     return response
 
 
-def error_message(response: httpx.Response) -> str:
+def error_message(response: Reply) -> str:
     """The most useful text in an error body (A1111, ComfyUI and sd-server shapes)."""
     try:
         body = response.json()

@@ -10,7 +10,6 @@ kept byte for byte, with ComfyUI's own `prompt`/`workflow` PNG chunks.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import json
@@ -21,7 +20,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
@@ -36,6 +34,7 @@ from stablequeue_coordinator.backends.base import (
     http_client,
     request,
 )
+from stablequeue_coordinator.backends.http import Reply, auth_headers
 from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable
 from stablequeue_coordinator.outputs.store import mime_of
 
@@ -82,7 +81,7 @@ class ComfyUIBackend:
         # KSampler's sampler and scheduler names, read by the first probe that is up.
         self._samplers: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Reply:
         return await request(self._client, method, path, self.config.alias, **kwargs)
 
     async def probe(self) -> Probe:
@@ -172,7 +171,7 @@ class ComfyUIBackend:
         await self._call("POST", "/interrupt", json={"prompt_id": attempt.task_id})
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
     # ---- the prompt -------------------------------------------------------
 
@@ -229,13 +228,9 @@ class ComfyUIBackend:
 
     @contextlib.asynccontextmanager
     async def _socket(self, client_id: str) -> AsyncIterator[ClientConnection]:
-        url = str(self._client.base_url).replace("http", "ws", 1) + "/ws"
-        headers = {}
-        if self.config.bearer_token:
-            headers["Authorization"] = f"Bearer {self.config.bearer_token}"
-        elif self.config.username:
-            token = f"{self.config.username}:{self.config.password}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+        url = self._client.base_url.replace("http", "ws", 1) + "/ws"
+        config = self.config
+        headers = auth_headers(config.username, config.password, config.bearer_token)
         try:
             socket = await connect(
                 f"{url}?clientId={quote(client_id)}",

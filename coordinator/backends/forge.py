@@ -17,8 +17,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from stablequeue.v1 import queue_pb2
 from stablequeue_coordinator.backends.base import (
     Attempt,
@@ -29,6 +27,7 @@ from stablequeue_coordinator.backends.base import (
     http_client,
     request,
 )
+from stablequeue_coordinator.backends.http import Reply
 from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable
 from stablequeue_coordinator.outputs import png
 from stablequeue_coordinator.outputs.store import mime_of
@@ -174,7 +173,7 @@ class ForgeBackend:
         if problem:
             raise BackendRejected(f"{self.config.alias} has {problem}")
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Reply:
         return await request(self._client, method, path, self.config.alias, **kwargs)
 
     async def probe(self) -> Probe:
@@ -331,7 +330,7 @@ class ForgeBackend:
         return None  # Forge keeps no results for API calls: the job runs again
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 def sdapi_images(reply: dict[str, Any]) -> list[Image]:

@@ -17,8 +17,6 @@ import logging
 import re
 from typing import Any
 
-import httpx
-
 from stablequeue.v1 import queue_pb2
 from stablequeue_coordinator.backends import sdcpp_names, sdcpp_options
 from stablequeue_coordinator.backends.base import (
@@ -31,6 +29,7 @@ from stablequeue_coordinator.backends.base import (
     request,
 )
 from stablequeue_coordinator.backends.forge import sdapi_images
+from stablequeue_coordinator.backends.http import NotSent, Reply
 from stablequeue_coordinator.dispatch.policy import model_matches
 from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable
 from stablequeue_coordinator.outputs import png
@@ -165,7 +164,7 @@ class SdCppBackend:
         self._client = http_client(config, timeout)
         self._jobs: dict[str, str] = {}  # our task id -> the server's job id
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Reply:
         return await request(self._client, method, path, self.config.alias, **kwargs)
 
     async def _capabilities(self) -> dict[str, Any] | None:
@@ -338,7 +337,7 @@ class SdCppBackend:
         try:
             reply = await self._call("POST", f"/sdapi/v1/{route}", json=body)
         except BackendUnavailable as e:
-            if e.__cause__ is None or isinstance(e.__cause__, httpx.ConnectError):
+            if e.__cause__ is None or isinstance(e.__cause__, NotSent):
                 raise  # never reached it, or it answered (5xx, 429): safe to send again
             # Sent, and no answer (a time-out, a broken connection): the server may
             # still be generating it, and this blocking route has no job to look up.
@@ -387,4 +386,4 @@ class SdCppBackend:
         return None  # the server's job id is not kept: run the job again
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
