@@ -36,6 +36,21 @@ def test_a_job_nobody_can_run_says_why(sq: Client) -> None:
     wait_until(lambda: sq.get_job(later.id).reason == "the queue is paused")
 
 
+def test_every_waiting_job_is_told_why_even_when_the_queue_then_goes_quiet(
+    sq: Client, forges: list[FakeForge]
+) -> None:
+    # Rounds that follow a server's answers look only as deep as the free slots need;
+    # the jobs past that learn why they wait on a round at most every half second,
+    # and that round must come even if nothing else happens afterwards.
+    register_server(sq, "f1", "forge", forges[0].url)
+    assert final_job(sq, sq.submit(txt2img("first", steps=1)).id).status == (
+        queue_pb2.JOB_STATUS_COMPLETED
+    )
+    stuck = sq.submit_many(txt2img("x", app="comfyui"), 40)
+    reason = "no comfyui server is registered"
+    wait_until(lambda: all(sq.get_job(job.id).reason == reason for job in stuck), timeout=10)
+
+
 def test_cancelling_a_pending_job_never_reaches_a_server(
     sq: Client, forges: list[FakeForge]
 ) -> None:
