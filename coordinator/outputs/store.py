@@ -46,6 +46,9 @@ THUMBNAIL_EDGES = (32, 2048)
 IMAGE_WRITERS = 4
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 RESULTS = ResultRow.__table__  # type: ignore[attr-defined]
+# A written image's record: its row's values, as `ResultStore.add` inserts them (a
+# plain dict: building an ORM object per image cost more than the INSERT itself).
+Record = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class ResultStore:
 
     async def write(
         self, job: queue_pb2.Job, server: str, images: Sequence[Image], model: str = ""
-    ) -> list[ResultRow]:
+    ) -> list[Record]:
         """Writes the image files and returns their records, for the caller to add in
         the transaction that completes the job.
 
@@ -130,48 +133,47 @@ class ResultStore:
         nothing to look up first; the unique (job, index) key guards the rest.
         """
         now = utcnow()
-        rows = []
+        params = job.spec.params if job.spec.HasField("params") else None
+        records: list[Record] = []
         files = []
         for idx, image in enumerate(images):
             data, text = _with_metadata(job, image, model)
             relative = f"{now:%Y-%m-%d}/{job.id}-{idx}.{EXTENSIONS.get(image.mime, 'bin')}"
             files.append((self.root / relative, data))
             width, height = png.size(data) if image.mime == "image/png" else (0, 0)
-            rows.append(
-                ResultRow(
-                    id=secrets.token_hex(8),
-                    job_id=job.id,
-                    idx=idx,
-                    path=relative,
-                    mime=image.mime,
-                    width=width,
-                    height=height,
-                    seed=image.seed,
-                    size_bytes=len(data),
-                    infotext=text,
-                    prompt=job.spec.params.prompt if job.spec.HasField("params") else "",
-                    model=model or (job.spec.params.model if job.spec.HasField("params") else ""),
-                    server=server,
-                    created_at=now,
-                )
+            records.append(
+                {
+                    "id": secrets.token_hex(8),
+                    "job_id": job.id,
+                    "idx": idx,
+                    "path": relative,
+                    "mime": image.mime,
+                    "width": width,
+                    "height": height,
+                    "seed": image.seed,
+                    "size_bytes": len(data),
+                    "infotext": text,
+                    "prompt": params.prompt if params else "",
+                    "model": model or (params.model if params else ""),
+                    "server": server,
+                    "created_at": now,
+                }
             )
         await asyncio.get_running_loop().run_in_executor(self._writer, _write_all, files)
-        return rows
+        return records
 
     @staticmethod
-    def add(session: Session, rows: Sequence[ResultRow]) -> None:
+    def add(session: Session, records: Sequence[Record]) -> None:
         """Adds `write`'s records in the caller's transaction (one INSERT, no ORM unit
         of work: it runs with every completion)."""
-        if rows:
-            columns = [column.name for column in RESULTS.c]
-            values = [{name: getattr(row, name) for name in columns} for row in rows]
-            session.connection().execute(insert(RESULTS), values)
+        if records:
+            session.connection().execute(insert(RESULTS), list(records))
 
-    async def discard(self, rows: Sequence[ResultRow]) -> None:
+    async def discard(self, records: Sequence[Record]) -> None:
         """Removes files written by `write` whose records were never stored."""
-        for row in rows:
+        for record in records:
             with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread((self.root / row.path).unlink)
+                await asyncio.to_thread((self.root / record["path"]).unlink)
 
     async def for_job(self, job_id: str) -> list[ResultRow]:
         def query(session: Session) -> list[ResultRow]:
