@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,23 @@ def test_every_waiting_job_is_told_why_even_when_the_queue_then_goes_quiet(
     stuck = sq.submit_many(txt2img("x", app="comfyui"), 40)
     reason = "no comfyui server is registered"
     wait_until(lambda: all(sq.get_job(job.id).reason == reason for job in stuck), timeout=10)
+
+
+def test_a_server_may_save_one_answered_job_while_it_works_on_the_next() -> None:
+    """Answered jobs being saved beyond the first take a slot again: saves that fall
+    behind hold the server back rather than pile up work a crash would redo."""
+    from types import SimpleNamespace
+
+    from stablequeue_coordinator.dispatch.dispatcher import occupied
+
+    def job(alias: str, answered: bool) -> Any:
+        return SimpleNamespace(server=SimpleNamespace(row=SimpleNamespace(alias=alias)),
+                               answered=answered)  # fmt: skip
+
+    assert occupied([job("a", True)]) == {}
+    assert occupied([job("a", True), job("a", False)]) == {"a": 1}
+    assert occupied([job("a", True), job("a", True), job("b", True)]) == {"a": 1}
+    assert occupied([job("a", True)] * 3 + [job("a", False), job("b", False)]) == {"a": 3, "b": 1}
 
 
 def test_cancelling_a_pending_job_never_reaches_a_server(

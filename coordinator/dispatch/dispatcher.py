@@ -16,7 +16,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -80,8 +80,25 @@ class Running:
     task: asyncio.Task[None] | None = None
     cancelled_by_user: bool = False
     # The backend has answered: its images are being saved, and the server is free for
-    # its next job meanwhile (it does not wait for our disk and database).
+    # its next job meanwhile (it does not wait for our disk and database) — for one
+    # such job per server: see `occupied`.
     answered: bool = False
+
+
+def occupied(running: Iterable[Running]) -> Counter[str]:
+    """The slots each server's jobs take: every job it works on, and each answered job
+    being saved beyond its first. Saves that fall behind (a slow disk, a busy machine)
+    then hold the server back instead of piling up answered jobs that a crash would
+    make it run again."""
+    taken: Counter[str] = Counter()
+    saving: set[str] = set()  # servers with an answered job that takes no slot
+    for r in running:
+        alias = r.server.row.alias
+        if r.answered and alias not in saving:
+            saving.add(alias)
+        else:
+            taken[alias] += 1
+    return taken
 
 
 class Dispatcher:
@@ -148,10 +165,8 @@ class Dispatcher:
         self._wake.set()
 
     def running_on(self, alias: str) -> int:
-        """How many jobs the server is working on (not those it has answered)."""
-        return sum(
-            1 for r in self._running.values() if r.server.row.alias == alias and not r.answered
-        )
+        """How many of the server's slots its jobs take (see `occupied`)."""
+        return occupied(r for r in self._running.values() if r.server.row.alias == alias)[alias]
 
     async def start(self) -> None:
         """Recovers jobs a previous run left PROCESSING, then starts dispatching."""
@@ -222,7 +237,7 @@ class Dispatcher:
 
     async def _dispatch(self) -> None:
         states = {s.row.alias: s for s in [*await self._servers.list(), *self._places()]}
-        busy = Counter(r.server.row.alias for r in self._running.values() if not r.answered)
+        busy = occupied(self._running.values())
         views = [self._view(s, busy[alias]) for alias, s in states.items()]
         fresh, self._fresh = self._fresh, []
         # Nothing can start without a free slot: skip the queue scan (submits wake
