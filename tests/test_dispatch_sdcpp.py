@@ -305,3 +305,32 @@ def test_settings_a_server_cannot_take_fail_before_anything_is_sent(sq: Client) 
     finally:
         legacy.close()
         lacking.close()
+
+
+def test_a_job_like_the_last_one_is_seen_done_soon_after_it_ends(sq: Client) -> None:
+    # sd-server tells no progress: the coordinator learns how long jobs of a shape take
+    # and looks closely around that time, instead of on a grid that grows with the time
+    # gone (around 0.6 s, its looks came ~0.14 s apart).
+    fake = FakeSdServer(step_seconds=0.6)
+    try:
+        register_server(sq, "cpp-1", "sdcpp", fake.url)
+        for _ in range(3):
+            done = final_job(sq, sq.submit(txt2img("paced", steps=1, app="sdcpp")).id)
+            assert done.status == queue_pb2.JOB_STATUS_COMPLETED, done.reason
+        assert len(fake.seen_after) == 3
+        assert max(fake.seen_after[1:]) < 0.06, fake.seen_after  # the first one teaches
+    finally:
+        fake.close()
+
+
+def test_looks_at_a_job_close_in_around_when_jobs_like_it_ended() -> None:
+    from stablequeue_coordinator.backends.sdcpp import POLL_FIRST_S, POLL_SECONDS, next_look
+
+    assert next_look(0.01, None, None) == (0.01, 0.0125)  # nothing known: the growing grid
+    assert next_look(0.2, 0.1, None) == (0.2, POLL_SECONDS)
+    pause, _ = next_look(0.01, 0.002, 5.0)  # a 5 s shape, just started: looks now and then
+    assert pause == POLL_SECONDS
+    assert next_look(0.01, 4.45, 5.0) == pytest.approx((0.05, POLL_FIRST_S))  # up to 0.9 x
+    assert next_look(0.25, 4.6, 5.0) == pytest.approx((0.1, POLL_FIRST_S))  # every 2 %
+    assert next_look(0.01, 0.046, 0.05) == pytest.approx((POLL_FIRST_S, POLL_FIRST_S))
+    assert next_look(0.002, 7.0, 5.0) == (0.002, 0.0025)  # past 1.25 x: the grid again

@@ -54,6 +54,8 @@ class FakeSdServer(LoopbackServer):
         self.jobs: dict[str, dict[str, Any]] = {}
         self.queue: list[str] = []
         self.cancels: list[tuple[str, int]] = []
+        # Per completed job: seconds from its end to the first look that saw it done.
+        self.seen_after: list[float] = []
         self.next_id = 0
         super().__init__()
 
@@ -139,7 +141,11 @@ class FakeSdServer(LoopbackServer):
         job = self.jobs.get(request.match_info["id"])
         if job is None:
             return web.json_response({"error": "job not found"}, status=404)
-        reply = {k: v for k, v in job.items() if k not in ("body", "images", "error_message")}
+        if job["status"] == "completed" and "seen" not in job:
+            job["seen"] = True
+            self.seen_after.append(time.monotonic() - job["done_at"])
+        hidden = ("body", "images", "error_message", "done_at", "seen")
+        reply = {k: v for k, v in job.items() if k not in hidden}
         reply["queue_position"] = self.queue.index(job["id"]) + 1 if job["id"] in self.queue else 0
         reply["result"] = None
         reply["error"] = None
@@ -176,7 +182,7 @@ class FakeSdServer(LoopbackServer):
             job.update(status="generating", started=int(time.time()))
             try:
                 job["images"] = await self._generate(job["body"])
-                job["status"] = "completed"
+                job["status"], job["done_at"] = "completed", time.monotonic()
             except RuntimeError as e:
                 job.update(status="failed", error_message=str(e))
             job["completed"] = int(time.time())
