@@ -330,7 +330,8 @@ def test_looks_at_a_job_close_in_around_when_jobs_like_it_ended() -> None:
     assert next_look(0.2, 0.1, None) == (0.2, POLL_SECONDS)
     pause, _ = next_look(0.01, 0.002, 5.0)  # a 5 s shape, just started: looks now and then
     assert pause == POLL_SECONDS
-    assert next_look(0.01, 4.45, 5.0) == pytest.approx((0.05, POLL_FIRST_S))  # up to 0.9 x
-    assert next_look(0.25, 4.6, 5.0) == pytest.approx((0.1, POLL_FIRST_S))  # every 2 %
-    assert next_look(0.01, 0.046, 0.05) == pytest.approx((POLL_FIRST_S, POLL_FIRST_S))
-    assert next_look(0.002, 7.0, 5.0) == (0.002, 0.0025)  # past 1.25 x: the grid again
+    assert next_look(0.01, 3.95, 5.0) == pytest.approx((0.05, POLL_FIRST_S))  # up to 0.8 x
+    assert next_look(0.25, 4.6, 5.0) == pytest.approx((0.05, POLL_FIRST_S))  # 2 %, <= 50 ms
+    assert next_look(0.25, 0.85, 1.0) == pytest.approx((0.02, POLL_FIRST_S))
+    assert next_look(0.01, 0.041, 0.05) == pytest.approx((POLL_FIRST_S, POLL_FIRST_S))
+    assert next_look(0.002, 7.0, 5.0) == (0.002, 0.0025)  # past 1.3 x: the grid again

@@ -47,10 +47,10 @@ POLL_GROWTH = 1.25
 POLL_SECONDS = 0.25
 # sd-server reports no progress and stamps jobs in whole seconds, so how long a job
 # shape takes is learned from our own looks; the next job like it is then looked at
-# often only around when it should end (from EARLY to LATE times that, every CLOSE of
-# it): on that grid a job is seen done about 2% of its time after it ends, where the
-# growing grid alone could miss the end by a quarter of the time gone.
-EARLY, LATE, CLOSE = 0.9, 1.25, 0.02
+# often around when it should end (from EARLY to LATE times that, every CLOSE of it,
+# at most CLOSE_MAX_S apart): it is seen done a few ms after it ends, where the growing
+# grid alone could miss the end by a quarter of the time gone (0.25 s at most).
+EARLY, LATE, CLOSE, CLOSE_MAX_S = 0.8, 1.3, 0.02, 0.05
 SHAPES_KEPT = 256
 # sd.cpp's own `parameters` text ("Sampler: NONE, Eta: inf", its JSON) moves here; the
 # image's `parameters` is our A1111 text.
@@ -69,7 +69,8 @@ def next_look(
     looks around when a job like it ended before, else the grid, growing."""
     if generating_for is not None and expected and generating_for < LATE * expected:
         ahead = EARLY * expected - generating_for
-        pause = min(ahead, POLL_SECONDS) if ahead > 0 else max(POLL_FIRST_S, CLOSE * expected)
+        close = min(max(POLL_FIRST_S, CLOSE * expected), CLOSE_MAX_S)
+        pause = min(ahead, POLL_SECONDS) if ahead > 0 else close
         return pause, POLL_FIRST_S  # past the window, the grid starts over
     return delay, min(delay * POLL_GROWTH, POLL_SECONDS)
 
