@@ -119,11 +119,11 @@ class Client:
             aiohttp.ClientError: the connection broke after the request went out.
         """
         body: Any = None
-        if files is not None:
+        if files is not None or data is not None:  # a form (multipart with files)
             form = aiohttp.FormData()
             for key, value in (data or {}).items():
                 form.add_field(key, value)
-            for key, (filename, content, mime) in files.items():
+            for key, (filename, content, mime) in (files or {}).items():
                 form.add_field(key, content, filename=filename, content_type=mime)
             body = form
         try:
