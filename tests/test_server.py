@@ -15,6 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from sqlalchemy import event, text
+from sqlmodel import Session
 
 from stablequeue_coordinator.config import load_settings
 from stablequeue_coordinator.store import Database
@@ -72,6 +74,68 @@ def test_migrations_are_idempotent(database_url: str) -> None:
             )
         )
         assert {"jobs", "api_keys", "idempotency_keys", "coordinator_state"} <= tables
+    finally:
+        db.close()
+
+
+def test_the_store_thread_keeps_its_sqlite_connection_until_a_transaction_fails(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    checkouts = []
+    event.listen(db.engine, "checkout", lambda *_: checkouts.append(1))
+    try:
+        db.migrate()
+        checkouts.clear()
+        for _ in range(5):
+            assert db.run_sync(lambda s: s.connection().execute(text("SELECT 1")).scalar()) == 1
+        # SQLite: one connection for all five; PostgreSQL: a pinged one from the pool each.
+        assert len(checkouts) == (1 if db.is_sqlite else 5)
+        with pytest.raises(ZeroDivisionError):
+            db.run_sync(lambda s: 1 / 0)
+        db.run_sync(lambda s: s.connection().execute(text("SELECT 1")))
+        assert len(checkouts) == (2 if db.is_sqlite else 6)  # after a failed one: afresh
+    finally:
+        db.close()
+
+
+def test_only_jobs_naming_a_server_are_in_its_indexes(database_url: str) -> None:
+    """Every submit's commit wrote an entry for its empty server columns; the indexes
+    now hold only jobs that name one, and a lookup by server still reads them."""
+    db = Database(database_url)
+    try:
+        db.migrate()
+
+        def read(session: Session) -> tuple[dict[str, str], str]:
+            connection = session.connection()
+            if db.is_sqlite:
+                found = connection.execute(
+                    text("SELECT name, sql FROM sqlite_master WHERE name LIKE 'ix_jobs_%server'")
+                )
+                plan = connection.execute(
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT id FROM jobs "
+                        "WHERE server = 'a' OR target_server = 'a'"
+                    )
+                )
+                return dict(found.all()), " ".join(str(row[-1]) for row in plan)
+            found = connection.execute(
+                text(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = "
+                    "current_schema() AND indexname LIKE 'ix_jobs_%server'"
+                )
+            )
+            return dict(found.all()), ""
+
+        definitions, plan = db.run_sync(read)
+        assert set(definitions) == {"ix_jobs_server", "ix_jobs_target_server"}
+        for name, definition in definitions.items():
+            column = name.removeprefix("ix_jobs_")
+            assert f"WHERE ({column} IS NOT NULL)" in definition.replace(
+                f"WHERE {column} IS NOT NULL", f"WHERE ({column} IS NOT NULL)"
+            ), definition
+        if db.is_sqlite:
+            assert "ix_jobs_server" in plan and "ix_jobs_target_server" in plan, plan
     finally:
         db.close()
 
@@ -263,8 +327,6 @@ def test_a_transaction_longer_than_the_lease_does_not_cost_the_active_its_lease(
     """A 60-copy batch of a 40 MB image took longer than the lease on a busy machine:
     the transaction's lock on the lease row held the renewals back and the coordinator
     stepped down in the middle of the call. Renewals now pass such a transaction."""
-    from sqlalchemy import text
-
     from stablequeue_coordinator.store.leadership import LEASE_S
 
     running = CoordinatorThread(make_settings(tmp_path, database_url))

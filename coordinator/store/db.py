@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 try:
@@ -65,6 +65,9 @@ class Database:
         # the store thread takes.
         self._grouped: list[Grouped] = []
         self._grouped_lock = threading.Lock()
+        # SQLite: the store thread's connection, kept between transactions (see
+        # `_connection`); None until the first one, and after one failed.
+        self._kept: Connection | None = None
 
     def take(self) -> None:
         """On SQLite, makes this process the database's one coordinator for as long as
@@ -165,17 +168,44 @@ class Database:
         return self._executor.submit(self._transaction, work).result()
 
     def _transaction(self, work: Callable[[Session], T]) -> T:
-        with Session(self.engine, expire_on_commit=False) as session:
-            if self.fence is not None:
-                self.fence(session)
-            result = work(session)
-            session.commit()
-            for hook in session.info.get(AFTER_COMMIT, ()):
-                hook()
-            return result
+        try:
+            with Session(self._connection(), expire_on_commit=False) as session:
+                if self.fence is not None:
+                    self.fence(session)
+                result = work(session)
+                session.commit()
+        except BaseException:
+            self._drop_kept()
+            raise
+        for hook in session.info.get(AFTER_COMMIT, ()):
+            hook()
+        return result
+
+    def _connection(self) -> Connection | Engine:
+        """What a transaction's session runs on. On SQLite, one connection the store
+        thread keeps: taking a connection from the pool and handing it back (with its
+        reset) cost a tenth of a one-row submit's transaction (0.26 -> 0.23 ms), and a
+        local file has no link that can drop meanwhile. On PostgreSQL, the engine: each transaction takes a pooled
+        connection, which the pool pings first, so a restarted server or a killed
+        session costs no transaction."""
+        if not self.is_sqlite:
+            return self.engine
+        if self._kept is None or self._kept.closed or self._kept.invalidated:
+            self._drop_kept()
+            self._kept = self.engine.connect()
+        return self._kept
+
+    def _drop_kept(self) -> None:
+        """Gives the kept connection back (after a failed transaction: the next one
+        starts on a connection in a known state)."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            with contextlib.suppress(Exception):
+                kept.close()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self._drop_kept()
         if self._held is not None and self._held is not True:
             self._held.close()  # the lock goes with the file or the session
         self._held = None
