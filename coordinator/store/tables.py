@@ -27,8 +27,19 @@ class JobRow(SQLModel, table=True):
         Index("ix_jobs_owner_status_created", "submitted_by", "status", "created_at", "id"),
         Index("ix_jobs_position", "position"),
         Index("ix_jobs_batch", "batch_id", "batch_index"),
-        Index("ix_jobs_server", "server"),
-        Index("ix_jobs_target_server", "target_server"),
+        # Only the jobs that name a server (see migration 0010).
+        Index(
+            "ix_jobs_server",
+            "server",
+            sqlite_where=text("server IS NOT NULL"),
+            postgresql_where=text("server IS NOT NULL"),
+        ),
+        Index(
+            "ix_jobs_target_server",
+            "target_server",
+            sqlite_where=text("target_server IS NOT NULL"),
+            postgresql_where=text("target_server IS NOT NULL"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=32)
