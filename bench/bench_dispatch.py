@@ -15,7 +15,9 @@ Prints:
     GetJob calls a page needed before to show their images, as a ratio;
   * the coordinator's CPU per job through 4 zero-time servers, user and kernel time
     (goal <= 1.5 ms), the jobs/s that gives, and beside it the CPU of a bare RPC
-    (health Check) measured on the same coordinator;
+    (health Check) measured on the same coordinator; then the same with the data
+    folder (database and images) in memory (/dev/shm, where there is one), so the
+    disk's share of the kernel time shows apart from the coordinator's own;
   * a server's next job after its answer while work waits: the gap between a server
     answering one job and receiving its next, with 4 servers taking 50 ms a job
     (p50/p99; goal p50 < 5 ms), and with zero-time servers, where the coordinator is
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -53,6 +56,7 @@ from tests.fakes.sdcpp import FakeSdServer  # noqa: E402
 
 SPEC = txt2img("a benchmark cat", steps=1, width=512, height=512, app="forge")
 CHECK = health_pb2.HealthCheckRequest()
+MEMORY = Path("/dev/shm")  # a tmpfs on Linux
 
 
 async def register(coordinator: Coordinator, fakes: list[FakeForge]) -> None:
@@ -216,6 +220,13 @@ async def main(args: argparse.Namespace) -> None:
         gaps, throughput, (user, kernel), listing, bare_cpu = await overhead_per_job(
             Path(tmp) / "overhead", args.jobs, 4
         )
+        in_memory = None
+        if os.access(MEMORY, os.W_OK):  # there and writable
+            with tempfile.TemporaryDirectory(dir=MEMORY) as shm:
+                _, in_memory, cpu, *_ = await overhead_per_job(
+                    Path(shm) / "overhead", args.jobs, 4, listing=False
+                )
+                in_memory = (in_memory, *cpu)
         busy, *_ = await overhead_per_job(
             Path(tmp) / "busy", args.busy_jobs, 4, BUSY_MS / 1000, listing=False
         )
@@ -227,6 +238,11 @@ async def main(args: argparse.Namespace) -> None:
           f"{user + kernel:.2f} ms ({user:.2f} user + {kernel:.2f} kernel)   (goal <= 1.5 ms); "
           f"a bare RPC on it: {bare_cpu:.3f} ms")  # fmt: skip
     print(f"  throughput with 4 zero-time servers: {throughput:.0f} jobs/s")
+    if in_memory is not None:
+        rate, m_user, m_kernel = in_memory
+        print(f"  ... data folder in memory ({MEMORY}): {m_user + m_kernel:.2f} ms "
+              f"({m_user:.2f} user + {m_kernel:.2f} kernel), {rate:.0f} jobs/s: the disk's "
+              f"share is the difference")  # fmt: skip
     print(f"  next job after a server's answer, 4 servers at {BUSY_MS:.0f} ms a job "
           f"({len(busy)} gaps): p50 {pct(busy, .5):.2f} ms, p99 {pct(busy, .99):.2f} ms"
           "   (goal p50 < 5 ms)")  # fmt: skip
