@@ -185,9 +185,9 @@ class Database:
         """What a transaction's session runs on. On SQLite, one connection the store
         thread keeps: taking a connection from the pool and handing it back (with its
         reset) cost a tenth of a one-row submit's transaction (0.26 -> 0.23 ms), and a
-        local file has no link that can drop meanwhile. On PostgreSQL, the engine: each transaction takes a pooled
-        connection, which the pool pings first, so a restarted server or a killed
-        session costs no transaction."""
+        local file has no link that can drop meanwhile. On PostgreSQL, the engine: each
+        transaction takes a pooled connection, which the pool pings first, so a
+        restarted server or a killed session costs no transaction."""
         if not self.is_sqlite:
             return self.engine
         if self._kept is None or self._kept.closed or self._kept.invalidated:
