@@ -131,9 +131,10 @@ def test_only_jobs_naming_a_server_are_in_its_indexes(database_url: str) -> None
         assert set(definitions) == {"ix_jobs_server", "ix_jobs_target_server"}
         for name, definition in definitions.items():
             column = name.removeprefix("ix_jobs_")
-            assert f"WHERE ({column} IS NOT NULL)" in definition.replace(
-                f"WHERE {column} IS NOT NULL", f"WHERE ({column} IS NOT NULL)"
-            ), definition
+            # SQLite keeps the text as written; PostgreSQL adds parentheses.
+            assert f"WHERE {column} IS NOT NULL" in definition.replace("(", "").replace(")", ""), (
+                definition
+            )
         if db.is_sqlite:
             assert "ix_jobs_server" in plan and "ix_jobs_target_server" in plan, plan
     finally:
