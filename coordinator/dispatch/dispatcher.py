@@ -544,7 +544,7 @@ class Dispatcher:
                 running.job.id,
                 JobStatus.COMPLETED,
                 f"{len(images)} image(s)",
-                also=lambda session: self._results.add(session, rows),
+                also=lambda connection: self._results.add(connection, rows),
             )
         except FailedPrecondition:  # cancelled meanwhile: its images are not kept
             await self._results.discard(rows)

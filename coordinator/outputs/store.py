@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import PIL.Image
-from sqlalchemy import and_, insert, or_
+from sqlalchemy import Connection, and_, insert, or_
 from sqlmodel import Session, col, select
 
 from stablequeue import infotext
@@ -163,11 +163,11 @@ class ResultStore:
         return records
 
     @staticmethod
-    def add(session: Session, records: Sequence[Record]) -> None:
+    def add(connection: Connection, records: Sequence[Record]) -> None:
         """Adds `write`'s records in the caller's transaction (one INSERT, no ORM unit
         of work: it runs with every completion)."""
         if records:
-            session.connection().execute(insert(RESULTS), list(records))
+            connection.execute(insert(RESULTS), list(records))
 
     async def discard(self, records: Sequence[Record]) -> None:
         """Removes files written by `write` whose records were never stored."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Row, bindparam, func, or_, update
+from sqlalchemy import ColumnElement, Connection, Row, bindparam, func, or_, update
 from sqlmodel import Session, col, select
 
 from stablequeue.v1 import queue_pb2
@@ -78,7 +78,7 @@ class Attempts:
             model_sha256=model_sha256 or None,
         )
         row = await self._db.group(
-            lambda s: _move(s, job_id, JobStatus.PENDING, values, self.tally)
+            lambda connection: _move(connection, job_id, JobStatus.PENDING, values, self.tally)
         )
         if isinstance(row, StableQueueError):
             raise row
@@ -98,7 +98,7 @@ class Attempts:
         status: JobStatus,
         reason: str = "",
         not_before: datetime | None = None,
-        also: Callable[[Session], None] | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> queue_pb2.Job:
         """Ends a running job (COMPLETED / FAILED) or re-queues it (PENDING, after `not_before`).
 
@@ -113,10 +113,10 @@ class Attempts:
         if status is JobStatus.PENDING:
             values.update(not_before=not_before, backend_task_id=None)
 
-        def work(session: Session) -> Row[Any] | StableQueueError:
-            row = _move(session, job_id, JobStatus.PROCESSING, values, self.tally)
+        def work(connection: Connection) -> Row[Any] | StableQueueError:
+            row = _move(connection, job_id, JobStatus.PROCESSING, values, self.tally)
             if also is not None and not isinstance(row, StableQueueError):
-                also(session)
+                also(connection)
             return row
 
         row = await self._db.group(work)
@@ -171,9 +171,8 @@ class Attempts:
         the job stays in the lookahead; a round reads the specs of new jobs only.
         """
 
-        def query(session: Session) -> list[tuple[str, str, str | None, bytes | None]]:
+        def query(connection: Connection) -> list[tuple[str, str, str | None, bytes | None]]:
             now = utcnow()
-            connection = session.connection()
             first = connection.execute(
                 select(JOBS.c.id, JOBS.c.app, JOBS.c.target_server)
                 .where(JOBS.c.status == JobStatus.PENDING.value)
@@ -258,7 +257,11 @@ class Attempts:
 
 
 def _move(
-    session: Session, job_id: str, leaving: JobStatus, values: dict[str, Any], tally: JobTally
+    connection: Connection,
+    job_id: str,
+    leaving: JobStatus,
+    values: dict[str, Any],
+    tally: JobTally,
 ) -> Row[Any] | StableQueueError:
     """The dispatcher's moves of a job, as one conditional UPDATE that returns the row:
     it matches only while the job is still in `leaving`, and being the transaction's
@@ -267,12 +270,11 @@ def _move(
     first would not do: SQLite runs it outside the transaction, and both claims saw
     PENDING.) A job that moved on meanwhile (a user's cancel) is the error returned,
     not raised, so the writes grouped with it commit."""
-    connection = session.connection()
     plain = {f"v_{k}": v for k, v in values.items() if not isinstance(v, ColumnElement)}
     statement = _move_statement(leaving, tuple(values.items()))
     row = connection.execute(statement, {"w_id": job_id, **plain}).first()
     if row is not None:
-        tally.change(session, row.submitted_by, leaving.value, row.status)
+        tally.change(row.submitted_by, leaving.value, row.status)
         return row
     now = connection.execute(STATUS_OF, {"w_id": job_id}).scalar()
     if now is None:

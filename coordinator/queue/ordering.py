@@ -9,7 +9,7 @@ renumbered.
 
 from __future__ import annotations
 
-from sqlalchemy import func
+from sqlalchemy import Connection, func
 from sqlmodel import Session, col, select
 
 from stablequeue_coordinator.queue.states import JobStatus
@@ -22,9 +22,9 @@ HIGHEST = select(func.max(JobRow.position))
 LOWEST = select(func.min(JobRow.position))
 
 
-def tail_position(session: Session) -> int:
+def tail_position(connection: Connection) -> int:
     """A position after every job ever queued."""
-    highest = session.connection().execute(HIGHEST).scalar()
+    highest = connection.execute(HIGHEST).scalar()
     return (highest or 0) + GAP
 
 

@@ -284,7 +284,7 @@ class QueueService(Attempts):
             if JobStatus(row.status) in TERMINAL:
                 raise FailedPrecondition(f"job {job_id} is already {row.status}")
             old = transition(row, JobStatus.CANCELLED, stage=JobStage.DONE, reason=_by(who))
-            self.tally.change(session, row.submitted_by, old.value, row.status)
+            self.tally.change(row.submitted_by, old.value, row.status)
             session.add(row)
             return row
 
@@ -300,8 +300,8 @@ class QueueService(Attempts):
                     f"job {job_id} is {row.status}; only failed or cancelled jobs can be retried"
                 )
             old = transition(row, JobStatus.PENDING, stage=JobStage.QUEUED, reason="retried")
-            self.tally.change(session, row.submitted_by, old.value, row.status)
-            row.position = ordering.tail_position(session)
+            self.tally.change(row.submitted_by, old.value, row.status)
+            row.position = ordering.tail_position(session.connection())
             row.server = None
             session.add(row)
             return row
@@ -322,7 +322,7 @@ class QueueService(Attempts):
                     f"job {job_id} is {row.status}; cancel it before deleting it"
                 )
             session.delete(row)
-            self.tally.change(session, row.submitted_by, row.status, None)
+            self.tally.change(row.submitted_by, row.status, None)
             if row.batch_id:
                 session.flush()
                 _forget_unused_images(session, row.batch_id)
@@ -356,7 +356,7 @@ class QueueService(Attempts):
             if placement == queue_pb2.MOVE_PLACEMENT_FRONT:
                 row.position = ordering.head_position(session)
             elif placement == queue_pb2.MOVE_PLACEMENT_BACK:
-                row.position = ordering.tail_position(session)
+                row.position = ordering.tail_position(session.connection())
             else:
                 anchor = _pending(session, who, anchor_id, "used as an anchor")
                 before = placement == queue_pb2.MOVE_PLACEMENT_BEFORE

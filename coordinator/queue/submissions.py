@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import insert
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, delete, insert, select
 
 from stablequeue.v1 import queue_pb2
 from stablequeue_coordinator.auth.principal import Principal
@@ -64,7 +63,9 @@ def new_id() -> str:
     return secrets.token_hex(8)
 
 
-def inserter(tally: JobTally) -> Callable[[Session, list[Submission]], list[Stored | Exception]]:
+def inserter(
+    tally: JobTally,
+) -> Callable[[Connection, list[Submission]], list[Stored | Exception]]:
     """`insert_batch` counting new jobs in `tally`: one function per queue, so its
     submissions group together (`Database.batched` groups by function)."""
     return functools.partial(insert_batch, tally=tally)
@@ -72,7 +73,7 @@ def inserter(tally: JobTally) -> Callable[[Session, list[Submission]], list[Stor
 
 async def store(
     db: Database,
-    insert: Callable[[Session, list[Submission]], list[Stored | Exception]],
+    insert: Callable[[Connection, list[Submission]], list[Stored | Exception]],
     submission: Submission,
 ) -> Stored:
     """Stores a submission; returns once the transaction holding it has committed
@@ -88,11 +89,11 @@ async def store(
 
 
 def insert_batch(
-    session: Session, batch: list[Submission], tally: JobTally | None = None
+    connection: Connection, batch: list[Submission], tally: JobTally | None = None
 ) -> list[Stored | Exception]:
     """Stores every submission of `batch` in this transaction; a refused one spares the rest."""
     outcomes: list[Stored | Exception] = []
-    position = ordering.tail_position(session)
+    position = ordering.tail_position(connection)
     now = utcnow()
     new_jobs: list[dict[str, Any]] = []
     new_keys: list[dict[str, Any]] = []
@@ -101,7 +102,7 @@ def insert_batch(
     for submission in batch:
         key = (submission.who.key_id, submission.idempotency_key)
         try:
-            earlier = _earlier(session, submission, in_batch.get(key))
+            earlier = _earlier(connection, submission, in_batch.get(key))
         except StableQueueError as e:
             outcomes.append(e)
             continue
@@ -111,7 +112,7 @@ def insert_batch(
         jobs = _job_values(submission, position, now)
         position += len(jobs) * ordering.GAP
         if tally is not None:
-            tally.change(session, submission.who.key_id, None, JobStatus.PENDING.value, len(jobs))
+            tally.change(submission.who.key_id, None, JobStatus.PENDING.value, len(jobs))
         new_jobs += jobs
         new_images += [
             {"batch_id": jobs[0]["batch_id"], "idx": i, "data": image}
@@ -130,8 +131,6 @@ def insert_batch(
                 }
             )
         outcomes.append(stored)
-    # Core statements on the session's connection: same transaction, no ORM bookkeeping.
-    connection = session.connection()
     if new_jobs:
         connection.execute(insert(JOBS), new_jobs)
     if new_keys:
@@ -142,7 +141,7 @@ def insert_batch(
 
 
 def _earlier(
-    session: Session, submission: Submission, in_batch: tuple[str, Stored] | None
+    connection: Connection, submission: Submission, in_batch: tuple[str, Stored] | None
 ) -> Stored | None:
     """The jobs an earlier submit with the same idempotency key created, if any."""
     key = submission.idempotency_key
@@ -152,17 +151,19 @@ def _earlier(
         request_hash, (records, _) = in_batch
         _same_request(request_hash, submission)
         return records, False
-    earlier = session.get(IdempotencyRow, (submission.who.key_id, key))
+    owned = (IDEMPOTENCY.c.owner == submission.who.key_id) & (IDEMPOTENCY.c.key == key)
+    earlier = connection.execute(
+        select(IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.batch_id).where(owned)
+    ).first()
     if earlier is None:
         return None
     _same_request(earlier.request_hash, submission)
-    rows = session.exec(
-        select(JobRow).where(JobRow.batch_id == earlier.batch_id).order_by(col(JobRow.batch_index))
+    rows = connection.execute(
+        select(JOBS).where(JOBS.c.batch_id == earlier.batch_id).order_by(JOBS.c.batch_index)
     ).all()
     if rows:
         return list(rows), False
-    session.delete(earlier)  # its jobs were deleted since: submit afresh
-    session.flush()
+    connection.execute(delete(IDEMPOTENCY).where(owned))  # its jobs were deleted since
     return None
 
 

@@ -29,11 +29,9 @@ class JobTally:
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, str]] | None = None  # None: read it afresh
 
-    def change(
-        self, session: Session, owner: str, old: str | None, new: str | None, jobs: int = 1
-    ) -> None:
+    def change(self, owner: str, old: str | None, new: str | None, jobs: int = 1) -> None:
         """Counts `jobs` of `owner` moving from status `old` to `new` (None: a job
-        added or deleted) once `session`'s transaction commits."""
+        added or deleted) once the store transaction running now commits."""
 
         def apply() -> None:
             if self._counts is None:
@@ -43,7 +41,7 @@ class JobTally:
             if new is not None:
                 self._counts[(owner, new)] += jobs
 
-        after_commit(session, apply)
+        after_commit(apply)
 
     def counts(self, session: Session, owner: str | None = None) -> Counter[str]:
         """Jobs by status: everyone's, or `owner`'s."""

@@ -22,9 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session
 
 from stablequeue_coordinator.errors import NotActive
 from stablequeue_coordinator.store.db import postgres_engine
@@ -150,17 +149,15 @@ class Leadership:
 
     # ---- on the store thread ----------------------------------------------
 
-    def fence(self, session: Session) -> None:
+    def fence(self, connection: Connection) -> None:
         """The first statement of each of the active's transactions.
 
         Raises:
             NotActive: another coordinator has taken over (a higher epoch).
         """
-        current = (
-            session.connection()
-            .execute(text("SELECT epoch FROM leadership WHERE id = 1 FOR KEY SHARE"))
-            .scalar()
-        )
+        current = connection.execute(
+            text("SELECT epoch FROM leadership WHERE id = 1 FOR KEY SHARE")
+        ).scalar()
         if current != self.epoch:
             raise NotActive(
                 "this coordinator is no longer the active one (another took over); "
