@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import filecmp
 import gc
 import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -102,6 +104,38 @@ def test_the_store_thread_keeps_its_sqlite_connection_until_a_transaction_fails(
         assert len(checkouts) == (2 if db.is_sqlite else 7)
     finally:
         db.close()
+
+
+def test_a_grouped_write_runs_after_its_first_step_and_not_when_that_fails(
+    database_url: str,
+) -> None:
+    """A completion's image files are written on the image threads, which hand the
+    completion to the store thread themselves; a failed write stores nothing."""
+    db = Database(database_url)
+    steps = ThreadPoolExecutor(1, thread_name_prefix="test-step")
+    done: list[str] = []
+
+    def full() -> None:
+        done.append("step")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def run() -> None:
+        written = await db.group(
+            lambda c: done.append("work") or c.execute(text("SELECT 1")).scalar(),
+            first=(steps, lambda: done.append("step")),
+        )
+        assert written == 1
+        with pytest.raises(OSError) as raised:
+            await db.group(lambda c: done.append("not run"), first=(steps, full))
+        assert raised.value.errno == errno.ENOSPC
+
+    try:
+        db.migrate()
+        asyncio.run(run())
+    finally:
+        steps.shutdown()
+        db.close()
+    assert done == ["step", "work", "step"]
 
 
 def test_only_jobs_naming_a_server_are_in_its_indexes(database_url: str) -> None:

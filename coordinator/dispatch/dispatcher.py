@@ -531,23 +531,24 @@ class Dispatcher:
         No room for them: the job goes back to the queue and dispatching is held until
         there is (nothing else would be written either)."""
         model = running.job.spec.params.model if running.job.spec.HasField("params") else ""
+        saving = self._results.prepare(running.job, running.server.row.alias, images, model)
         try:
-            rows = await self._results.write(running.job, running.server.row.alias, images, model)
-        except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            needed = sum(len(image.data) for image in images)
-            await self._out_of_space(running, needed)
-            return
-        try:
+            # The files are written first, on the image threads, which then hand the
+            # completion to the store thread: one wake-up of the event loop, at the end.
             await self._queue.finish(
                 running.job.id,
                 JobStatus.COMPLETED,
                 f"{len(images)} image(s)",
-                also=lambda connection: self._results.add(connection, rows),
+                also=lambda connection: self._results.add(connection, saving.records),
+                first=(self._results.writer, saving.write),
             )
+        except OSError as e:  # from writing the files: nothing was stored
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            needed = sum(len(image.data) for image in images)
+            await self._out_of_space(running, needed)
         except FailedPrecondition:  # cancelled meanwhile: its images are not kept
-            await self._results.discard(rows)
+            await self._results.discard(saving.records)
 
     async def _out_of_space(self, running: Running, needed: int) -> None:
         root = self._results.root

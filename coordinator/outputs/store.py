@@ -17,8 +17,8 @@ import logging
 import os
 import secrets
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,19 @@ def mime_of(data: bytes) -> str:
     return "application/octet-stream"
 
 
+@dataclass
+class Saving:
+    """A completed job's images on their way to the disk: their records, and the files
+    `write` puts in place (whole or not at all, each flushed to the disk)."""
+
+    records: list[Record] = field(default_factory=list)
+    files: list[tuple[Path, bytes]] = field(default_factory=list)
+
+    def write(self) -> None:
+        for path, data in self.files:
+            _write_atomically(path, data)
+
+
 class ResultStore:
     """Writes job images and serves the gallery.
 
@@ -100,8 +113,7 @@ class ResultStore:
     def __init__(self, db: Database, output_dir: Path) -> None:
         self._db = db
         self.root = output_dir.resolve()
-        # Image files are written off the event loop by threads of their own (a file
-        # create and an fsync each), a few at a time so slow disks overlap their flushes.
+        # Image files are written off the event loop by threads of their own (see `writer`).
         self._writer = ThreadPoolExecutor(IMAGE_WRITERS, thread_name_prefix="sq-images")
 
     def close(self) -> None:
@@ -123,25 +135,25 @@ class ResultStore:
             log.info("removed %d unfinished image file(s) a crash left in %s", removed, self.root)
         return removed
 
-    async def write(
+    def prepare(
         self, job: queue_pb2.Job, server: str, images: Sequence[Image], model: str = ""
-    ) -> list[Record]:
-        """Writes the image files and returns their records, for the caller to add in
-        the transaction that completes the job.
+    ) -> Saving:
+        """The records of a completed job's images, for the caller to add in the
+        transaction that completes the job, and the step that writes their files first
+        (on `writer`: `Saving.write`).
 
         Records exist only for completed jobs, which never run again, so there is
         nothing to look up first; the unique (job, index) key guards the rest.
         """
         now = utcnow()
         params = job.spec.params if job.spec.HasField("params") else None
-        records: list[Record] = []
-        files = []
+        saving = Saving()
         for idx, image in enumerate(images):
             data, text = _with_metadata(job, image, model)
             relative = f"{now:%Y-%m-%d}/{job.id}-{idx}.{EXTENSIONS.get(image.mime, 'bin')}"
-            files.append((self.root / relative, data))
+            saving.files.append((self.root / relative, data))
             width, height = png.size(data) if image.mime == "image/png" else (0, 0)
-            records.append(
+            saving.records.append(
                 {
                     "id": secrets.token_hex(8),
                     "job_id": job.id,
@@ -159,8 +171,13 @@ class ResultStore:
                     "created_at": now,
                 }
             )
-        await asyncio.get_running_loop().run_in_executor(self._writer, _write_all, files)
-        return records
+        return saving
+
+    @property
+    def writer(self) -> Executor:
+        """The threads that write image files (a file create and an fsync each), a few
+        at a time so slow disks overlap their flushes."""
+        return self._writer
 
     @staticmethod
     def add(connection: Connection, records: Sequence[Record]) -> None:
@@ -331,11 +348,6 @@ def _scale(source: Path, target: Path, max_edge: int) -> None:
     except (OSError, ValueError, PIL.Image.DecompressionBombError) as e:
         raise FailedPrecondition(f"{source.name} cannot be scaled: {e}") from e
     _write_atomically(target, buffer.getvalue())
-
-
-def _write_all(files: Sequence[tuple[Path, bytes]]) -> None:
-    for path, data in files:
-        _write_atomically(path, data)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

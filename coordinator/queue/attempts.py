@@ -31,7 +31,7 @@ from stablequeue_coordinator.store.tables import JobRow, SettingRow
 
 if TYPE_CHECKING:
     from stablequeue_coordinator.queue.events import EventBus
-    from stablequeue_coordinator.store.db import Database
+    from stablequeue_coordinator.store.db import Database, Prepared
 
 PAUSED_SETTING = "queue.paused"
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
@@ -99,11 +99,13 @@ class Attempts:
         reason: str = "",
         not_before: datetime | None = None,
         also: Callable[[Connection], None] | None = None,
+        first: Prepared | None = None,
     ) -> queue_pb2.Job:
         """Ends a running job (COMPLETED / FAILED) or re-queues it (PENDING, after `not_before`).
 
         `also` runs in the same transaction (the dispatcher stores a job's result
-        records with its completion: both or neither).
+        records with its completion: both or neither); `first` before it, off the
+        store thread (their image files written: see `Database.group`).
 
         Raises:
             FailedPrecondition: the job is no longer running (e.g. a user cancelled it).
@@ -119,7 +121,7 @@ class Attempts:
                 also(connection)
             return row
 
-        row = await self._db.group(work)
+        row = await self._db.group(work, first=first)
         if isinstance(row, StableQueueError):
             raise row
         log_transition(job_id, JobStatus.PROCESSING, status, stage, reason)

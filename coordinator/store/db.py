@@ -22,7 +22,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +42,8 @@ T = TypeVar("T")
 ItemT = TypeVar("ItemT")
 # A write waiting for a shared transaction: its store function, its item, its caller.
 Grouped = tuple[Callable[[Connection, list[Any]], list[Any]], Any, "asyncio.Future[Any]"]
+# A step to run on an executor before a write is grouped (see `Database.group`).
+Prepared = tuple[Executor, Callable[[], object]]
 MAX_GROUP = 256  # works per shared transaction (more wait for the next one)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -114,30 +116,60 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._transaction, work)
 
-    async def group(self, work: Callable[[Connection], T]) -> T:
+    async def group(self, work: Callable[[Connection], T], *, first: Prepared | None = None) -> T:
         """Runs `work(connection)` (Core statements) in a transaction it may share with
         other works grouped while the store thread was busy (group commit), and returns
         once that has committed. For works that do not raise for an outcome a caller
         expects (they return it): a work that raises rolls the whole group back, which
         is then run again one work per transaction, so only that work fails.
-        """
-        return await self.batched(_each, work)
 
-    async def batched(self, store: Callable[[Connection, list[ItemT]], list[T]], item: ItemT) -> T:
+        `first`: (executor, step) run on that executor before the work is grouped (a
+        completion's image files written, off the store thread); what it raises is
+        raised here, and the work is not run. The event loop hears once, at the end.
+        """
+        return await self.batched(_each, work, first=first)
+
+    async def batched(
+        self,
+        store: Callable[[Connection, list[ItemT]], list[T]],
+        item: ItemT,
+        *,
+        first: Prepared | None = None,
+    ) -> T:
         """Group commit for items one function stores best together (one multi-row
         INSERT for a burst of submits): `store(connection, items)` gets every item
         queued for it while the store thread was busy, returns one outcome per item, and
         shares the transaction with the other grouped writes. Its caller hears only
         after the commit; when the transaction fails, each item is stored again alone.
+        `first` as for `group`.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        if first is None:
+            self._add_grouped(loop, (store, item, future))
+        else:
+            executor, step = first
+            executor.submit(self._after, step, loop, (store, item, future))
+        return await future
+
+    def _after(
+        self, step: Callable[[], object], loop: asyncio.AbstractEventLoop, grouped: Grouped
+    ) -> None:
+        try:
+            step()
+        except BaseException as e:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, [grouped[2]], [(False, e)])
+            return
+        self._add_grouped(loop, grouped)
+
+    def _add_grouped(self, loop: asyncio.AbstractEventLoop, grouped: Grouped) -> None:
+        """Queues a write for the next shared transaction (from any thread)."""
         with self._grouped_lock:
-            self._grouped.append((store, item, future))
+            self._grouped.append(grouped)
             first = len(self._grouped) == 1
         if first:
             self._executor.submit(self._group_transaction, loop)
-        return await future
 
     def _group_transaction(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._grouped_lock:
