@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -13,33 +14,43 @@ class NotPng(ValueError):
     pass
 
 
-def chunks(data: bytes) -> list[tuple[bytes, bytes]]:
-    """(type, payload) of every chunk. Raises NotPng for anything else."""
+def _spans(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(type, start, end) of every chunk, its length, type and CRC included, without
+    copying anything: an image's IDAT chunks are most of its bytes. Raises NotPng for
+    anything else."""
     if not data.startswith(SIGNATURE):
         raise NotPng("not a PNG")
-    out, offset = [], len(SIGNATURE)
+    offset = len(SIGNATURE)
     while offset + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
-        out.append((kind, data[offset + 8 : offset + 8 + length]))
-        offset += 12 + length
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        end = offset + 12 + length
+        yield kind, offset, end
+        offset = end
         if kind == b"IEND":
             break
-    return out
+
+
+def chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, payload) of every chunk. Raises NotPng for anything else."""
+    return [(kind, data[start + 8 : end - 4]) for kind, start, end in _spans(data)]
 
 
 def size(data: bytes) -> tuple[int, int]:
     """(width, height) from the IHDR chunk."""
-    first = chunks(data)[0]
-    if first[0] != b"IHDR":
+    kind, start, _ = next(_spans(data), (b"", 0, 0))
+    if kind != b"IHDR":
         raise NotPng("PNG without IHDR")
-    width, height = struct.unpack(">II", first[1][:8])
+    width, height = struct.unpack(">II", data[start + 8 : start + 16])
     return width, height
 
 
 def text(data: bytes) -> dict[str, str]:
     """tEXt and uncompressed iTXt entries (for tests and gallery metadata)."""
     found = {}
-    for kind, payload in chunks(data):
+    for kind, start, end in _spans(data):
+        if kind not in (b"tEXt", b"iTXt"):
+            continue
+        payload = data[start + 8 : end - 4]
         if kind == b"tEXt":
             key, _, value = payload.partition(b"\0")
             found[key.decode("latin-1")] = value.decode("latin-1")
@@ -80,15 +91,18 @@ def with_text(data: bytes, key: str, value: str) -> bytes:
     except UnicodeEncodeError:
         payload = key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
         kind = b"iTXt"
+    name = key.encode("latin-1")
     out = bytearray(SIGNATURE)
     inserted = False
-    for chunk_kind, chunk_payload in chunks(data):
-        if chunk_kind in (b"tEXt", b"iTXt") and chunk_payload.split(b"\0", 1)[0] == key.encode(
-            "latin-1"
+    whole = memoryview(data)
+    for chunk_kind, start, end in _spans(data):
+        if (
+            chunk_kind in (b"tEXt", b"iTXt")
+            and data[start + 8 : end - 4].split(b"\0", 1)[0] == name
         ):
             continue
         if chunk_kind == b"IDAT" and not inserted:
             out += _chunk(kind, payload)
             inserted = True
-        out += _chunk(chunk_kind, chunk_payload)
+        out += whole[start:end]  # as it came, CRC and all
     return bytes(out)
