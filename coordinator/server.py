@@ -284,6 +284,7 @@ async def start_coordinator(settings: Settings) -> Coordinator:
     limit = settings.max_message_mb << 20
     interceptor = ApiInterceptor(keys, settings.require_auth)
     interceptor.standby = "the coordinator is starting"
+    db.quiet = interceptor.quiet  # a lone submit commits on the event loop
     server = grpc.aio.server(
         interceptors=[interceptor],
         options=[

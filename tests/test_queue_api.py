@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -404,6 +407,70 @@ def test_a_bad_submit_among_many_fails_alone(server: CoordinatorThread, sq: Clie
     refused = [o for o in outcomes if isinstance(o, Exception)]
     assert len(refused) == 1 and len(outcomes) == 61
     assert sq.stats().pending == 120
+
+
+def job_inserts(server: CoordinatorThread) -> list[tuple[str, int]]:
+    """(thread, rows) of every INSERT of jobs the coordinator runs from now on."""
+    from sqlalchemy import event
+
+    inserts: list[tuple[str, int]] = []
+
+    def seen(
+        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        if statement.startswith("INSERT INTO jobs "):
+            rows = len(parameters) if isinstance(parameters, list) else 1
+            inserts.append((threading.current_thread().name, rows))
+
+    event.listen(server.coordinator.db.engine, "before_cursor_execute", seen)
+    return inserts
+
+
+def test_a_lone_submit_commits_on_the_event_loop_and_a_burst_groups_on_the_store_thread(
+    server: CoordinatorThread, sq: Client
+) -> None:
+    """A submit made while nothing else is under way is committed on SQLite by the event
+    loop itself: a hand-off to the store thread and back cost a lone caller more than
+    the transaction. Submits that come together still share the store thread's
+    transactions; PostgreSQL (a network round trip away) always commits there."""
+    inserts = job_inserts(server)
+    for i in range(5):
+        sq.submit(txt2img(f"alone {i}"))
+        time.sleep(0.01)  # the last call ended well before the next
+    alone = [thread for thread, _ in inserts]
+    if server.coordinator.db.is_sqlite:
+        assert alone == [server.thread.name] * 5
+    else:
+        assert alone == ["sq-db_0"] * 5
+    inserts.clear()
+    outcomes = submit_together(
+        sq, [queue_pb2.SubmitJobRequest(spec=txt2img(f"burst {i}")) for i in range(40)]
+    )
+    assert not [o for o in outcomes if isinstance(o, Exception)]
+    assert sum(rows for _, rows in inserts) == 40
+    assert max(rows for thread, rows in inserts if thread == "sq-db_0") > 1  # grouped
+    assert sq.stats().pending == 45
+
+
+def test_lone_submits_leave_the_log_checkpoint_to_the_store_thread(
+    sqlite_server: CoordinatorThread,
+) -> None:
+    """A commit on the event loop never checkpoints SQLite's write-ahead log (that
+    flushes to the disk); the store thread does one after every CHECKPOINT_AFTER of
+    them, so a caller submitting one job at a time does not grow the log without end
+    (300 one-row commits: ~12 MB of log unchecked)."""
+    from stablequeue_coordinator.store.db import CHECKPOINT_AFTER
+
+    sq = sqlite_server.client()
+    inserts = job_inserts(sqlite_server)
+    for i in range(3 * CHECKPOINT_AFTER):
+        sq.submit(txt2img(f"alone {i}"))
+    on_loop = sum(rows for thread, rows in inserts if thread == sqlite_server.thread.name)
+    assert on_loop > 2 * CHECKPOINT_AFTER
+    database = sqlite_server.coordinator.db.url.database
+    assert database is not None
+    log = Path(f"{database}-wal").stat().st_size
+    assert 0 < log < 8 << 20, f"{log:,} bytes of write-ahead log"
 
 
 def test_queue_counts_follow_every_change_and_agree_with_the_store(

@@ -82,7 +82,7 @@ async def store(
     Raises:
         AlreadyExists: the idempotency key was used for a different request.
     """
-    outcome = await db.batched(insert, submission)
+    outcome = await db.batched(insert, submission, inline=True)
     if isinstance(outcome, Exception):
         raise outcome
     return outcome

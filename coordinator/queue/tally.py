@@ -2,9 +2,11 @@
 
 GetQueueStats (the console's Servers page asks every 3 s, scripts poll it) counted
 every job with a GROUP BY: 22 ms at 300,000 jobs, growing with the history. The
-counts are now read once, then moved by each committed change. All of it runs on
-the store thread: the first read is ordered with the transactions around it, and a
-change counts only once its transaction has committed (a rolled-back one does not).
+counts are now read once, then moved by each committed change. All of it runs inside
+store transactions, one at a time (on the store thread, or a lone submit's on the
+event loop: see `Database.batched`): the first read is ordered with the transactions
+around it, and a change counts only once its transaction has committed (a rolled-back
+one does not).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ BY_OWNER_AND_STATUS = select(JOBS.c.submitted_by, JOBS.c.status, func.count()).g
 
 
 class JobTally:
-    """Jobs by (submitted_by, status). Only store-thread works touch it."""
+    """Jobs by (submitted_by, status). Only works in store transactions touch it."""
 
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, str]] | None = None  # None: read it afresh
