@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import random
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -25,7 +24,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from stablequeue.v1 import queue_pb2
 from stablequeue_coordinator.auth.principal import Principal
-from stablequeue_coordinator.common import utcnow
+from stablequeue_coordinator.common import random_hex, utcnow
 from stablequeue_coordinator.errors import AlreadyExists, StableQueueError
 from stablequeue_coordinator.kinds import APP_FROM_PB
 from stablequeue_coordinator.queue import ordering
@@ -37,6 +36,7 @@ from stablequeue_coordinator.store.tables import IdempotencyRow, JobImageRow, Jo
 log = logging.getLogger(__name__)
 
 SEED_KEYS = ("seed", "noise_seed")
+INLINE_JOBS = 4
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
 JOB_IMAGES = JobImageRow.__table__  # type: ignore[attr-defined]
@@ -60,7 +60,7 @@ Stored = tuple[list[Any], bool]
 
 
 def new_id() -> str:
-    return secrets.token_hex(8)
+    return random_hex(8)
 
 
 def inserter(
@@ -82,7 +82,10 @@ async def store(
     Raises:
         AlreadyExists: the idempotency key was used for a different request.
     """
-    outcome = await db.batched(insert, submission, inline=True)
+    # A few jobs may commit on the event loop while nothing else is under way (see
+    # Database.batched); a big batch's transaction, or init images, would hold it up.
+    inline = len(submission.specs) <= INLINE_JOBS and not submission.init_images
+    outcome = await db.batched(insert, submission, inline=inline)
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
