@@ -14,7 +14,6 @@ import errno
 import logging
 import shutil
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any
 
 from stablequeue.v1 import queue_pb2
 from stablequeue_coordinator.backends.base import Attempt, Backend, Image, ServerConfig
-from stablequeue_coordinator.common import utcnow
+from stablequeue_coordinator.common import random_uuid, utcnow
 from stablequeue_coordinator.dispatch.policy import JobView, ServerView, choose_server, plan
 from stablequeue_coordinator.errors import BackendRejected, BackendUnavailable, FailedPrecondition
 from stablequeue_coordinator.kinds import APP_FROM_PB
@@ -435,7 +434,7 @@ class Dispatcher:
         """Starts an attempt; the full job is loaded when `QueueService.start` claims it."""
         job = queue_pb2.Job(id=job_id)
         backend = self._adapter(server)
-        attempt = Attempt(job, str(uuid.uuid4()), lambda p: None)
+        attempt = Attempt(job, random_uuid(), lambda p: None)
         attempt.may_send = lambda: self.may_act()
         sha, names = self._names.pop(job_id, ("", {}))
         alias = server.row.alias

@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import os
-import secrets
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from sqlmodel import Session, col, select
 from stablequeue import infotext
 from stablequeue.v1 import queue_pb2
 from stablequeue_coordinator.backends.base import Image
-from stablequeue_coordinator.common import timestamp, utcnow
+from stablequeue_coordinator.common import random_hex, timestamp, utcnow
 from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from stablequeue_coordinator.outputs import png
 from stablequeue_coordinator.store import Database
@@ -155,7 +154,7 @@ class ResultStore:
             width, height = png.size(data) if image.mime == "image/png" else (0, 0)
             saving.records.append(
                 {
-                    "id": secrets.token_hex(8),
+                    "id": random_hex(8),
                     "job_id": job.id,
                     "idx": idx,
                     "path": relative,
@@ -352,15 +351,27 @@ def _scale(source: Path, target: Path, max_edge: int) -> None:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     """Writes `path` whole or not at all: a temporary file beside it (a name no other
-    write uses, which `remove_orphans` knows), flushed to the disk, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.incomplete")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600)
+    write uses, which `remove_orphans` knows), flushed to the disk, then renamed.
+
+    Only the system calls that takes (open, write, fsync, close, rename; the day's
+    folder is made when it is missing): each lets go of the GIL, and taking it back
+    waits while the event loop runs Python.
+    """
+    tmp = path.with_name(f".{path.name}.{random_hex(6)}.incomplete")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(tmp, flags, 0o600)
+    except FileNotFoundError:  # the first image of the day
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, 0o600)
+    try:
+        try:
+            rest = memoryview(data)
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
