@@ -133,11 +133,18 @@ def why_unsuitable(server: ServerView, job: JobView) -> str | None:
 
 def choose_server(servers: Sequence[ServerView], job: JobView) -> tuple[str | None, str]:
     """(alias, "") for the best free server, or (None, why the job waits)."""
+    usable, why = suitable(servers, job)
+    return pick(usable, job) if usable else (None, why)
+
+
+def suitable(servers: Sequence[ServerView], job: JobView) -> tuple[list[ServerView], str]:
+    """The servers that could take `job`, free slots aside, or none and why it waits.
+    What decides does not change with the slots a plan fills (`why_unsuitable`)."""
     candidates = [s for s in servers if not job.target or s.alias == job.target]
     if not candidates:
         if job.target:
-            return None, f"target server {job.target} is not registered"
-        return None, f"no {job.app if job.app != 'any' else ''} server is registered".replace(
+            return [], f"target server {job.target} is not registered"
+        return [], f"no {job.app if job.app != 'any' else ''} server is registered".replace(
             "  ", " "
         )
     usable, reasons = [], []
@@ -149,7 +156,13 @@ def choose_server(servers: Sequence[ServerView], job: JobView) -> tuple[str | No
             reasons.append(reason)
     if not usable:
         kinds = "/".join(KINDS_FOR_APP.get(job.app, ()))
-        return None, "; ".join(reasons) or f"no {kinds} server is registered"
+        return [], "; ".join(reasons) or f"no {kinds} server is registered"
+    return usable, ""
+
+
+def pick(usable: Sequence[ServerView], job: JobView) -> tuple[str | None, str]:
+    """Of servers that suit `job`, the free one it is best on: one already serving its
+    model, then the least loaded."""
     free = [s for s in usable if s.running < s.capacity]
     if not free:
         return None, "waiting for a free slot on " + ", ".join(s.alias for s in usable)
@@ -168,13 +181,15 @@ def plan(servers: Sequence[ServerView], jobs: Sequence[JobView], max_waiting: in
     """Assignments for `jobs` (in queue order), counting the slots each one takes.
 
     Once every server is full, only the first `max_waiting` waiting jobs get a reason.
-    Jobs alike in all but their id get the same answer while no assignment changes the
-    servers' slots, so it is worked out once (a farm's queue is mostly batches of one
-    spec, and each answer walks every server).
+    Jobs alike in all but their id have the same servers to choose from, worked out
+    once per plan, and the same answer while no assignment changes the servers' slots
+    (a farm's queue is mostly batches of one spec, and walking every server for each
+    job cost ~0.3 ms a round with 150 of them).
     """
     views = {s.alias: s for s in servers}
     free = sum(1 for v in views.values() if v.running < v.capacity)
     result = Plan()
+    usable: dict[tuple[object, ...], tuple[list[str], str]] = {}  # likeness -> aliases, why not
     known: dict[tuple[object, ...], str] = {}  # a job's likeness -> why it waits
     for job in jobs:
         if len(result.waiting) >= max_waiting and not free:
@@ -183,7 +198,11 @@ def plan(servers: Sequence[ServerView], jobs: Sequence[JobView], max_waiting: in
         if likeness in known:
             result.waiting[job.id] = known[likeness]
             continue
-        alias, reason = choose_server(list(views.values()), job)
+        if likeness not in usable:
+            fits, why = suitable(list(views.values()), job)
+            usable[likeness] = [s.alias for s in fits], why
+        aliases, why = usable[likeness]
+        alias, reason = pick([views[a] for a in aliases], job) if aliases else (None, why)
         if alias is None:
             result.waiting[job.id] = known[likeness] = reason
             continue
