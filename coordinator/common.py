@@ -4,6 +4,7 @@ checks and reading a file off the event loop."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -81,9 +82,16 @@ def timestamp(value: datetime | None) -> Timestamp | None:
 
 def check_enum(field: str, wrapper: EnumTypeWrapper, value: int, *, allow_zero: bool) -> None:
     """Rejects enum numbers the contract does not define (proto3 enums are open)."""
-    if value not in wrapper.values() or (value == 0 and not allow_zero):
+    if value not in _numbers(wrapper) or (value == 0 and not allow_zero):
         names = ", ".join(n for n, _ in wrapper.items() if not n.endswith("UNSPECIFIED"))
         raise InvalidArgument(field, f"unknown value {value}; expected one of {names}")
+
+
+@functools.cache
+def _numbers(wrapper: EnumTypeWrapper) -> frozenset[int]:
+    """An enum's numbers (`values()` builds a list on every call: every submit checks
+    a few enums)."""
+    return frozenset(wrapper.values())
 
 
 async def read_chunks(

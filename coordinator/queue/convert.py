@@ -18,6 +18,10 @@ STATUS_TO_PB = {
 }
 STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
 STAGE_TO_PB = {stage: queue_pb2.JobStage.Value(f"JOB_STAGE_{stage.name}") for stage in JobStage}
+# By the stored text, as rows hold them (an Enum lookup per field showed in the profile
+# of every submit, claim and finish).
+STORED_STATUS_TO_PB = {status.value: pb for status, pb in STATUS_TO_PB.items()}
+STORED_STAGE_TO_PB = {stage.value: pb for stage, pb in STAGE_TO_PB.items()}
 
 
 def job_to_pb(
@@ -30,8 +34,8 @@ def job_to_pb(
     """
     job = queue_pb2.Job(
         id=row.id,
-        status=STATUS_TO_PB[JobStatus(row.status)],
-        stage=STAGE_TO_PB[JobStage(row.stage)],
+        status=STORED_STATUS_TO_PB[row.status],
+        stage=STORED_STAGE_TO_PB[row.stage],
         reason=row.reason,
         position=row.position,
         attempts=row.attempts,
