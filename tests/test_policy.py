@@ -98,3 +98,18 @@ def test_a_node_model_without_the_jobs_loras_is_passed_over() -> None:
     assert choose_server([ServerView("c", "sdcpp", up=True)], job) == ("c", "")
     by_hash = JobView("j", "sdcpp", model="sd15", loras=("a1b2c3d4e5f6",))
     assert choose_server([bare], by_hash) == ("a:sd15", "")
+
+
+def test_a_round_places_only_as_many_alike_jobs_as_could_start_or_wait_first() -> None:
+    """Between the rounds that tell waiting jobs why, a round looks at no more jobs of
+    one kind than the free slots could take, and one more (the first to wait)."""
+    from stablequeue_coordinator.dispatch.dispatcher import first_alike
+
+    def row(job: str, model: str, target: str = "") -> tuple[object, ...]:
+        return (job, "forge", target, model, (), ())
+
+    rows = [row(f"a{i}", "sd15") for i in range(5)] + [
+        row("x1", "sdxl"), row("b1", "sd15", "gpu-2"), row("x2", "sdxl"), row("x3", "sdxl"),
+    ]  # fmt: skip
+    kept = first_alike(rows, 2)  # type: ignore[arg-type]
+    assert [r[0] for r in kept] == ["a0", "a1", "x1", "b1", "x2"]

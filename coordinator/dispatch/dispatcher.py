@@ -266,6 +266,8 @@ class Dispatcher:
         depth = min(LOOKAHEAD, (MAX_REASONS if telling else 0) + 20 * free) + len(self._running)
         aliases = list(states)
         candidates = [row for row in await self._candidates(depth) if row[0] not in self._running]
+        if not telling:  # jobs alike beyond the free slots would only wait, and say so later
+            candidates = first_alike(candidates, free + 1)
         jobs = [await self._placed(row, aliases) for row in candidates]
         decided = plan(views, jobs, max_waiting=MAX_REASONS if telling else 0)
         placed = {job_id for job_id, _ in decided.assignments}
@@ -683,6 +685,20 @@ class Dispatcher:
             await self._queue.finish(
                 job.id, JobStatus.PENDING, "re-queued: the coordinator restarted during its attempt"
             )
+
+
+def first_alike(rows: list[DispatchRow], keep: int) -> list[DispatchRow]:
+    """`rows` less those beyond the first `keep` asking for the same (app, server,
+    model, LoRAs, files): a farm's queue is mostly batches of one spec, and placing
+    each candidate of a round (20 per free slot) cost more than the rest of it."""
+    seen: Counter[tuple[object, ...]] = Counter()
+    kept = []
+    for row in rows:
+        alike = row[1:]
+        if seen[alike] < keep:
+            seen[alike] += 1
+            kept.append(row)
+    return kept
 
 
 def _job_view(job: queue_pb2.Job) -> JobView:
