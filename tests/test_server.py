@@ -12,6 +12,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -136,6 +137,30 @@ def test_a_grouped_write_runs_after_its_first_step_and_not_when_that_fails(
         steps.shutdown()
         db.close()
     assert done == ["step", "work", "step"]
+
+
+def test_a_lone_write_committed_as_the_store_closes_is_not_failed(tmp_path: Path) -> None:
+    """Every CHECKPOINT_AFTER commits made on the event loop hand a checkpoint to the
+    store thread; one that commits while the store is closing still succeeds."""
+    from stablequeue_coordinator.store.db import CHECKPOINT_AFTER
+
+    db = Database(f"sqlite:///{tmp_path / 'sq.db'}")
+    db.quiet = lambda: True  # nothing else under way: writes commit inline
+
+    def store(connection: Any, items: list[int]) -> list[int]:
+        return [connection.execute(text("SELECT :n"), {"n": n}).scalar() for n in items]
+
+    async def run() -> list[int]:
+        done = [await db.batched(store, n, inline=True) for n in range(CHECKPOINT_AFTER - 1)]
+        db.close()  # the store thread is gone; the next commit is the hundredth
+        return [*done, await db.batched(store, CHECKPOINT_AFTER, inline=True)]
+
+    try:
+        db.migrate()
+        written = asyncio.run(run())
+    finally:
+        db.close()
+    assert written == [*range(CHECKPOINT_AFTER - 1), CHECKPOINT_AFTER]
 
 
 def test_only_jobs_naming_a_server_are_in_its_indexes(database_url: str) -> None:

@@ -257,7 +257,10 @@ class Database:
         self._inline_commits += 1
         if self._inline_commits >= CHECKPOINT_AFTER:
             self._inline_commits = 0
-            self._executor.submit(self._checkpoint)
+            # Closing: SQLite checkpoints when its last connection closes. Never fail
+            # a submit that has committed.
+            with contextlib.suppress(RuntimeError):
+                self._executor.submit(self._checkpoint)
 
     def _checkpoint(self) -> None:
         """Checkpoints the write-ahead log, as SQLite would have on one of the commits
