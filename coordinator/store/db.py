@@ -78,7 +78,7 @@ class Database:
         self._grouped: list[Grouped] = []
         self._grouped_lock = threading.Lock()
         # SQLite: the store thread's connection, kept between transactions (see
-        # `_connection`); None until the first one, and after one failed.
+        # `_connected`); None until the first one, and after one failed.
         self._kept: Connection | None = None
         # SQLite: transactions run on the store thread or, for a lone submit, on the
         # event loop (see `batched`); this keeps them apart.
@@ -349,8 +349,8 @@ def _end_hooks() -> None:
 
 
 def after_commit(hook: Callable[[], None]) -> None:
-    """Runs `hook` on the store thread once the transaction running there has committed
-    (never, if it rolls back).
+    """Runs `hook` once the store transaction running on this thread has committed
+    (never, if it rolls back): on the store thread, or the event loop for a lone submit.
 
     Raises:
         RuntimeError: called outside a store transaction.
