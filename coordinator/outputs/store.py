@@ -33,6 +33,7 @@ from stablequeue_coordinator.common import random_hex, timestamp, utcnow
 from stablequeue_coordinator.errors import FailedPrecondition, InvalidArgument, NotFound
 from stablequeue_coordinator.outputs import png
 from stablequeue_coordinator.store import Database
+from stablequeue_coordinator.store.hot import HotStatement
 from stablequeue_coordinator.store.tables import JobRow, ResultRow
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ RESULTS = ResultRow.__table__  # type: ignore[attr-defined]
 # A written image's record: its row's values, as `ResultStore.add` inserts them (a
 # plain dict: building an ORM object per image cost more than the INSERT itself).
 Record = dict[str, Any]
+RECORD_COLUMNS = (
+    "id", "job_id", "idx", "path", "mime", "width", "height", "seed", "size_bytes", "infotext",
+    "prompt", "model", "server", "created_at",
+)  # fmt: skip
+ADD_RECORDS = HotStatement(insert(RESULTS), RECORD_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -182,8 +188,7 @@ class ResultStore:
     def add(connection: Connection, records: Sequence[Record]) -> None:
         """Adds `write`'s records in the caller's transaction (one INSERT, no ORM unit
         of work: it runs with every completion)."""
-        if records:
-            connection.execute(insert(RESULTS), list(records))
+        ADD_RECORDS.many(connection, records)
 
     async def discard(self, records: Sequence[Record]) -> None:
         """Removes files written by `write` whose records were never stored."""

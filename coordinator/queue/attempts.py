@@ -27,6 +27,7 @@ from stablequeue_coordinator.queue.states import (
     transition_values,
 )
 from stablequeue_coordinator.queue.tally import JobTally
+from stablequeue_coordinator.store.hot import Fetched, HotStatement
 from stablequeue_coordinator.store.tables import JobRow, SettingRow
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ PAUSED_SETTING = "queue.paused"
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 ONE_MORE_ATTEMPT = JOBS.c.attempts + 1
 STATUS_OF = select(JOBS.c.status).where(JOBS.c.id == bindparam("w_id"))
-_MOVES: dict[tuple[Any, ...], Any] = {}  # see _move_statement
+_MOVES: dict[tuple[Any, ...], HotStatement] = {}  # see _move_statement
 # What scheduling reads of a pending job (see Attempts.dispatchable).
 DispatchRow = tuple[str, str, str, str, tuple[str, ...], tuple[tuple[str, str], ...]]
 # What of a job's spec scheduling reads: model, LoRA names, required files.
@@ -115,7 +116,7 @@ class Attempts:
         if status is JobStatus.PENDING:
             values.update(not_before=not_before, backend_task_id=None)
 
-        def work(connection: Connection) -> Row[Any] | StableQueueError:
+        def work(connection: Connection) -> Fetched | StableQueueError:
             row = _move(connection, job_id, JobStatus.PROCESSING, values, self.tally)
             if also is not None and not isinstance(row, StableQueueError):
                 also(connection)
@@ -264,7 +265,7 @@ def _move(
     leaving: JobStatus,
     values: dict[str, Any],
     tally: JobTally,
-) -> Row[Any] | StableQueueError:
+) -> Fetched | StableQueueError:
     """The dispatcher's moves of a job, as one conditional UPDATE that returns the row:
     it matches only while the job is still in `leaving`, and being the transaction's
     first statement it takes the row's lock (PostgreSQL) or the write lock (SQLite),
@@ -273,8 +274,9 @@ def _move(
     PENDING.) A job that moved on meanwhile (a user's cancel) is the error returned,
     not raised, so the writes grouped with it commit."""
     plain = {f"v_{k}": v for k, v in values.items() if not isinstance(v, ColumnElement)}
-    statement = _move_statement(leaving, tuple(values.items()))
-    row = connection.execute(statement, {"w_id": job_id, **plain}).first()
+    row = _move_statement(leaving, tuple(values.items())).first(
+        connection, {"w_id": job_id, **plain}
+    )
     if row is not None:
         tally.change(row.submitted_by, leaving.value, row.status)
         return row
@@ -284,10 +286,10 @@ def _move(
     return FailedPrecondition(f"job {job_id} is {now}, not {leaving.value}")
 
 
-def _move_statement(leaving: JobStatus, values: tuple[tuple[str, Any], ...]) -> Any:
+def _move_statement(leaving: JobStatus, values: tuple[tuple[str, Any], ...]) -> HotStatement:
     """The UPDATE for a move setting these columns, built once per shape (the columns,
     and SQL expressions such as ONE_MORE_ATTEMPT as they are): the hot path then
-    skips building and keying a statement on every job."""
+    skips building, keying and compiling a statement on every job (see `HotStatement`)."""
     shape = (leaving, tuple((k, v if isinstance(v, ColumnElement) else None) for k, v in values))
     statement = _MOVES.get(shape)
     if statement is None:
@@ -295,7 +297,7 @@ def _move_statement(leaving: JobStatus, values: tuple[tuple[str, Any], ...]) -> 
             k: v if isinstance(v, ColumnElement) else bindparam(f"v_{k}", type_=JOBS.c[k].type)
             for k, v in values
         }
-        statement = _MOVES[shape] = (
+        statement = _MOVES[shape] = HotStatement(
             update(JOBS)
             .where(JOBS.c.id == bindparam("w_id"), JOBS.c.status == leaving.value)
             .values(assigned)

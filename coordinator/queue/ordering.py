@@ -13,18 +13,19 @@ from sqlalchemy import Connection, func
 from sqlmodel import Session, col, select
 
 from stablequeue_coordinator.queue.states import JobStatus
+from stablequeue_coordinator.store.hot import HotStatement
 from stablequeue_coordinator.store.tables import JobRow
 
 GAP = 1 << 20
 # Built once: every submit batch asks for the tail (a statement built and keyed per
-# call cost as much as the rest of the batch's insert).
-HIGHEST = select(func.max(JobRow.position))
+# call cost as much as the rest of the batch's insert; see `HotStatement`).
+HIGHEST = HotStatement(select(func.max(JobRow.position)))
 LOWEST = select(func.min(JobRow.position))
 
 
 def tail_position(connection: Connection) -> int:
     """A position after every job ever queued."""
-    highest = connection.execute(HIGHEST).scalar()
+    highest = HIGHEST.scalar(connection, {})
     return (highest or 0) + GAP
 
 

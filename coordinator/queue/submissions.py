@@ -31,6 +31,7 @@ from stablequeue_coordinator.queue import ordering
 from stablequeue_coordinator.queue.states import JobStage, JobStatus
 from stablequeue_coordinator.queue.tally import JobTally
 from stablequeue_coordinator.store import Database
+from stablequeue_coordinator.store.hot import HotStatement
 from stablequeue_coordinator.store.tables import IdempotencyRow, JobImageRow, JobRow
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,13 @@ INLINE_JOBS = 4
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
 JOB_IMAGES = JobImageRow.__table__  # type: ignore[attr-defined]
+# The columns `_job_values` gives a new job.
+JOB_COLUMNS = (
+    "id", "status", "stage", "reason", "app", "target_server", "server", "priority", "position",
+    "attempts", "submitted_by", "idempotency_key", "batch_id", "batch_index", "label", "spec",
+    "created_at", "updated_at", "started_at", "finished_at",
+)  # fmt: skip
+ADD_JOBS = HotStatement(insert(JOBS), JOB_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -134,8 +142,7 @@ def insert_batch(
                 }
             )
         outcomes.append(stored)
-    if new_jobs:
-        connection.execute(insert(JOBS), new_jobs)
+    ADD_JOBS.many(connection, new_jobs)
     if new_keys:
         connection.execute(insert(IDEMPOTENCY), new_keys)
     if new_images:
