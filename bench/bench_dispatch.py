@@ -17,7 +17,10 @@ Prints:
     (goal <= 1.5 ms), the jobs/s that gives, and beside it the CPU of a bare RPC
     (health Check) measured on the same coordinator; then the same with the data
     folder (database and images) in memory (/dev/shm, where there is one), so the
-    disk's share of the kernel time shows apart from the coordinator's own;
+    disk's share of the kernel time shows apart from the coordinator's own; and
+    beside each, what the OS charges for one image file written and flushed there
+    the way the coordinator writes it (its image threads, the same folder, this
+    bench process's CPU): a job through a zero-time fake writes one;
   * a server's next job after its answer while work waits: the gap between a server
     answering one job and receiving its next, with 4 servers taking 50 ms a job
     (p50/p99; goal p50 < 5 ms), and with zero-time servers, where the coordinator is
@@ -30,10 +33,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -51,7 +56,8 @@ from stablequeue.v1 import (  # noqa: E402
     processes_pb2_grpc,
     queue_pb2,
 )
-from tests.fakes.forge import FakeForge  # noqa: E402
+from stablequeue_coordinator.outputs.store import IMAGE_WRITERS, Saving  # noqa: E402
+from tests.fakes.forge import FakeForge, png  # noqa: E402
 from tests.fakes.sdcpp import FakeSdServer  # noqa: E402
 
 SPEC = txt2img("a benchmark cat", steps=1, width=512, height=512, app="forge")
@@ -141,6 +147,23 @@ async def overhead_per_job(
     return gaps, jobs / elapsed, cpu_ms, listed, bare
 
 
+def image_file_cpu(folder: Path, files: int = 1000) -> tuple[float, float]:
+    """CPU ms (user, kernel) of this process per image file written and flushed into
+    `folder` as the coordinator does (`Saving.write` on IMAGE_WRITERS threads; a PNG
+    like the fakes' answers)."""
+    data = png((1, 2, 3), "a benchmark cat\nSteps: 1, Seed: 1, Size: 64x64")
+    folder.mkdir(parents=True, exist_ok=True)
+    writes = [Saving(files=[(folder / f"image-{i}.png", data)]) for i in range(files)]
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    with ThreadPoolExecutor(IMAGE_WRITERS) as threads:
+        list(threads.map(Saving.write, writes))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return (
+        (after.ru_utime - before.ru_utime) * 1000 / files,
+        (after.ru_stime - before.ru_stime) * 1000 / files,
+    )
+
+
 async def listing_with_results(
     coordinator: Coordinator, rounds: int = 30
 ) -> tuple[list[float], list[float]]:
@@ -220,13 +243,14 @@ async def main(args: argparse.Namespace) -> None:
         gaps, throughput, (user, kernel), listing, bare_cpu = await overhead_per_job(
             Path(tmp) / "overhead", args.jobs, 4
         )
+        files = image_file_cpu(Path(tmp) / "overhead" / "files")
         in_memory = None
         if os.access(MEMORY, os.W_OK):  # there and writable
             with tempfile.TemporaryDirectory(dir=MEMORY) as shm:
                 _, in_memory, cpu, *_ = await overhead_per_job(
                     Path(shm) / "overhead", args.jobs, 4, listing=False
                 )
-                in_memory = (in_memory, *cpu)
+                in_memory = (in_memory, *cpu, *image_file_cpu(Path(shm) / "files"))
         busy, *_ = await overhead_per_job(
             Path(tmp) / "busy", args.busy_jobs, 4, BUSY_MS / 1000, listing=False
         )
@@ -237,12 +261,17 @@ async def main(args: argparse.Namespace) -> None:
     print(f"  coordinator CPU per job, 4 zero-time servers ({args.jobs} jobs): "
           f"{user + kernel:.2f} ms ({user:.2f} user + {kernel:.2f} kernel)   (goal <= 1.5 ms); "
           f"a bare RPC on it: {bare_cpu:.3f} ms")  # fmt: skip
+    print(f"  ... one image file written and flushed there (each of those jobs writes one; "
+          f"the same folder, {IMAGE_WRITERS} threads): {sum(files):.2f} ms ({files[0]:.2f} user "
+          f"+ {files[1]:.2f} kernel); the job less its file: {user + kernel - sum(files):.2f} "
+          "ms")  # fmt: skip
     print(f"  throughput with 4 zero-time servers: {throughput:.0f} jobs/s")
     if in_memory is not None:
-        rate, m_user, m_kernel = in_memory
+        rate, m_user, m_kernel, f_user, f_kernel = in_memory
         print(f"  ... data folder in memory ({MEMORY}): {m_user + m_kernel:.2f} ms "
               f"({m_user:.2f} user + {m_kernel:.2f} kernel), {rate:.0f} jobs/s: the disk's "
-              f"share is the difference")  # fmt: skip
+              f"share is the difference; an image file there {f_user + f_kernel:.2f} ms, the "
+              f"job less its file {m_user + m_kernel - f_user - f_kernel:.2f} ms")  # fmt: skip
     print(f"  next job after a server's answer, 4 servers at {BUSY_MS:.0f} ms a job "
           f"({len(busy)} gaps): p50 {pct(busy, .5):.2f} ms, p99 {pct(busy, .99):.2f} ms"
           "   (goal p50 < 5 ms)")  # fmt: skip
