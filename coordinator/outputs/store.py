@@ -49,11 +49,7 @@ RESULTS = ResultRow.__table__  # type: ignore[attr-defined]
 # A written image's record: its row's values, as `ResultStore.add` inserts them (a
 # plain dict: building an ORM object per image cost more than the INSERT itself).
 Record = dict[str, Any]
-RECORD_COLUMNS = (
-    "id", "job_id", "idx", "path", "mime", "width", "height", "seed", "size_bytes", "infotext",
-    "prompt", "model", "server", "created_at",
-)  # fmt: skip
-ADD_RECORDS = HotStatement(insert(RESULTS), RECORD_COLUMNS)
+ADD_RECORDS = HotStatement(insert(RESULTS))
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,7 @@ INLINE_JOBS = 4
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
 JOB_IMAGES = JobImageRow.__table__  # type: ignore[attr-defined]
-# The columns `_job_values` gives a new job.
-JOB_COLUMNS = (
-    "id", "status", "stage", "reason", "app", "target_server", "server", "priority", "position",
-    "attempts", "submitted_by", "idempotency_key", "batch_id", "batch_index", "label", "spec",
-    "created_at", "updated_at", "started_at", "finished_at",
-)  # fmt: skip
-ADD_JOBS = HotStatement(insert(JOBS), JOB_COLUMNS)
+ADD_JOBS = HotStatement(insert(JOBS))  # the rows of `_job_values`
 
 
 @dataclass(frozen=True)

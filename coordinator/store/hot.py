@@ -10,8 +10,8 @@ conversions) and on SQLite runs it on the DB-API connection, inside the caller's
 transaction; the values written and read are SQLAlchemy's own conversions, so a row
 stored either way reads back the same. On PostgreSQL it is plain
 `connection.execute`, and so it is on an engine something watches (statement
-listeners, `echo`), so that what watches sees every statement. On the direct path errors are the
-driver's own (`sqlite3.Error`), not SQLAlchemy's wrappers.
+listeners, `echo`), so that what watches sees every statement. On the direct path
+errors are the driver's own (`sqlite3.Error`), not SQLAlchemy's wrappers.
 """
 
 from __future__ import annotations
@@ -44,22 +44,21 @@ class HotStatement:
     """A statement compiled once, with bind parameters named by the caller.
 
     Args:
-        statement: an UPDATE/INSERT/SELECT whose parameters are `bindparam`s (and
-            literals, which it keeps).
-        columns: for a bare `insert(table)`, the columns every row gives (its
-            parameters are named after them).
+        statement: an UPDATE/SELECT whose parameters are `bindparam`s (and literals,
+            which it keeps), or a bare `insert(table)` for `many`, whose parameters are
+            the columns its rows give (as SQLAlchemy does, those of the first row).
     """
 
-    def __init__(self, statement: Executable, columns: Sequence[str] | None = None) -> None:
+    def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._columns = list(columns) if columns is not None else None
-        self._compiled: _Compiled | None = None
+        # By the columns an INSERT's rows give (None: the statement's own parameters).
+        self._compiled: dict[tuple[str, ...] | None, _Compiled] = {}
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Fetched | None:
         """The first row the statement returns (attributes by column name), or None."""
         if not _direct(connection):
             return connection.execute(self.statement, dict(params)).first()
-        compiled = self._compiled or self._compile(connection.dialect)
+        compiled = self._compiled.get(None) or self._compile(connection.dialect, None)
         cursor = _driver(connection).execute(compiled.sql, _values(compiled, params))
         found = cursor.fetchone()
         cursor.close()
@@ -82,11 +81,13 @@ class HotStatement:
         if not _direct(connection):
             connection.execute(self.statement, [dict(row) for row in rows])
             return
-        compiled = self._compiled or self._compile(connection.dialect)
+        columns = tuple(rows[0])
+        compiled = self._compiled.get(columns) or self._compile(connection.dialect, columns)
         _driver(connection).executemany(compiled.sql, [_values(compiled, row) for row in rows])
 
-    def _compile(self, dialect: Dialect) -> _Compiled:
-        compiled = self.statement.compile(dialect=dialect, column_keys=self._columns)
+    def _compile(self, dialect: Dialect, columns: tuple[str, ...] | None) -> _Compiled:
+        keys = list(columns) if columns is not None else None
+        compiled = self.statement.compile(dialect=dialect, column_keys=keys)
         if compiled.positiontup is None:
             raise TypeError(f"{dialect.name}'s parameters are not positional")
         defaulted = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
@@ -101,14 +102,15 @@ class HotStatement:
             binds.append(bind.type.dialect_impl(dialect).bind_processor(dialect))
         row, results = None, ()
         if isinstance(self.statement, ReturnsRows):
-            columns = list(self.statement.exported_columns)
-            keys = [getattr(c, "key", None) or f"_{i}" for i, c in enumerate(columns)]
-            row = collections.namedtuple("Row", keys, rename=True)._make  # type: ignore[misc]
+            returned = list(self.statement.exported_columns)
+            names_of = [getattr(c, "key", None) or f"_{i}" for i, c in enumerate(returned)]
+            row = collections.namedtuple("Row", names_of, rename=True)._make  # type: ignore[misc]
             results = tuple(
-                c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+                c.type.dialect_impl(dialect).result_processor(dialect, None) for c in returned
             )
-        self._compiled = _Compiled(compiled.string, names, fixed, tuple(binds), row, results)
-        return self._compiled
+        made = _Compiled(compiled.string, names, fixed, tuple(binds), row, results)
+        self._compiled[columns] = made
+        return made
 
 
 def _direct(connection: Connection) -> bool:
