@@ -115,3 +115,26 @@ def test_an_image_that_cannot_be_flushed_leaves_nothing_under_any_name(
     with pytest.raises(OSError, match="Input/output error"):
         Saving(files=[(tmp_path / "job-0.png", b"an image")]).write()
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed", "renamed"])
+def test_image_files_get_the_mode_the_umask_gives_as_in_forge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    real_open = os.open
+
+    def opener(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if UNNAMED and flags & UNNAMED == UNNAMED and not unnamed:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", opener)
+    old = os.umask(0o022)
+    try:
+        Saving(files=[(tmp_path / "job-0.png", b"an image")]).write()
+        os.umask(0o077)
+        Saving(files=[(tmp_path / "job-1.png", b"an image")]).write()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "job-0.png").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "job-1.png").stat().st_mode & 0o777 == 0o600

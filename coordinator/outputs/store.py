@@ -49,7 +49,9 @@ O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 # What opening an unnamed file says where the OS or the folder's filesystem has none.
 NO_UNNAMED_FILES = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS})
-FILE_MODE = 0o600
+# Less the umask, as Forge and ComfyUI save theirs (mkstemp's 0600 kept a gallery served
+# by another account, or a share of the output folder, from reading them).
+FILE_MODE = 0o666
 RESULTS = ResultRow.__table__  # type: ignore[attr-defined]
 # A written image's record: its row's values, as `ResultStore.add` inserts them (a
 # plain dict: building an ORM object per image cost more than the INSERT itself).
