@@ -66,7 +66,40 @@ def test_an_image_gets_its_name_once_written_and_flushed_without_a_temporary_nam
     assert leftovers(day) == ["job-0.png", "job-1.png"]
 
 
-def test_an_image_written_again_replaces_the_one_there(tmp_path: Path) -> None:
+def refuse_unnamed_files(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    """The OS refuses unnamed files, as NFS, overlay and older kernels do."""
+    real_open = os.open
+
+    def opener(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if UNNAMED and flags & UNNAMED == UNNAMED:
+            raise OSError(code, os.strerror(code), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", opener)
+
+
+@pytest.fixture(params=["unnamed", "renamed"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each way an image is written: by an unnamed file, and where there are none."""
+    if request.param == "renamed":
+        refuse_unnamed_files(monkeypatch, errno.EISDIR)
+    return str(request.param)
+
+
+def test_where_the_filesystem_has_no_unnamed_files_a_renamed_one_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list[tuple[str, tuple[Any, ...]]]
+) -> None:
+    """NFS, overlay and older kernels refuse O_TMPFILE (EOPNOTSUPP, EISDIR): the
+    image is then written under a temporary name and renamed."""
+    refuse_unnamed_files(monkeypatch, errno.EOPNOTSUPP)
+    Saving(files=[(tmp_path / "day" / "job-0.png", b"an image")]).write()
+    assert (tmp_path / "day" / "job-0.png").read_bytes() == b"an image"
+    assert leftovers(tmp_path / "day") == ["job-0.png"]
+    renamed = [args for event, args in calls if event == "os.rename"]
+    assert len(renamed) == 1 and Path(renamed[0][0]).name.endswith(".incomplete")
+
+
+def test_an_image_written_again_replaces_the_one_there(tmp_path: Path, way: str) -> None:
     """A job retried after a crash between its image write and its commit writes the
     same names again: the new file replaces the old, whole."""
     path = tmp_path / "job-0.png"
@@ -76,59 +109,19 @@ def test_an_image_written_again_replaces_the_one_there(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == ["job-0.png"]
 
 
-def test_where_the_filesystem_has_no_unnamed_files_a_renamed_one_is_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list[tuple[str, tuple[Any, ...]]]
-) -> None:
-    """NFS, overlay and older kernels refuse O_TMPFILE (EOPNOTSUPP, EISDIR): the
-    image is then written under a temporary name and renamed."""
-    real_open = os.open
-
-    def no_unnamed(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if UNNAMED and flags & UNNAMED == UNNAMED:
-            raise OSError(errno.EOPNOTSUPP, "Operation not supported", str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", no_unnamed)
-    Saving(files=[(tmp_path / "day" / "job-0.png", b"an image")]).write()
-    assert (tmp_path / "day" / "job-0.png").read_bytes() == b"an image"
-    assert leftovers(tmp_path / "day") == ["job-0.png"]
-    renamed = [args for event, args in calls if event == "os.rename"]
-    assert len(renamed) == 1 and Path(renamed[0][0]).name.endswith(".incomplete")
-
-
-@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed", "renamed"])
 def test_an_image_that_cannot_be_flushed_leaves_nothing_under_any_name(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
-    real_open = os.open
-
-    def opener(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if UNNAMED and flags & UNNAMED == UNNAMED and not unnamed:
-            raise OSError(errno.EISDIR, "Is a directory", str(path))
-        return real_open(path, flags, *args, **kwargs)
-
     def fails(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(os, "open", opener)
     monkeypatch.setattr(os, "fsync", fails)
     with pytest.raises(OSError, match="Input/output error"):
         Saving(files=[(tmp_path / "job-0.png", b"an image")]).write()
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed", "renamed"])
-def test_image_files_get_the_mode_the_umask_gives_as_in_forge(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
-) -> None:
-    real_open = os.open
-
-    def opener(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if UNNAMED and flags & UNNAMED == UNNAMED and not unnamed:
-            raise OSError(errno.EOPNOTSUPP, "Operation not supported", str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", opener)
+def test_image_files_get_the_mode_the_umask_gives_as_in_forge(tmp_path: Path, way: str) -> None:
     old = os.umask(0o022)
     try:
         Saving(files=[(tmp_path / "job-0.png", b"an image")]).write()
