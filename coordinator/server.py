@@ -149,7 +149,7 @@ class Coordinator:
             self.nodes.may_act = self.leadership.valid
             self.dispatcher.may_act = self.leadership.valid
         await asyncio.to_thread(self.results.remove_orphans)
-        await self.db.run(self.queue.tally.forget)  # a standby's counts may be stale
+        await self.db.run(self.queue.tally.load)
         self.servers.start()
         await self.nodes.load()
         self.nodes.start()
