@@ -372,7 +372,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     """
     if O_TMPFILE:
         try:
-            fd = _open_unnamed(path.parent)
+            fd = _open_in(path.parent, path.parent, os.O_WRONLY | O_TMPFILE | O_CLOEXEC)
         except OSError as e:
             if e.errno not in NO_UNNAMED_FILES:
                 raise
@@ -391,13 +391,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
     _write_renamed(path, data)
 
 
-def _open_unnamed(folder: Path) -> int:
-    flags = os.O_WRONLY | O_TMPFILE | O_CLOEXEC
+def _open_in(folder: Path, name: Path, flags: int) -> int:
+    """`os.open(name, flags)` for a file of `folder`, which is made when it is missing
+    (the first image of the day)."""
     try:
-        return os.open(folder, flags, FILE_MODE)
-    except FileNotFoundError:  # the first image of the day
+        return os.open(name, flags, FILE_MODE)
+    except FileNotFoundError:
         folder.mkdir(parents=True, exist_ok=True)
-        return os.open(folder, flags, FILE_MODE)
+        return os.open(name, flags, FILE_MODE)
 
 
 def _write_renamed(path: Path, data: bytes) -> None:
@@ -409,12 +410,7 @@ def _write_renamed(path: Path, data: bytes) -> None:
     waits while the event loop runs Python.
     """
     tmp = path.with_name(f".{path.name}.{random_hex(6)}.incomplete")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC
-    try:
-        fd = os.open(tmp, flags, FILE_MODE)
-    except FileNotFoundError:  # the first image of the day
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, flags, FILE_MODE)
+    fd = _open_in(path.parent, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC)
     try:
         try:
             _write_all(fd, data)
